@@ -1,0 +1,56 @@
+"""HTTP API: the app factory. Business logic lives in :mod:`bandit_push`."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+from flask import Flask, current_app
+
+from bandit_push.config import Settings
+from bandit_push.decide import DecisionEngine
+from bandit_push.store import Store
+
+
+@dataclass
+class Services:
+    """Per-app state: the settings, the store, the decision engine."""
+
+    settings: Settings
+    store: Store
+    engine: DecisionEngine
+
+
+def services() -> Services:
+    return current_app.extensions["bandit_push"]
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app. Tests pass settings; production reads the environment (``BANDIT_PUSH_*``, ``REDIS_URL``)."""
+    from api import errors
+    from api.routes import decide, events, feedback, health, segments, users
+
+    settings = settings or Settings.from_env()
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set: run `bandit-push serve`, which starts an embedded redis, "
+                           "or point REDIS_URL at a Redis server")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    store = Store.connect(settings)
+    app.extensions["bandit_push"] = Services(settings, store, DecisionEngine(store, settings))
+    app.extensions["bandit_push_openapi"] = resources.files("api").joinpath("openapi.json").read_text()
+    errors.register(app)
+    for module in (decide, feedback, events, users, segments, health):
+        app.register_blueprint(module.bp)
+    logging.getLogger(__name__).info("bandit-push API on %s, policy %s", _safe(settings.redis_url), settings.policy)
+    return app
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for logs."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,67 @@
+"""One table from domain errors to HTTP, and handlers that make every error JSON.
+
+Shape: ``{"error": "<stable code>", "message": "<sentence>", "field": "<name>"}``.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from bandit_push.errors import BanditPushError, ConfigError, Conflict, InvalidArgument, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[BanditPushError], int] = {
+    InvalidArgument: 400,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+    ConfigError: 500,
+}
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+               415: "unsupported_media_type", 429: "rate_limited"}
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict:
+    body = {"error": code, "message": message}
+    if field:
+        body["field"] = field
+    return body
+
+
+def register(app: Flask) -> None:
+    """Install the handlers on ``app``."""
+
+    @app.errorhandler(BanditPushError)
+    def _domain(err: BanditPushError):
+        status = next((s for cls, s in STATUS.items() if isinstance(err, cls)), 400)
+        resp = jsonify(error_body(err.code, err.message, err.field))
+        if status == 503:
+            resp.headers["Retry-After"] = "1"
+        return resp, status
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        code = err.code or 500
+        message = err.description or err.name
+        if code == 413:
+            message = f"request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes"
+        field = "body" if code in (400, 413) else None
+        return jsonify(error_body(_HTTP_CODES.get(code, err.name.lower().replace(" ", "_")), message, field)), code
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _redis_down(err: Exception):
+        log.warning("redis unavailable: %s", err)
+        resp = jsonify(error_body("redis_unavailable", "the state store is unavailable; retry shortly"))
+        resp.headers["Retry-After"] = "1"
+        return resp, 503
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        log.exception("unhandled error")
+        return jsonify(error_body("internal_error", "an unexpected error occurred; it has been logged")), 500

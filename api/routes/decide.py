@@ -1,0 +1,23 @@
+"""POST /v1/decide."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify
+
+from api import services
+from api import validation as v
+
+bp = Blueprint("decide", __name__)
+
+
+@bp.post("/v1/decide")
+def decide():
+    s = services()
+    body = v.json_body()
+    v.only(body, ("user_id", "now", "k", "channel"))
+    user_id = v.ident(v.required(body, "user_id"), "user_id", s.settings.max_id_length)
+    now = v.timestamp(body.get("now"), "now", default=time.time())
+    k = v.integer(body.get("k"), "k", 1, s.settings.max_k, default=s.settings.default_k)
+    channel = v.short_text(body["channel"], "channel") if body.get("channel") is not None else None
+    return jsonify(s.engine.decide(user_id, now=now, k=k, channel=channel).to_json())

@@ -1,0 +1,42 @@
+"""POST /v1/feedback: one event or {"events": [...]}."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify
+
+from api import services
+from api import validation as v
+from bandit_push import feedback as fb
+from bandit_push.config import OUTCOMES
+from bandit_push.errors import Conflict, NotFound
+
+bp = Blueprint("feedback", __name__)
+
+
+@bp.post("/v1/feedback")
+def feedback():
+    s = services()
+    body = v.json_body()
+    entries = v.batch(body, s.settings.max_batch)
+    now = time.time()
+    events = []
+    for where, item in entries:
+        v.only(item, ("decision_id", "event", "ts", "value"), where)
+        did = v.short_text(v.required(item, "decision_id", where), f"{where}decision_id", 128)
+        event = v.choice(v.required(item, "event", where), f"{where}event", OUTCOMES)
+        ts = v.timestamp(item.get("ts"), f"{where}ts", default=now)
+        value = v.number(item["value"], f"{where}value", 0, 1e9) if item.get("value") is not None else None
+        events.append(fb.FeedbackEvent(did, event, ts, value))
+    statuses = fb.record(s.store, s.settings, events)
+    counts = {status: statuses.count(status) for status in fb.STATUSES}
+    if "events" not in body:
+        status = statuses[0]
+        if status == "unknown":
+            raise NotFound(f"decision {events[0].decision_id!r} is unknown or has expired",
+                           field="decision_id", code="unknown_decision")
+        if status == "not_sent":
+            raise Conflict("the decision said not to send; feedback on it is refused",
+                           field="decision_id", code="decision_not_sent")
+        return jsonify({"status": status, **counts})
+    return jsonify({**counts, "statuses": statuses})

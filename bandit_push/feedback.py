@@ -1,0 +1,51 @@
+"""Engagement feedback: attributed to its decision, counted once, credited to the decision's arm."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bandit_push.config import OUTCOMES, Settings
+from bandit_push.store import Store
+
+_SPACE = re.compile(r"^[0-9a-f]{20}\.([A-Za-z0-9_-]{1,64})$")
+
+#: statuses the feedback script answers
+STATUSES = ("accepted", "duplicate", "late", "unknown", "not_sent")
+
+
+@dataclass(frozen=True)
+class FeedbackEvent:
+    decision_id: str
+    event: str
+    ts: float
+    value: float | None = None
+
+
+def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> list[str]:
+    """Record a batch of feedback events; one status per event, in order.
+
+    ``accepted``: credited to the arm; ``duplicate``: this (decision, event) was already
+    recorded; ``late``: stored but past the attribution window, not credited;
+    ``unknown``: no such decision (never made, or expired); ``not_sent``: the decision
+    said not to send. An ``unsubscribed`` event opts the user out whatever its status
+    (the opt-out is idempotent, so a retry after a failure still applies it).
+    """
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for ev in events:
+        m = _SPACE.match(ev.decision_id)
+        space = m.group(1) if m else "-"
+        store.feedback_script(
+            keys=[keys.decision(ev.decision_id), keys.arms(space)],
+            args=[OUTCOMES.index(ev.event) + 1, ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,
+                  settings.half_life_hours * 3600.0, len(OUTCOMES), "" if ev.value is None else repr(ev.value), space],
+            client=pipe)
+    results = pipe.execute()
+    statuses = [r[0] for r in results]
+    opt_outs = {r[1] for ev, r in zip(events, results) if ev.event == "unsubscribed" and r[1]}
+    if opt_outs:
+        pipe = store.redis.pipeline(transaction=False)
+        for user_id in opt_outs:
+            store.upsert_user_script(keys=[keys.user(user_id), keys.segment_sizes()], args=["", "", "1"], client=pipe)
+        pipe.execute()
+    return statuses

@@ -1,0 +1,64 @@
+"""Every Redis key string, and nothing else. The schema is a persisted API: tests pin it.
+
+Layout ``<prefix><entity>:<id>[:<facet>]``. Per-user keys carry the user id as
+hash tag so that what one script touches for a user shares a slot. Shared
+policy state (arms, popular lists) sits under its own tags.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one deployment prefix."""
+
+    prefix: str = "bp:"
+
+    def user(self, user_id: str) -> str:
+        """Hash: state, time zone rule, recent pushes, behaviour features of one user."""
+        return f"{self.prefix}u:{{{user_id}}}"
+
+    def decision(self, decision_id: str) -> str:
+        """Hash: one decision record, with its per-event dedup flags. Expires."""
+        return f"{self.prefix}d:{decision_id}"
+
+    def arms(self, space: str) -> str:
+        """Hash: arm statistics of one policy space (``default`` or an experiment variant).
+
+        Fields ``<segment>|<recency>|<daypart>`` hold ``"t n <outcome counts...>"``;
+        ``<segment>|N`` holds ``"t n"``, the segment's total decayed sends.
+        """
+        return f"{self.prefix}arms:{{{space}}}"
+
+    def segment_sizes(self) -> str:
+        """Hash: segment id -> number of users in it."""
+        return f"{self.prefix}segsize"
+
+    def popular_day(self, day: int) -> str:
+        """Hash for one UTC day (days since epoch): ``<segment>|<item>`` -> weighted events."""
+        return f"{self.prefix}pop:{day}"
+
+    def popular_top(self) -> str:
+        """Hash: segment id (``*`` global) -> ``"item score item score ..."``; ``@ts`` -> refresh time."""
+        return f"{self.prefix}top"
+
+    def interactions(self, day: int) -> str:
+        """String: packed interaction records of one UTC day, appended to (13 bytes each)."""
+        return f"{self.prefix}ix:{day}"
+
+    def interaction_days(self) -> str:
+        """Sorted set: the days that have an interaction chunk, by day number."""
+        return f"{self.prefix}ix:days"
+
+    def item_index(self) -> str:
+        """Hash: item id -> dense item index used in interaction records."""
+        return f"{self.prefix}items:idx"
+
+    def item_ids(self) -> str:
+        """List: dense item index -> item id."""
+        return f"{self.prefix}items:ids"
+
+    def counters(self) -> str:
+        """Hash of service-wide counters (next user index, ...)."""
+        return f"{self.prefix}counters"

@@ -1,0 +1,24 @@
+"""Thompson sampling on the net value of a push."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bandit_push.policies.base import ArmView, Policy, net_value_posterior, phi
+
+
+class ThompsonSampling(Policy):
+    """Draw the net value from a normal approximation of its posterior; send if the draw beats ``cost``.
+
+    The draw is made by inverse transform from one uniform number, ``send iff u < P(V > cost)``,
+    so the propensity of either action is known exactly: ``P(V > cost) = phi((mean - cost) / sd)``.
+    """
+
+    name = "thompson"
+    kind = "thompson"
+    defaults = {"cost": 0.0}
+
+    def send_probability(self, arm: ArmView) -> float:
+        mean, var = net_value_posterior(np.array([arm.n]), arm.counts[None, :], self.prior)
+        return phi((float(mean[0]) - self.params["cost"]) / math.sqrt(float(var[0])))

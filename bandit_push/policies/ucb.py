@@ -1,0 +1,26 @@
+"""Upper confidence bound on the net value of a push."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bandit_push.policies.base import ArmView, Policy, net_value_posterior
+
+
+class UCB(Policy):
+    """Send when ``mean + ucb_c * sd * sqrt(2 ln(N + 2))`` beats ``cost`` (N: the segment's sends).
+
+    The bonus grows slowly with the segment's experience and shrinks with the arm's own,
+    so an arm keeps being tried until its optimistic value falls below the cost.
+    Deterministic: the propensity of the action taken is 1.
+    """
+
+    name = "ucb"
+    kind = "ucb"
+    defaults = {"cost": 0.0, "ucb_c": 1.0}
+
+    def send_probability(self, arm: ArmView) -> float:
+        mean, var = net_value_posterior(np.array([arm.n]), arm.counts[None, :], self.prior)
+        bound = float(mean[0]) + self.params["ucb_c"] * math.sqrt(float(var[0]) * 2 * math.log(arm.segment_sends + 2))
+        return 1.0 if bound > self.params["cost"] else 0.0

@@ -1,0 +1,308 @@
+"""Lua sources, one per atomic read-modify-write. Each has a KEYS/ARGV/returns header.
+
+Every key arrives through KEYS; scripts build only hash *field* names. Numbers
+cross the boundary as strings formatted ``%.17g`` so that Python and Lua see
+the same doubles. :mod:`bandit_push.policies.base` and :mod:`bandit_push.tzrule`
+hold the numpy/Python references that the tests compare these against.
+"""
+from __future__ import annotations
+
+# Shared helpers, prepended to the scripts that need them.
+PRELUDE = r"""
+local function fmt(x) return string.format('%.17g', x) end
+
+-- an arm is {t, n, outcome_1, ..., outcome_m}: reference time, decayed sends, decayed outcome counts
+local function arm_load(raw, size)
+  local a = {}
+  if raw then for x in string.gmatch(raw, '%S+') do a[#a + 1] = tonumber(x) end end
+  if #a ~= size then a = {0}; for i = 2, size do a[i] = 0 end end
+  return a
+end
+local function arm_dump(a)
+  local out = {}
+  for i = 1, #a do out[i] = fmt(a[i]) end
+  return table.concat(out, ' ')
+end
+-- move the reference time forward to t, decaying every count (never backwards)
+local function arm_decay_to(a, t, hl)
+  if t > a[1] then
+    local f = math.pow(2, -(t - a[1]) / hl)
+    for i = 2, #a do a[i] = a[i] * f end
+    a[1] = t
+  end
+end
+-- add x to slot i for an event at time t (an event older than the reference time weighs less)
+local function arm_add(a, i, t, hl, x)
+  if t >= a[1] then arm_decay_to(a, t, hl); a[i] = a[i] + x
+  else a[i] = a[i] + x * math.pow(2, -(a[1] - t) / hl) end
+end
+
+-- time zones: see bandit_push/tzrule.py for the rule format
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+end
+local function civil_year(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local y = yoe + era * 400
+  if math.floor((5 * doy + 2) / 153) >= 10 then y = y + 1 end
+  return y
+end
+local function rule_day(y, m, w, d)
+  local first = days_from_civil(y, m, 1)
+  local day = first + (d - (first + 4) % 7) % 7 + (w - 1) * 7
+  local ny, nm = y, m + 1
+  if m == 12 then ny, nm = y + 1, 1 end
+  local nxt = days_from_civil(ny, nm, 1)
+  while day >= nxt do day = day - 7 end
+  return day
+end
+local function utc_offset(rule, ts)
+  local f = {}
+  for x in string.gmatch(rule, '[^,]+') do f[#f + 1] = tonumber(x) end
+  if #f == 1 then return f[1] end
+  local std, dst = f[1], f[2]
+  local y = civil_year(math.floor((ts + std) / 86400))
+  local s = rule_day(y, f[3], f[4], f[5]) * 86400 + f[6] - std
+  local e = rule_day(y, f[7], f[8], f[9]) * 86400 + f[10] - dst
+  local in_dst
+  if s < e then in_dst = (ts >= s and ts < e) else in_dst = not (ts >= e and ts < s) end
+  if in_dst then return dst end
+  return std
+end
+
+-- standard normal CDF, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7); policies/base.py has the same
+local function phi(z)
+  local x = math.abs(z) / math.sqrt(2)
+  local t = 1 / (1 + 0.3275911 * x)
+  local y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+                 + 0.254829592) * t * math.exp(-x * x)
+  if z >= 0 then return 0.5 * (1 + y) end
+  return 0.5 * (1 - y)
+end
+
+-- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors
+local function posterior(a, cfg)
+  local n, mu, var = a[2], 0, 0
+  for i = 1, #cfg.w do
+    local w = cfg.w[i]
+    if w ~= 0 then
+      local s = a[2 + i]
+      local al = cfg.pa[i] + s
+      local be = cfg.pb[i] + math.max(n - s, 0)
+      local ab = al + be
+      mu = mu + w * al / ab
+      var = var + w * w * al * be / (ab * ab * (ab + 1))
+    end
+  end
+  return mu, var
+end
+"""
+
+DECIDE = PRELUDE + r"""
+-- KEYS[1] = user hash            KEYS[2] = decision record (new)
+-- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
+-- ARGV[1] = policy/guardrail config (JSON, constant per process)
+-- ARGV[2] = user id   ARGV[3] = decision id   ARGV[4] = now (epoch s)   ARGV[5] = u ~ U[0,1)
+-- ARGV[6] = k (items)   ARGV[7] = channel ('' if none)
+-- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...", pushes_24h}
+local cfg = cjson.decode(ARGV[1])
+local uid, did, now, u, k = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp', 'pt', 'pi')
+local seg = st[1] or 'new'
+local lp = tonumber(st[4])
+
+local pushes, recent = {}, 0
+for x in string.gmatch(st[5] or '', '%S+') do
+  local t = tonumber(x)
+  if t > now - 86400 then
+    pushes[#pushes + 1] = x
+    if t <= now then recent = recent + 1 end
+  end
+end
+local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400
+local dp = cfg.dp[math.floor(lsec / 3600) + 1]
+local rec = #cfg.rec
+if lp then
+  for i, e in ipairs(cfg.rec) do if now - lp < e then rec = i - 1; break end end
+end
+
+local reason, send, prop = 'policy', false, 1
+local arm_field = seg .. '|' .. rec .. '|' .. dp
+local arm, tot
+local quiet = false
+if cfg.quiet then
+  local qs, qe = cfg.quiet[1], cfg.quiet[2]
+  if qs < qe then quiet = lsec >= qs and lsec < qe else quiet = lsec >= qs or lsec < qe end
+end
+if st[3] == '1' then reason = 'opted_out'
+elseif quiet then reason = 'quiet_hours'
+elseif recent >= cfg.cap then reason = 'daily_cap'
+elseif lp and now - lp < cfg.min_gap then reason = 'min_gap'
+else
+  local raw = redis.call('HMGET', KEYS[3], arm_field, seg .. '|N')
+  arm = arm_load(raw[1], 2 + #cfg.w)
+  tot = arm_load(raw[2], 2)
+  if cfg.kind == 'cadence' then
+    send = (not lp) or (now - lp >= cfg.gap)
+  else
+    local view = {}
+    for i = 1, #arm do view[i] = arm[i] end
+    arm_decay_to(view, now, cfg.hl)
+    local mu, var = posterior(view, cfg)
+    if cfg.kind == 'thompson' then
+      local p = phi((mu - cfg.cost) / math.sqrt(var))
+      send = u < p
+      if send then prop = p else prop = 1 - p end
+    else
+      local n = tot[2]
+      if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
+      send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
+    end
+  end
+end
+
+-- items: the segment's popular list, then the global one, minus items pushed recently
+local excluded, kept_pi = {}, {}
+local pi_iter = string.gmatch(st[6] or '', '(%S+) (%S+)')
+for item, t in pi_iter do
+  if tonumber(t) > now - cfg.excl then excluded[item] = true; kept_pi[#kept_pi + 1] = item .. ' ' .. t end
+end
+local lists = redis.call('HMGET', KEYS[4], seg, '*')
+local items, chosen = {}, 0
+for _, list in ipairs(lists) do
+  if list and chosen < k then
+    for item, score in string.gmatch(list, '(%S+) (%S+)') do
+      if not excluded[item] then
+        excluded[item] = true
+        items[#items + 1] = item; items[#items + 1] = score
+        chosen = chosen + 1
+        if chosen >= k then break end
+      end
+    end
+  end
+end
+
+local ts = fmt(now)
+if send then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('HSET', KEYS[1], 'sg', 'new')
+    redis.call('HINCRBY', KEYS[5], 'new', 1)
+  end
+  pushes[#pushes + 1] = ts
+  recent = recent + 1
+  for i = 1, #items, 2 do kept_pi[#kept_pi + 1] = items[i] .. ' ' .. ts end
+  redis.call('HSET', KEYS[1], 'lp', ts, 'pt', table.concat(pushes, ' '), 'pi', table.concat(kept_pi, ' '))
+  arm_add(arm, 2, now, cfg.hl, 1)
+  arm_add(tot, 2, now, cfg.hl, 1)
+  redis.call('HSET', KEYS[3], arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot))
+end
+local item_ids = {}
+for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
+redis.call('HSET', KEYS[2], 'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
+  'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
+  'c', ARGV[7], 'm', cfg.model)
+redis.call('EXPIRE', KEYS[2], cfg.ttl)
+return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' '), recent}
+"""
+
+FEEDBACK = PRELUDE + r"""
+-- KEYS[1] = decision record   KEYS[2] = arms hash of the decision's policy space
+-- ARGV[1] = outcome slot (1-based among the outcomes)   ARGV[2] = event name   ARGV[3] = ts
+-- ARGV[4] = attribution window (s)   ARGV[5] = half-life (s)   ARGV[6] = number of outcomes
+-- ARGV[7] = value ('' if none)   ARGV[8] = policy space named by the decision id
+-- returns {status, user id, policy space}: status accepted | duplicate | late | unknown | not_sent
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', '', ''} end
+local r = redis.call('HMGET', KEYS[1], 'x', 's', 'a', 't', 'u', 'v')
+if r[6] ~= ARGV[8] then return {'unknown', '', ''} end
+if r[1] ~= '1' then return {'not_sent', r[5], r[6]} end
+local ts, t = tonumber(ARGV[3]), tonumber(r[4])
+local late = ts - t > tonumber(ARGV[4])
+local flag = fmt(ts)
+if late then flag = flag .. ' late' end
+if ARGV[7] ~= '' then flag = flag .. ' v=' .. ARGV[7] end
+if redis.call('HSETNX', KEYS[1], 'e:' .. ARGV[2], flag) == 0 then return {'duplicate', r[5], r[6]} end
+if late then return {'late', r[5], r[6]} end
+local field = r[2] .. '|' .. r[3]
+local arm = arm_load(redis.call('HGET', KEYS[2], field), 2 + tonumber(ARGV[6]))
+-- credit at the decision's time, so outcome counts and send counts decay together
+arm_add(arm, 2 + tonumber(ARGV[1]), t, tonumber(ARGV[5]), 1)
+redis.call('HSET', KEYS[2], field, arm_dump(arm))
+return {'accepted', r[5], r[6]}
+"""
+
+EVENT = r"""
+-- KEYS[1] = user hash   KEYS[2] = segment sizes   KEYS[3] = popular counts of the event's day
+-- KEYS[4] = interaction chunk of the event's day   KEYS[5] = item index hash   KEYS[6] = item id list
+-- KEYS[7] = counters hash   KEYS[8] = set of interaction days
+-- ARGV[1] = ts   ARGV[2] = event type   ARGV[3] = type code (0..254)   ARGV[4] = item id ('' if none)
+-- ARGV[5] = value   ARGV[6] = popularity weight   ARGV[7] = popularity TTL (s)
+-- ARGV[8] = interaction TTL (s)   ARGV[9] = day number
+-- returns the user's segment
+local ts = tonumber(ARGV[1])
+local st = redis.call('HMGET', KEYS[1], 'sg', 'ix', 'ff', 'fl', 'fp')
+local seg = st[1]
+if not seg then
+  redis.call('HINCRBY', KEYS[2], 'default', 1)
+  seg = 'default'
+  redis.call('HSET', KEYS[1], 'sg', seg)
+elseif seg == 'new' then
+  redis.call('HINCRBY', KEYS[2], 'new', -1)
+  redis.call('HINCRBY', KEYS[2], 'default', 1)
+  seg = 'default'
+  redis.call('HSET', KEYS[1], 'sg', seg)
+end
+local uix = st[2]
+if not uix then
+  uix = redis.call('HINCRBY', KEYS[7], 'users', 1) - 1
+  redis.call('HSET', KEYS[1], 'ix', uix)
+end
+redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[2], 1)
+if not st[3] or ts < tonumber(st[3]) then redis.call('HSET', KEYS[1], 'ff', ARGV[1]) end
+if not st[4] or ts > tonumber(st[4]) then redis.call('HSET', KEYS[1], 'fl', ARGV[1]) end
+if ARGV[2] == 'purchase' then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'fm', ARGV[5])
+  if not st[5] or ts > tonumber(st[5]) then redis.call('HSET', KEYS[1], 'fp', ARGV[1]) end
+end
+local iix = 4294967295
+local item = ARGV[4]
+if item ~= '' then
+  iix = redis.call('HGET', KEYS[5], item)
+  if not iix then
+    iix = redis.call('RPUSH', KEYS[6], item) - 1
+    redis.call('HSET', KEYS[5], item, iix)
+  end
+  local w = tonumber(ARGV[6])
+  if w > 0 then
+    redis.call('HINCRBYFLOAT', KEYS[3], seg .. '|' .. item, ARGV[6])
+    redis.call('HINCRBYFLOAT', KEYS[3], '*|' .. item, ARGV[6])
+    redis.call('EXPIRE', KEYS[3], ARGV[7])
+  end
+end
+redis.call('APPEND', KEYS[4], struct.pack('<IIBI', tonumber(uix), tonumber(iix), tonumber(ARGV[3]), math.floor(ts)))
+redis.call('EXPIRE', KEYS[4], ARGV[8])
+redis.call('ZADD', KEYS[8], ARGV[9], ARGV[9])
+return seg
+"""
+
+UPSERT_USER = r"""
+-- KEYS[1] = user hash   KEYS[2] = segment sizes
+-- ARGV[1] = time zone name ('' = unchanged)   ARGV[2] = its rule   ARGV[3] = opted out '1'|'0'|'' (unchanged)
+-- returns 1 if the user was created
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'sg', 'new')
+  redis.call('HINCRBY', KEYS[2], 'new', 1)
+  created = 1
+end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'tzn', ARGV[1], 'tzr', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'oo', ARGV[3]) end
+return created
+"""

@@ -1,0 +1,68 @@
+"""Segments and what was learned in them.
+
+Membership lives in the user's record (field ``sg``): ``new`` until the user's first
+shopping event, ``default`` after it (the events script assigns it). The clustering
+job replaces that rule by writing learned segment ids into the same field.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from bandit_push.config import OUTCOMES, Settings
+from bandit_push.decide import DEFAULT_SPACE
+from bandit_push.policies import ArmView, Policy, net_value_posterior
+from bandit_push.store import Store
+
+Z90 = 1.6448536269514722  # two-sided 90% normal quantile
+
+
+def parse_arm(raw: str | None, now: float, half_life_s: float) -> tuple[float, np.ndarray]:
+    """(sends, outcome counts) of a stored arm string, decayed to ``now``."""
+    vals = [float(x) for x in raw.split()] if raw else []
+    if len(vals) < 2:
+        return 0.0, np.zeros(len(OUTCOMES))
+    f = 2.0 ** (-(now - vals[0]) / half_life_s) if now > vals[0] else 1.0
+    counts = np.zeros(len(OUTCOMES))
+    counts[: len(vals) - 2] = vals[2:2 + len(OUTCOMES)]
+    return vals[1] * f, counts * f
+
+
+def report(store: Store, settings: Settings, policy: Policy, now: float | None = None,
+           space: str = DEFAULT_SPACE) -> list[dict[str, Any]]:
+    """Every segment with its size and, per context, decayed counts and the net value's posterior."""
+    now = time.time() if now is None else now
+    hl = settings.half_life_hours * 3600.0
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hgetall(store.keys.segment_sizes())
+    pipe.hgetall(store.keys.arms(space))
+    sizes, arms = pipe.execute()
+    by_segment: dict[str, list[tuple[int, int, str]]] = {}
+    for fld, raw in arms.items():
+        parts = fld.split("|")
+        if len(parts) == 3:
+            by_segment.setdefault(parts[0], []).append((int(parts[1]), int(parts[2]), raw))
+    recency = settings.recency_labels()
+    dayparts = [name for _, name in settings.dayparts]
+    out = []
+    for seg in sorted(set(sizes) | set(by_segment)):
+        seg_sends = parse_arm(arms.get(f"{seg}|N"), now, hl)[0]
+        contexts = []
+        for r, d, raw in sorted(by_segment.get(seg, [])):
+            n, counts = parse_arm(raw, now, hl)
+            mean, var = net_value_posterior(np.array([n]), counts[None, :], policy.prior)
+            sd = math.sqrt(float(var[0]))
+            view = ArmView(n=n, counts=counts, segment_sends=seg_sends,
+                           hours_since_push=settings.recency_edges_hours[r - 1] if r else 0.0)
+            contexts.append({
+                "recency": recency[r], "daypart": dayparts[d], "sends": round(n, 4),
+                "outcomes": {o: round(float(c), 4) for o, c in zip(OUTCOMES, counts)},
+                "net_value": {"mean": float(mean[0]), "lo90": float(mean[0]) - Z90 * sd,
+                              "hi90": float(mean[0]) + Z90 * sd},
+                "send_probability": policy.send_probability(view),
+            })
+        out.append({"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts})
+    return out

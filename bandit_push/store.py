@@ -1,0 +1,55 @@
+"""The Redis store: one client per process, the Lua scripts registered once on it."""
+from __future__ import annotations
+
+import redis
+
+from bandit_push import scripts
+from bandit_push.config import Settings
+from bandit_push.keys import Keys
+
+
+class Store:
+    """A connection to the deployment's Redis with its key builder and scripts.
+
+    Scripts are registered with ``register_script``: the ``Script`` object computes its
+    SHA once, reloads on NOSCRIPT, and can run inside a pipeline.
+    """
+
+    def __init__(self, client: redis.Redis, settings: Settings):
+        self.redis = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self.decide_script = client.register_script(scripts.DECIDE)
+        self.feedback_script = client.register_script(scripts.FEEDBACK)
+        self.event_script = client.register_script(scripts.EVENT)
+        self.upsert_user_script = client.register_script(scripts.UPSERT_USER)
+        self._binary: redis.Redis | None = None
+
+    @classmethod
+    def connect(cls, settings: Settings) -> "Store":
+        """A store on ``settings.redis_url`` (which must be set: see :mod:`bandit_push.embedded`)."""
+        if not settings.redis_url:
+            raise ValueError("settings.redis_url is not set; start the embedded redis first")
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                      socket_timeout=settings.redis_timeout_s,
+                                      socket_connect_timeout=settings.redis_timeout_s,
+                                      health_check_interval=30)
+        return cls(client, settings)
+
+    @property
+    def binary(self) -> redis.Redis:
+        """A client on the same server that returns bytes (for packed interaction chunks)."""
+        if self._binary is None:
+            kwargs = dict(self.redis.connection_pool.connection_kwargs)
+            kwargs["decode_responses"] = False
+            pool = redis.ConnectionPool(connection_class=self.redis.connection_pool.connection_class, **kwargs)
+            self._binary = redis.Redis(connection_pool=pool)
+        return self._binary
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+    def close(self) -> None:
+        self.redis.close()
+        if self._binary is not None:
+            self._binary.close()

@@ -1,0 +1,46 @@
+"""A user's settings (time zone, opt-out) and what the service knows of them."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bandit_push.config import EVENT_TYPES, Settings
+from bandit_push.errors import NotFound
+from bandit_push.store import Store
+from bandit_push.tzrule import posix_rule
+
+
+def put(store: Store, user_id: str, timezone: str | None = None, opted_out: bool | None = None) -> bool:
+    """Create or update a user; ``timezone`` must be a known IANA name (KeyError otherwise).
+
+    Returns True if the user was created.
+    """
+    rule = posix_rule(timezone) if timezone is not None else ""
+    oo = "" if opted_out is None else ("1" if opted_out else "0")
+    keys = store.keys
+    return bool(store.upsert_user_script(keys=[keys.user(user_id), keys.segment_sizes()],
+                                         args=[timezone or "", rule, oo]))
+
+
+def get(store: Store, settings: Settings, user_id: str, now: float | None = None) -> dict[str, Any]:
+    """The user's segment, last push, pushes in the 24 h before ``now``, opt-out, time zone, features."""
+    now = time.time() if now is None else now
+    h = store.redis.hgetall(store.keys.user(user_id))
+    if not h:
+        raise NotFound(f"user {user_id!r} is not known", field="user_id", code="unknown_user")
+    pushes = [float(t) for t in h.get("pt", "").split()]
+    return {
+        "user_id": user_id,
+        "segment": h.get("sg", "new"),
+        "timezone": h.get("tzn", settings.default_timezone),
+        "opted_out": h.get("oo") == "1",
+        "last_push": float(h["lp"]) if "lp" in h else None,
+        "pushes_24h": sum(1 for t in pushes if now - 86400 < t <= now),
+        "features": {
+            "counts": {t: int(h.get(f"f:{t}", 0)) for t in EVENT_TYPES},
+            "purchase_value": float(h.get("fm", 0.0)),
+            "first_event": float(h["ff"]) if "ff" in h else None,
+            "last_event": float(h["fl"]) if "fl" in h else None,
+            "last_purchase": float(h["fp"]) if "fp" in h else None,
+        },
+    }

@@ -1,0 +1,87 @@
+"""Real Redis for every test: the server at REDIS_URL when set, otherwise an embedded one.
+
+Each test gets its own key prefix and leaves nothing behind. No mock Redis anywhere:
+if no server can be reached or started, the session fails loudly.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from bandit_push import embedded
+from bandit_push.config import Settings
+from bandit_push.store import Store
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    url = os.environ.get("REDIS_URL")
+    server = None
+    if not url:
+        server = embedded.start(str(tmp_path_factory.mktemp("redis")))
+        url = server.url
+    client = redis.Redis.from_url(url)
+    client.ping()  # fail the session, loudly, if there is no server
+    client.close()
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def settings(redis_url) -> Settings:
+    """Test settings: a fresh prefix, quiet hours off (tests set their own clocks), seeded draws."""
+    return Settings(redis_url=redis_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:", quiet_hours="off", seed=7)
+
+
+@pytest.fixture
+def store(settings):
+    s = Store.connect(settings)
+    yield s
+    keys = list(s.redis.scan_iter(match=f"{settings.prefix}*", count=1000))
+    if keys:
+        s.redis.delete(*keys)
+    s.close()
+
+
+@pytest.fixture
+def make_app(store):
+    """Build an app for the test's store with some settings changed."""
+    from api import create_app
+
+    apps = []
+
+    def build(**changes):
+        app = create_app(store.settings.replace(**changes) if changes else store.settings)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["bandit_push"].store.close()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on a real threaded HTTP server on loopback; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
