@@ -1,0 +1,62 @@
+"""Events: behaviour features, segment membership, the interaction store, popularity."""
+from datetime import datetime, timezone
+
+import numpy as np
+
+from bandit_push import interactions, popular
+from bandit_push.config import EVENT_TYPES
+
+T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
+
+
+def test_events_feed_features_and_segment(client, store):
+    c = client
+    c.put("/v1/users/u1", json={"timezone": "Europe/Paris"})
+    assert c.get("/v1/segments").get_json()["segments"] == [{"segment": "new", "size": 1, "contexts": []}]
+    body = {"events": [{"user_id": "u1", "item_id": "A", "type": "view", "ts": T0},
+                       {"user_id": "u1", "item_id": "A", "type": "purchase", "ts": T0 + 60, "value": 19.5},
+                       {"user_id": "u1", "type": "search", "ts": T0 - 60},
+                       {"user_id": "u2", "type": "app_open", "ts": "2026-01-13T12:00:00Z"}]}
+    assert c.post("/v1/events", json=body).get_json() == {"accepted": 4}
+    u = c.get("/v1/users/u1").get_json()
+    assert u["segment"] == "default" and u["timezone"] == "Europe/Paris"
+    f = u["features"]
+    assert f["counts"] == {"view": 1, "search": 1, "add_to_cart": 0, "purchase": 1, "app_open": 0}
+    assert (f["purchase_value"], f["first_event"], f["last_event"], f["last_purchase"]) == (19.5, T0 - 60, T0 + 60, T0 + 60)
+    sizes = {s["segment"]: s["size"] for s in c.get("/v1/segments").get_json()["segments"]}
+    assert sizes == {"new": 0, "default": 2}
+
+
+def test_interactions_read_back_exactly(client, store):
+    rng = np.random.default_rng(1)
+    sent = []
+    for i in range(300):
+        user, item = f"user{rng.integers(20)}", f"sku-{rng.integers(50)}"
+        etype = EVENT_TYPES[rng.integers(len(EVENT_TYPES))]
+        ts = float(int(T0 + rng.integers(-5 * 86400, 86400)))
+        sent.append((user, item if etype not in ("search", "app_open") else None, etype, ts))
+    body = {"events": [{"user_id": u, "item_id": it, "type": t, "ts": ts} for u, it, t, ts in sent]}
+    assert client.post("/v1/events", json=body).status_code == 200
+    records = np.concatenate(list(interactions.read(store, chunk_bytes=13 * 7)))
+    ids = interactions.item_ids(store)
+    user_ix = {f"user{i}": store.redis.hget(store.keys.user(f"user{i}"), "ix") for i in range(20)}
+    got = sorted((int(r["user"]), "" if r["item"] == interactions.NO_ITEM else ids[r["item"]],
+                  EVENT_TYPES[r["type"]], float(r["ts"])) for r in records)
+    want = sorted((int(user_ix[u]), it or "", t, ts) for u, it, t, ts in sent)
+    assert got == want
+    assert store.redis.strlen(store.keys.interactions(int(T0 // 86400))) % 13 == 0
+
+
+def test_popular_lists_per_segment_and_window(client, store, settings):
+    day = 86400
+    body = {"events": [{"user_id": "a", "item_id": "old", "type": "purchase", "ts": T0 - 10 * day},
+                       {"user_id": "a", "item_id": "old", "type": "purchase", "ts": T0 - 10 * day},
+                       {"user_id": "b", "item_id": "fresh", "type": "add_to_cart", "ts": T0 - day},
+                       {"user_id": "c", "item_id": "viewed", "type": "view", "ts": T0}]}
+    client.post("/v1/events", json=body)
+    sizes = popular.refresh(store, settings, now=T0)
+    assert sizes == {"default": 2, "*": 2}  # "old" is outside the 7-day window
+    top = store.redis.hget(store.keys.popular_top(), "*").split()
+    assert top == ["fresh", "0.5", "viewed", "0.1"]
+    ready = client.get("/readyz").get_json()
+    assert ready["items"]["model"] == "popular" and ready["items"]["age_s"] is not None

@@ -1,0 +1,18 @@
+"""The key schema is a persisted API: a change here is a migration, not a refactor."""
+from bandit_push.keys import Keys
+
+
+def test_key_strings_are_pinned():
+    k = Keys("bp:")
+    assert k.user("alice") == "bp:u:{alice}"
+    assert k.decision("ab12.default") == "bp:d:ab12.default"
+    assert k.arms("default") == "bp:arms:{default}"
+    assert k.segment_sizes() == "bp:segsize"
+    assert k.popular_day(20000) == "bp:pop:20000"
+    assert k.popular_top() == "bp:top"
+    assert k.interactions(20000) == "bp:ix:20000"
+    assert k.interaction_days() == "bp:ix:days"
+    assert k.item_index() == "bp:items:idx"
+    assert k.item_ids() == "bp:items:ids"
+    assert k.counters() == "bp:counters"
+    assert Keys("other:").user("x") == "other:u:{x}"

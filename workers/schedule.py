@@ -1,0 +1,8 @@
+"""The periodic jobs, declared as data: (job function, interval in seconds, timeout in seconds)."""
+from __future__ import annotations
+
+from workers import jobs
+
+PERIODIC = [
+    (jobs.refresh_popular, 60, 300),
+]
