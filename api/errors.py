@@ -51,7 +51,11 @@ def register(app: Flask) -> None:
         if code == 413:
             message = f"request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes"
         field = "body" if code in (400, 413) else None
-        return jsonify(error_body(_HTTP_CODES.get(code, err.name.lower().replace(" ", "_")), message, field)), code
+        resp = jsonify(error_body(_HTTP_CODES.get(code, err.name.lower().replace(" ", "_")), message, field))
+        for name, value in err.get_headers():  # keep e.g. the Allow header of a 405
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp, code
 
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)

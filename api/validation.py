@@ -14,7 +14,7 @@ from bandit_push.errors import InvalidArgument
 
 MIN_TS = 946684800.0  # 2000-01-01T00:00:00Z
 MAX_AHEAD_S = 366 * 86400.0
-_ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f]")
+_ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def json_body() -> dict[str, Any]:
@@ -24,7 +24,7 @@ def json_body() -> dict[str, Any]:
         raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise InvalidArgument(f"request body is not valid JSON: {e}", field="body", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
@@ -40,7 +40,7 @@ def only(body: dict[str, Any], allowed: Iterable[str], where: str = "") -> None:
     allowed = set(allowed)
     for name in body:
         if name not in allowed:
-            raise InvalidArgument(f"unknown field {where}{name!r}; allowed: {sorted(allowed)}",
+            raise InvalidArgument(f"unknown field {where}{name}; allowed: {sorted(allowed)}",
                                   field=f"{where}{name}", code="unknown_field")
 
 
@@ -70,7 +70,10 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
     if isinstance(value, bool):
         raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)
     if isinstance(value, (int, float)):
-        ts = float(value)
+        try:
+            ts = float(value)
+        except OverflowError:  # an integer beyond any float: refused by the range check below
+            ts = math.inf
     elif isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
@@ -97,7 +100,7 @@ def integer(value: Any, field: str, lo: int, hi: int, default: int | None = None
 
 
 def number(value: Any, field: str, lo: float = -1e12, hi: float = 1e12) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{field} must be a finite number", field=field)
     if not lo <= value <= hi:
         raise InvalidArgument(f"{field} must be between {lo:g} and {hi:g}", field=field)

@@ -32,7 +32,8 @@ def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> int:
         day = int(ev.ts // 86400)
         store.event_script(
             keys=[keys.user(ev.user_id), keys.segment_sizes(), keys.popular_day(day), keys.interactions(day),
-                  keys.item_index(), keys.item_ids(), keys.counters(), keys.interaction_days()],
+                  keys.item_index(), keys.item_ids(), keys.counters(), keys.interaction_days(),
+                  keys.interactions_compacted()],
             args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ev.item_id or "", repr(float(ev.value)),
                   repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day],
             client=pipe)

@@ -1,6 +1,7 @@
 """The interaction store: packed records per UTC day, read back in chunks for a refit."""
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import numpy as np
@@ -29,6 +30,28 @@ def read(store: Store, chunk_bytes: int = 1 << 20) -> Iterator[npt.NDArray]:
             offset += usable
             if len(buf) < step:
                 break
+
+
+def compact(store: Store, now: float | None = None) -> int:
+    """Re-allocate the chunks of closed days (before ``now``'s UTC day) at their exact size.
+
+    Returns how many chunks were compacted. Safe to run any time: a late event appended to a
+    compacted day marks it for compaction again (the events script removes it from the set).
+    """
+    keys = store.keys
+    today = int((time.time() if now is None else now) // 86400)
+    expired = store.redis.zrangebyscore(keys.interaction_days(), "-inf",
+                                        today - store.settings.interaction_retention_days - 1)
+    if expired:  # their chunks have expired by TTL: forget the days too, so the indexes stay bounded
+        store.redis.zrem(keys.interaction_days(), *expired)
+        store.redis.srem(keys.interactions_compacted(), *expired)
+    days = [int(d) for d in store.redis.zrangebyscore(keys.interaction_days(), "-inf", today - 1)]
+    done = store.redis.smembers(keys.interactions_compacted())
+    todo = [d for d in days if str(d) not in done]
+    for day in todo:
+        store.compact_script(keys=[keys.interactions(day)])
+        store.redis.sadd(keys.interactions_compacted(), day)
+    return len(todo)
 
 
 def item_ids(store: Store) -> list[str]:

@@ -51,6 +51,10 @@ class Keys:
         """Sorted set: the days that have an interaction chunk, by day number."""
         return f"{self.prefix}ix:days"
 
+    def interactions_compacted(self) -> str:
+        """Set: the days whose interaction chunk has been compacted since its last append."""
+        return f"{self.prefix}ix:compacted"
+
     def item_index(self) -> str:
         """Hash: item id -> dense item index used in interaction records."""
         return f"{self.prefix}items:idx"

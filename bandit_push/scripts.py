@@ -241,7 +241,7 @@ return {'accepted', r[5], r[6]}
 EVENT = r"""
 -- KEYS[1] = user hash   KEYS[2] = segment sizes   KEYS[3] = popular counts of the event's day
 -- KEYS[4] = interaction chunk of the event's day   KEYS[5] = item index hash   KEYS[6] = item id list
--- KEYS[7] = counters hash   KEYS[8] = set of interaction days
+-- KEYS[7] = counters hash   KEYS[8] = set of interaction days   KEYS[9] = set of compacted days
 -- ARGV[1] = ts   ARGV[2] = event type   ARGV[3] = type code (0..254)   ARGV[4] = item id ('' if none)
 -- ARGV[5] = value   ARGV[6] = popularity weight   ARGV[7] = popularity TTL (s)
 -- ARGV[8] = interaction TTL (s)   ARGV[9] = day number
@@ -289,6 +289,7 @@ end
 redis.call('APPEND', KEYS[4], struct.pack('<IIBI', tonumber(uix), tonumber(iix), tonumber(ARGV[3]), math.floor(ts)))
 redis.call('EXPIRE', KEYS[4], ARGV[8])
 redis.call('ZADD', KEYS[8], ARGV[9], ARGV[9])
+redis.call('SREM', KEYS[9], ARGV[9])
 return seg
 """
 
@@ -305,4 +306,15 @@ end
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'tzn', ARGV[1], 'tzr', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'oo', ARGV[3]) end
 return created
+"""
+
+COMPACT = r"""
+-- KEYS[1] = an interaction chunk (string)
+-- returns its length in bytes
+-- APPEND grows a string greedily (up to twice its size, or +1 MB); re-setting it allocates it exactly.
+-- One script, so no event appended meanwhile can be lost.
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+redis.call('SET', KEYS[1], v, 'KEEPTTL')
+return string.len(v)
 """

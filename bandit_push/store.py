@@ -23,6 +23,7 @@ class Store:
         self.feedback_script = client.register_script(scripts.FEEDBACK)
         self.event_script = client.register_script(scripts.EVENT)
         self.upsert_user_script = client.register_script(scripts.UPSERT_USER)
+        self.compact_script = client.register_script(scripts.COMPACT)
         self._binary: redis.Redis | None = None
 
     @classmethod

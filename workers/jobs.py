@@ -5,7 +5,7 @@ the same way the API does.
 """
 from __future__ import annotations
 
-from bandit_push import popular
+from bandit_push import interactions, popular
 from bandit_push.config import Settings
 from bandit_push.store import Store
 
@@ -16,5 +16,15 @@ def refresh_popular() -> dict[str, int]:
     store = Store.connect(settings)
     try:
         return popular.refresh(store, settings)
+    finally:
+        store.close()
+
+
+def compact_interactions() -> int:
+    """Re-allocate closed days' interaction chunks at their exact size; returns how many."""
+    settings = Settings.from_env()
+    store = Store.connect(settings)
+    try:
+        return interactions.compact(store)
     finally:
         store.close()

@@ -5,4 +5,5 @@ from workers import jobs
 
 PERIODIC = [
     (jobs.refresh_popular, 60, 300),
+    (jobs.compact_interactions, 3600, 1800),
 ]

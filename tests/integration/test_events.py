@@ -60,3 +60,23 @@ def test_popular_lists_per_segment_and_window(client, store, settings):
     assert top == ["fresh", "0.5", "viewed", "0.1"]
     ready = client.get("/readyz").get_json()
     assert ready["items"]["model"] == "popular" and ready["items"]["age_s"] is not None
+
+
+def test_compaction_shrinks_closed_days_and_loses_nothing(client, store, settings):
+    from bandit_push import interactions
+
+    day = int(T0 // 86400)
+    body = {"events": [{"user_id": f"u{i % 50}", "item_id": f"sku{i % 97}", "type": "view", "ts": T0 - 86400 + i}
+                       for i in range(1000)]}
+    for _ in range(20):
+        client.post("/v1/events", json=body)
+    key = store.keys.interactions(day - 1)
+    before_bytes, before = store.redis.memory_usage(key), store.binary.get(key)
+    assert len(before) == 20000 * 13
+    assert interactions.compact(store, now=T0) == 1
+    assert store.binary.get(key) == before and store.redis.ttl(key) > 0
+    assert store.redis.memory_usage(key) <= min(before_bytes, 1.15 * len(before))
+    assert interactions.compact(store, now=T0) == 0  # nothing new to do
+    client.post("/v1/events", json={"user_id": "late", "item_id": "x", "type": "view", "ts": T0 - 86400})
+    assert interactions.compact(store, now=T0) == 1  # a late event re-opens the day
+    assert store.redis.strlen(key) == 20001 * 13

@@ -209,8 +209,7 @@ def test_short_text_pattern_is_what_the_app_accepts(doc):
     s = doc["components"]["schemas"]
     channel, decision_id = s["Channel"], s["FeedbackEvent"]["properties"]["decision_id"]
     assert channel["pattern"] == decision_id["pattern"]
-    # lone surrogates are left out as for ids; the app lets them through to a 500 for now
-    # (the xfail case channel-lone-surrogate in test_validation.py)
+    # lone surrogates are left out, as for ids (the app refuses them: case channel-lone-surrogate)
     everything = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF)
     short = lambda text: validation.short_text(text, "channel", channel["maxLength"])  # noqa: E731
     assert _compare_by_chunks(channel["pattern"], lambda t: _accepts(short, t), everything,

@@ -12,6 +12,7 @@ def test_key_strings_are_pinned():
     assert k.popular_top() == "bp:top"
     assert k.interactions(20000) == "bp:ix:20000"
     assert k.interaction_days() == "bp:ix:days"
+    assert k.interactions_compacted() == "bp:ix:compacted"
     assert k.item_index() == "bp:items:idx"
     assert k.item_ids() == "bp:items:ids"
     assert k.counters() == "bp:counters"
