@@ -1,0 +1,341 @@
+"""Serving and memory benchmark: POST /v1/decide beside the bare GET /v1/ping, under one gunicorn.
+
+Usage:
+    .venv/bin/python bench/serve.py [--redis-url URL] [--duration 15] [--repeats 3] [--connections 4,16]
+                                    [--threads 2] [--configs sync:2,gthread:2x4] [--trial-duration 4]
+                                    [--users 100000] [--segments 50] [--prefix bpbench:]
+                                    [--out bench/out/serve.json] [--keep]
+
+Needs wrk on PATH (Debian/Ubuntu: ``apt-get update && apt-get install -y wrk``; macOS: ``brew install wrk``)
+and a real Redis: ``--redis-url``, else ``REDIS_URL``, else redis://127.0.0.1:6379/15. Keys go under
+their own prefix (default ``bpbench:``), deleted before and after the run (``--keep`` keeps them).
+
+Steps, about 3 minutes with the defaults on 2 cores:
+1. Populate (bench/population.py, ~1 min): 100k users in 50 segments with time zones and a few
+   shopping events each, popular lists, a round of decisions for every user and a second for half
+   of them, with feedback on the sent pushes — through the service's own scripts. The segment
+   field and sizes are written directly: the clustering that assigns segments does not exist yet.
+2. Memory, read from Redis (MEMORY USAGE, INFO memory): bytes per user hash, per decision record,
+   per stored 13-byte interaction; and the bound: users pushed as often as the guardrails allow.
+3. Serving: gunicorn on ``api:create_app()`` with quiet hours off (``BANDIT_PUSH_QUIET_HOURS=off``; the
+   users live in 12 time zones, and a refusal at night would skip the policy's work). wrk drives
+   decide (random user, a `now` that moves on 2 s per request so that the minimum gap rarely
+   refuses) and ping with the same Lua script, threads and connections, alternating in slices.
+   Gunicorn: the machine has 2 cores, shared by the workers, Redis and wrk, so 2 worker processes
+   (one per core; more only add context switches) — sync (no keep-alive; a worker idles during its
+   Redis round trip) or gthread with 4 threads (keep-alive; the round trip overlaps other requests).
+   A short trial of each ``--configs`` entry keeps the one with the best decide throughput, and both
+   endpoints are then measured under that one.
+4. Round trips: Redis MONITOR while a known number of decides runs; commands the app's own
+   connections sent (EVALSHA counts once; commands a script runs inside Redis do not) per decide.
+
+Targets (from the issue): decide throughput >= 50% of bare; decide p99 < 20 ms at a load where
+bare p99 < 10 ms (read at the highest level where that holds); 1 Redis round trip per decide;
+<= 1 KB per user, <= 400 B per decision record, <= 24 B per interaction. A missed target prints
+MISSED; the exit status is non-zero only on errors (no wrk, no Redis, a server that does not start,
+non-2xx answers). The machine may be shared: each run reports the CPU used outside the benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from bandit_push.config import Settings
+from bandit_push.keys import Keys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from population import Plan, populate, saturate, user_id  # noqa: E402
+from serving import REPO, Clock, Server, combine, parse_config, round_trips, run_wrk  # noqa: E402
+
+TARGETS = {"user_bytes": 1024, "decision_bytes": 400, "interaction_bytes": 24,
+           "throughput_ratio": 0.5, "decide_p99_ms": 20.0, "bare_p99_ms": 10.0}
+LOG = REPO / "bench" / "out" / "gunicorn.log"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("wrk"):
+        print("wrk not found on PATH. Install it: `apt-get update && apt-get install -y wrk` "
+              "(Debian/Ubuntu) or `brew install wrk` (macOS).", file=sys.stderr)
+        return 2
+    settings = Settings(redis_url=args.redis_url, prefix=args.prefix, quiet_hours="off", seed=args.seed)
+    r = redis.Redis.from_url(args.redis_url, decode_responses=True)
+    r.ping()
+    keys = Keys(args.prefix)
+    day = int(time.time() // 86400) * 86400
+    # history well in the past: the load's clock runs forward from it and must stay before now + 1 year
+    plan = Plan(users=args.users, segments=args.segments, t_end=day - 200 * 86400 + 12 * 3600, seed=args.seed)
+    levels = [int(c) for c in args.connections.split(",")]
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    res: dict = {"args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}, "targets": TARGETS}
+    t_start = time.time()
+    try:
+        print(f"cleaning {args.prefix}* on {_safe(args.redis_url)}; populating {args.users} users ...", flush=True)
+        clean(r, args.prefix)
+        mem_before = r.info("memory")["used_memory"]
+        pop = populate(settings, plan, procs=args.populate_procs)
+        res["population"] = {k: v for k, v in pop.items() if k != "decision_sample"}
+        print(f"  populated in {sum(pop['timings_s'].values()):.1f}s: {pop['timings_s']}", flush=True)
+        res["memory"] = memory(r, keys, plan, pop["decision_sample"], args.sample, mem_before)
+        res["memory"].update(heavy_users(r, keys, settings, plan, args.heavy))
+        clock = Clock(plan.t_end + 4 * 86400)  # after the heavy users' three days of pushes
+
+        trials = []
+        for cfg in configs if len(configs) > 1 else []:
+            with Server(cfg, args.redis_url, args.prefix, LOG) as server:
+                warm_up(server, r, args, levels[-1], clock)
+                runs = {m: combine([run_wrk(server, r, m, levels[-1], args.threads, args.trial_duration,
+                                            args.users, clock)]) for m in ("ping", "decide")}
+            trials.append({"config": cfg, "connections": levels[-1], **runs})
+            print(f"  trial {cfg['name']}: decide {runs['decide']['rps']:.0f}/s, "
+                  f"ping {runs['ping']['rps']:.0f}/s at -c {levels[-1]}", flush=True)
+        best = max(trials, key=lambda t: t["decide"]["rps"])["config"] if trials else configs[0]
+        res["trials"], res["config"] = trials, best
+
+        with Server(best, args.redis_url, args.prefix, LOG) as server:
+            warm_up(server, r, args, levels[-1], clock)
+            res["levels"] = []
+            for c in levels:
+                # ping and decide alternate in slices, so that a noisy neighbour hits both alike
+                slices: dict[str, list[dict]] = {"ping": [], "decide": []}
+                for _ in range(args.repeats):
+                    for m in slices:
+                        slices[m].append(run_wrk(server, r, m, c, args.threads, args.duration / args.repeats,
+                                                 args.users, clock))
+                runs = {m: combine(x) for m, x in slices.items()}
+                res["levels"].append({"connections": c, "threads": min(args.threads, c), **runs})
+                print(f"  -c {c}: decide {runs['decide']['rps']:.0f}/s p99 {runs['decide']['p99_ms']:.1f} ms, "
+                      f"ping {runs['ping']['rps']:.0f}/s p99 {runs['ping']['p99_ms']:.1f} ms", flush=True)
+            res["round_trips"] = round_trips(r, server.port, args.prefix, args.rt_decides, args.users, clock)
+        res["machine"]["loadavg_after"] = os.getloadavg()
+        res["verdict"] = verdict(res)
+    finally:
+        if not args.keep:
+            clean(r, args.prefix)
+    res["wall_s"] = round(time.time() - t_start, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print_report(res)
+    print(f"\nwall time {res['wall_s']:.0f} s; JSON: {out}")
+    bad = [(lv["connections"], m) for lv in res["levels"] for m in ("ping", "decide")
+           if lv[m]["non2xx"] or sum(lv[m]["errors"].values())]
+    if bad or res["round_trips"]["ok"] != res["round_trips"]["decides"]:
+        print(f"ERROR: non-2xx answers or socket errors (runs {bad}); see {LOG}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15")
+    p.add_argument("--prefix", default="bpbench:", help="key prefix of the benchmark's data (deleted before/after)")
+    p.add_argument("--duration", type=float, default=15.0,
+                   help="seconds of load per endpoint and level, in --repeats alternating slices")
+    p.add_argument("--repeats", type=int, default=3, help="alternating ping/decide slices per level")
+    p.add_argument("--trial-duration", type=float, default=4.0, help="seconds per run when picking the config")
+    p.add_argument("--connections", default="4,16", help="wrk -c load levels, comma-separated, ascending")
+    p.add_argument("--threads", type=int, default=2, help="wrk -t")
+    p.add_argument("--configs", default="sync:2,gthread:2x4",
+                   help="gunicorn configs to try: <class>:<workers>[x<threads>]; the best decide throughput wins")
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--segments", type=int, default=50)
+    p.add_argument("--sample", type=int, default=2000, help="keys sampled per MEMORY USAGE average")
+    p.add_argument("--heavy", type=int, default=200, help="users pushed to the guardrails' limit for the heavy figure")
+    p.add_argument("--rt-decides", type=int, default=500, help="decides watched by MONITOR for the round-trip count")
+    p.add_argument("--populate-procs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default=str(REPO / "bench" / "out" / "serve.json"))
+    p.add_argument("--keep", action="store_true", help="leave the benchmark's keys in Redis")
+    return p.parse_args(argv)
+
+
+def clean(r: redis.Redis, prefix: str) -> int:
+    """Delete every key under the benchmark's prefix (the prefix has no glob characters: Settings checks)."""
+    n, batch = 0, []
+    for key in r.scan_iter(match=f"{prefix}*", count=2000):
+        batch.append(key)
+        if len(batch) >= 2000:
+            n += r.unlink(*batch)
+            batch = []
+    if batch:
+        n += r.unlink(*batch)
+    return n
+
+
+def warm_up(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> None:
+    """Let every worker load its script and connect to Redis before anything is measured."""
+    for mode in ("decide", "ping"):
+        run_wrk(server, r, mode, conns, args.threads, 1, args.users, clock)
+
+
+# -- memory ------------------------------------------------------------------------------------------
+
+def _usage(r: redis.Redis, names: list[str]) -> list[int]:
+    pipe = r.pipeline(transaction=False)
+    for k in names:
+        pipe.memory_usage(k, samples=0)
+    return [x for x in pipe.execute() if x is not None]
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(int(q * len(xs)), len(xs) - 1)] if xs else 0.0
+
+
+def memory(r: redis.Redis, keys: Keys, plan: Plan, decision_ids: list[str], sample: int, mem_before: int) -> dict:
+    """Bytes per user hash, decision record and interaction, as Redis reports them."""
+    rng = random.Random(plan.seed)
+    users = [keys.user(user_id(i)) for i in rng.sample(range(plan.users), min(sample, plan.users))]
+    decisions = [keys.decision(d) for d in rng.sample(decision_ids, min(sample, len(decision_ids)))]
+    u_mem, d_mem = _usage(r, users), _usage(r, decisions)
+    pipe = r.pipeline(transaction=False)
+    for k in users:
+        pipe.object("encoding", k)
+    encodings = pipe.execute()
+    by_enc: dict[str, list[int]] = {}
+    for enc, m in zip(encodings, u_mem):
+        by_enc.setdefault(enc, []).append(m)
+    pipe = r.pipeline(transaction=False)
+    for k in users[:300]:
+        pipe.hgetall(k)
+    hashes = pipe.execute()
+    # interactions: the day strings as they grew by APPEND, and as an exact-size copy of each would be
+    day_keys = [keys.interactions(int(d)) for d in r.zrange(keys.interaction_days(), 0, -1)]
+    ix_mem, ix_len = sum(_usage(r, day_keys)), sum(r.strlen(k) for k in day_keys)
+    copy_mem = 0
+    for k in day_keys:
+        tmp = f"{k}:benchcopy"
+        r.copy(k, tmp, replace=True)
+        copy_mem += r.memory_usage(tmp, samples=0) or 0
+        r.unlink(tmp)
+    info = r.info("memory")
+    n_ix = ix_len / 13
+    return {
+        "user_bytes": sum(u_mem) / len(u_mem), "user_sample": len(u_mem),
+        "user_bytes_p50": _pct(u_mem, 0.5), "user_bytes_p99": _pct(u_mem, 0.99),
+        "user_encodings": {e: {"share": len(v) / len(u_mem), "bytes": sum(v) / len(v)} for e, v in by_enc.items()},
+        "user_fields": sum(len(h) for h in hashes) / len(hashes),
+        "user_payload_bytes": sum(len(k) + len(v) for h in hashes for k, v in h.items()) / len(hashes),
+        "user_pushes_24h": sum(len(h.get("pt", "").split()) for h in hashes) / len(hashes),
+        "user_pi_bytes": sum(len(h.get("pi", "")) for h in hashes) / len(hashes),
+        "decision_bytes": sum(d_mem) / max(len(d_mem), 1), "decision_sample": len(d_mem),
+        "decision_bytes_p99": _pct(d_mem, 0.99),
+        "interaction_bytes": ix_mem / max(n_ix, 1), "interactions": int(n_ix), "interaction_days": len(day_keys),
+        "interaction_bytes_if_compacted": copy_mem / max(n_ix, 1),
+        "used_memory_delta_per_user": (info["used_memory"] - mem_before) / plan.users,
+        "used_memory_human": info["used_memory_human"],
+        "note": "MEMORY USAGE counts key, value and dict entry, not the expires entry of TTL'd keys; "
+                "interaction_bytes_if_compacted = MEMORY USAGE of a COPY of each day key (exact-size "
+                "allocation instead of APPEND's doubling); used_memory_delta is server-wide and noisy",
+    }
+
+
+def heavy_users(r: redis.Redis, keys: Keys, settings: Settings, plan: Plan, n: int) -> dict:
+    """Bytes per user after three days of as many pushes as the guardrails allow (the bound, not the mean)."""
+    if n <= 0:
+        return {}
+    ids = random.Random(plan.seed + 1).sample(range(plan.users), min(n, plan.users))
+    counts = saturate(settings, ids, plan.t_end)
+    names = [keys.user(user_id(i)) for i in ids]
+    mem = _usage(r, names)
+    pipe = r.pipeline(transaction=False)
+    for k in names:
+        pipe.hget(k, "pi")
+    pi = pipe.execute()
+    return {"heavy_user_bytes": sum(mem) / len(mem), "heavy_user_bytes_max": max(mem), "heavy_users": len(mem),
+            "heavy_sends": counts["send"], "heavy_pi_items": sum(len((x or "").split()) / 2 for x in pi) / len(pi)}
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+def verdict(res: dict) -> dict:
+    """Each target with the measured figure and OK/MISSED; the load level the serving targets are read at."""
+    levels = res["levels"]
+    calm = [lv for lv in levels if lv["ping"]["p99_ms"] < TARGETS["bare_p99_ms"]]
+    at = max(calm, key=lambda lv: lv["connections"]) if calm else min(levels, key=lambda lv: lv["connections"])
+    ratio = at["decide"]["rps"] / at["ping"]["rps"]
+    m, rt = res["memory"], res["round_trips"]["round_trips_per_decide"]
+    rows = {
+        "throughput_ratio": (ratio, ratio >= TARGETS["throughput_ratio"], ">= 0.50"),
+        "decide_p99_ms": (at["decide"]["p99_ms"], bool(calm) and at["decide"]["p99_ms"] < TARGETS["decide_p99_ms"],
+                          "< 20 ms (bare p99 < 10 ms)" if calm else "< 20 ms — no level had bare p99 < 10 ms"),
+        "round_trips_per_decide": (rt, abs(rt - 1.0) < 1e-9, "= 1"),
+        "user_bytes": (m["user_bytes"], m["user_bytes"] <= TARGETS["user_bytes"], "<= 1024 B"),
+        "decision_bytes": (m["decision_bytes"], m["decision_bytes"] <= TARGETS["decision_bytes"], "<= 400 B"),
+        "interaction_bytes": (m["interaction_bytes"], m["interaction_bytes"] <= TARGETS["interaction_bytes"],
+                              "<= 24 B"),
+    }
+    return {"at_connections": at["connections"],
+            "p99_ratio": at["decide"]["p99_ms"] / at["ping"]["p99_ms"],
+            "targets": {k: {"value": v, "ok": ok, "target": t} for k, (v, ok, t) in rows.items()}}
+
+
+def print_report(res: dict) -> None:
+    cfg, a = res["config"], res["args"]
+    print(f"\n== serving: gunicorn -k {cfg['worker_class']} -w {cfg['workers']} --threads {cfg['threads']}, "
+          f"quiet hours off, {a['users']} users; wrk -t {a['threads']} -d {a['duration']:g}s per run")
+    for t in res.get("trials", []):
+        print(f"   trial {t['config']['name']:<12} -c {t['connections']}: decide {t['decide']['rps']:6.0f}/s "
+              f"p99 {t['decide']['p99_ms']:6.2f} ms | ping {t['ping']['rps']:6.0f}/s p99 {t['ping']['p99_ms']:6.2f} ms")
+    print(f"{'conns':>5} {'endpoint':<8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'send':>5} "
+          f"{'CPU ms/req srv|redis|wrk':>25} {'other':>6}  {'decide/bare req/s':>17} {'decide/bare p99':>15}")
+    for lv in res["levels"]:
+        d, p = lv["decide"], lv["ping"]
+        for name, x in (("ping", p), ("decide", d)):
+            c = x["cpu_ms_per_request"]
+            cpu = f"{c['server']:.3f}|{c['redis']:.3f}|{c['wrk']:.3f}" if c else "n/a"
+            other = f"{x['cpu']['other']:.0%}" if x["cpu"] else "n/a"
+            send = f"{x['send_rate']:.0%}" if x["send_rate"] is not None else ""
+            ratios = f"  {d['rps'] / p['rps']:17.2f} {d['p99_ms'] / p['p99_ms']:15.2f}" if name == "decide" else ""
+            print(f"{lv['connections']:>5} {name:<8} {x['rps']:7.0f} {x['p50_ms']:7.2f} {x['p99_ms']:7.2f} "
+                  f"{send:>5} {cpu:>25} {other:>6}{ratios}")
+        print(f"{'':>14}decide reasons: {d['reasons']}")
+    print(f"   ({res['args']['repeats']} alternating slices per endpoint and level: req/s over all, p50/p99 the "
+          f"median slice; CPU ms/req: gunicorn workers | redis-server | wrk; other: the machine's CPU used "
+          f"outside the benchmark, a noisy-neighbour gauge)")
+    rt = res["round_trips"]
+    print(f"\n== round trips (MONITOR): {rt['ok']} decides, app connections sent {rt['app_commands']} -> "
+          f"{rt['round_trips_per_decide']:.2f} per decide; Lua-internal calls {rt['lua_internal_calls_per_decide']:.1f}"
+          f" per decide (inside Redis, not round trips)")
+    m = res["memory"]
+    enc = ", ".join(f"{e} {v['share']:.0%} at {v['bytes']:.0f} B" for e, v in m["user_encodings"].items())
+    print(f"\n== memory (Redis {m['used_memory_human']} used)")
+    print(f"   user hash: mean {m['user_bytes']:.0f} B, p50 {m['user_bytes_p50']}, p99 {m['user_bytes_p99']} "
+          f"over {m['user_sample']} users; encodings: {enc}")
+    print(f"      {m['user_fields']:.1f} fields, {m['user_payload_bytes']:.0f} B of field names+values, "
+          f"{m['user_pushes_24h']:.2f} pushes in the last 24 h, 'pi' (pushed items) {m['user_pi_bytes']:.0f} B")
+    if "heavy_user_bytes" in m:
+        print(f"   heavy users (pushed to the guardrails' limit for 3 days): mean {m['heavy_user_bytes']:.0f} B, "
+              f"max {m['heavy_user_bytes_max']} B, {m['heavy_pi_items']:.1f} recently pushed items each")
+    print(f"   decision record: mean {m['decision_bytes']:.0f} B, p99 {m['decision_bytes_p99']} "
+          f"over {m['decision_sample']} records")
+    print(f"   interactions: {m['interactions']} in {m['interaction_days']} day strings: "
+          f"{m['interaction_bytes']:.1f} B each as appended, {m['interaction_bytes_if_compacted']:.1f} B if each "
+          f"day were copied to an exact-size string")
+    print(f"   server used_memory grew {m['used_memory_delta_per_user']:.0f} B per user (all keys, server-wide)")
+    v = res["verdict"]
+    print(f"\n== targets (serving read at -c {v['at_connections']}, the highest level with bare p99 < 10 ms; "
+          f"decide p99 / bare p99 {v['p99_ratio']:.2f})")
+    units = {"throughput_ratio": "", "decide_p99_ms": " ms", "round_trips_per_decide": "",
+             "user_bytes": " B", "decision_bytes": " B", "interaction_bytes": " B"}
+    for name, t in v["targets"].items():
+        print(f"   {name:<24} {t['value']:9.2f}{units[name]:<3}  target {t['target']:<28} "
+              f"{'ok' if t['ok'] else 'MISSED'}")
+
+
+def _safe(url: str) -> str:
+    return url.split("@", 1)[-1] if "@" in url else url
+
+
+if __name__ == "__main__":
+    sys.exit(main())
