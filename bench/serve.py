@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/serve.py [--redis-url URL] [--duration 15] [--repeats 3] [--connections 4,16]
-                                    [--threads 2] [--configs sync:2,gthread:2x4] [--trial-duration 4]
+                                    [--threads 2] [--configs sync:2,sync:4,gthread:2x4] [--trial-duration 4]
                                     [--users 100000] [--segments 50] [--prefix bpbench:]
                                     [--out bench/out/serve.json] [--keep]
 
@@ -21,11 +21,13 @@ Steps, about 3 minutes with the defaults on 2 cores:
    users live in 12 time zones, and a refusal at night would skip the policy's work). wrk drives
    decide (random user, a `now` that moves on 2 s per request so that the minimum gap rarely
    refuses) and ping with the same Lua script, threads and connections, alternating in slices.
-   Gunicorn: the machine has 2 cores, shared by the workers, Redis and wrk, so 2 worker processes
-   (one per core; more only add context switches) — sync (no keep-alive; a worker idles during its
-   Redis round trip) or gthread with 4 threads (keep-alive; the round trip overlaps other requests).
-   A short trial of each ``--configs`` entry keeps the one with the best decide throughput, and both
-   endpoints are then measured under that one.
+   Gunicorn: the machine has 2 cores, shared by the workers, Redis and wrk. Python is CPU-bound, so
+   about one worker process per core — but a sync worker idles during its Redis round trip (it
+   serves one connection at a time, without keep-alive), so 4 sync workers (2 per core) are tried
+   beside 2; gthread (2 processes x 4 threads, keep-alive) overlaps the round trip with threads
+   instead, at the price of GIL hand-offs. Short alternating trials of the ``--configs`` entries at
+   the highest load keep the one with the best decide throughput; both endpoints are then measured
+   under it (the trials' figures for every config are in the report too).
 4. Round trips: Redis MONITOR while a known number of decides runs; commands the app's own
    connections sent (EVALSHA counts once; commands a script runs inside Redis do not) per decide.
 
@@ -38,6 +40,7 @@ non-2xx answers). The machine may be shared: each run reports the CPU used outsi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -48,8 +51,9 @@ from pathlib import Path
 
 import redis
 
+from bandit_push import interactions
 from bandit_push.config import Settings
-from bandit_push.keys import Keys
+from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from population import Plan, populate, saturate, user_id  # noqa: E402
@@ -69,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(redis_url=args.redis_url, prefix=args.prefix, quiet_hours="off", seed=args.seed)
     r = redis.Redis.from_url(args.redis_url, decode_responses=True)
     r.ping()
-    keys = Keys(args.prefix)
     day = int(time.time() // 86400) * 86400
     # history well in the past: the load's clock runs forward from it and must stay before now + 1 year
     plan = Plan(users=args.users, segments=args.segments, t_end=day - 200 * 86400 + 12 * 3600, seed=args.seed)
@@ -85,36 +88,16 @@ def main(argv: list[str] | None = None) -> int:
         pop = populate(settings, plan, procs=args.populate_procs)
         res["population"] = {k: v for k, v in pop.items() if k != "decision_sample"}
         print(f"  populated in {sum(pop['timings_s'].values()):.1f}s: {pop['timings_s']}", flush=True)
-        res["memory"] = memory(r, keys, plan, pop["decision_sample"], args.sample, mem_before)
-        res["memory"].update(heavy_users(r, keys, settings, plan, args.heavy))
+        store = Store.connect(settings)
+        res["memory"] = memory(store, plan, pop["decision_sample"], args.sample, mem_before)
+        res["memory"].update(heavy_users(store, plan, args.heavy))
+        store.close()
         clock = Clock(plan.t_end + 4 * 86400)  # after the heavy users' three days of pushes
 
-        trials = []
-        for cfg in configs if len(configs) > 1 else []:
-            with Server(cfg, args.redis_url, args.prefix, LOG) as server:
-                warm_up(server, r, args, levels[-1], clock)
-                runs = {m: combine([run_wrk(server, r, m, levels[-1], args.threads, args.trial_duration,
-                                            args.users, clock)]) for m in ("ping", "decide")}
-            trials.append({"config": cfg, "connections": levels[-1], **runs})
-            print(f"  trial {cfg['name']}: decide {runs['decide']['rps']:.0f}/s, "
-                  f"ping {runs['ping']['rps']:.0f}/s at -c {levels[-1]}", flush=True)
-        best = max(trials, key=lambda t: t["decide"]["rps"])["config"] if trials else configs[0]
-        res["trials"], res["config"] = trials, best
-
-        with Server(best, args.redis_url, args.prefix, LOG) as server:
+        res["trials"], res["config"] = pick_config(configs, args, r, levels[-1], clock)
+        with Server(res["config"], args.redis_url, args.prefix, LOG) as server:
             warm_up(server, r, args, levels[-1], clock)
-            res["levels"] = []
-            for c in levels:
-                # ping and decide alternate in slices, so that a noisy neighbour hits both alike
-                slices: dict[str, list[dict]] = {"ping": [], "decide": []}
-                for _ in range(args.repeats):
-                    for m in slices:
-                        slices[m].append(run_wrk(server, r, m, c, args.threads, args.duration / args.repeats,
-                                                 args.users, clock))
-                runs = {m: combine(x) for m, x in slices.items()}
-                res["levels"].append({"connections": c, "threads": min(args.threads, c), **runs})
-                print(f"  -c {c}: decide {runs['decide']['rps']:.0f}/s p99 {runs['decide']['p99_ms']:.1f} ms, "
-                      f"ping {runs['ping']['rps']:.0f}/s p99 {runs['ping']['p99_ms']:.1f} ms", flush=True)
+            res["levels"] = [measure_level(server, r, args, c, clock) for c in levels]
             res["round_trips"] = round_trips(r, server.port, args.prefix, args.rt_decides, args.users, clock)
         res["machine"]["loadavg_after"] = os.getloadavg()
         res["verdict"] = verdict(res)
@@ -142,10 +125,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=15.0,
                    help="seconds of load per endpoint and level, in --repeats alternating slices")
     p.add_argument("--repeats", type=int, default=3, help="alternating ping/decide slices per level")
-    p.add_argument("--trial-duration", type=float, default=4.0, help="seconds per run when picking the config")
+    p.add_argument("--trial-duration", type=float, default=4.0,
+                   help="seconds per endpoint and config when picking the config (two alternating slices)")
     p.add_argument("--connections", default="4,16", help="wrk -c load levels, comma-separated, ascending")
     p.add_argument("--threads", type=int, default=2, help="wrk -t")
-    p.add_argument("--configs", default="sync:2,gthread:2x4",
+    p.add_argument("--configs", default="sync:2,sync:4,gthread:2x4",
                    help="gunicorn configs to try: <class>:<workers>[x<threads>]; the best decide throughput wins")
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--segments", type=int, default=50)
@@ -172,6 +156,47 @@ def clean(r: redis.Redis, prefix: str) -> int:
     return n
 
 
+def pick_config(configs: list[dict], args: argparse.Namespace, r: redis.Redis, conns: int,
+                clock: Clock) -> tuple[list[dict], dict]:
+    """Short runs of each gunicorn configuration at the highest load; the best decide throughput wins.
+
+    All candidates run at once (an idle server costs nothing) and take turns, twice, so that a
+    burst of load from a neighbour does not decide the choice.
+    """
+    if len(configs) == 1:
+        return [], configs[0]
+    slice_s = max(args.trial_duration / 2, 1.0)
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(Server(cfg, args.redis_url, args.prefix, LOG)) for cfg in configs]
+        for server in servers:
+            warm_up(server, r, args, conns, clock)
+        slices: list[dict[str, list[dict]]] = [{"ping": [], "decide": []} for _ in servers]
+        for _ in range(2):
+            for server, sl in zip(servers, slices):
+                for mode in sl:
+                    sl[mode].append(run_wrk(server, r, mode, conns, args.threads, slice_s, args.users, clock))
+    trials = []
+    for cfg, sl in zip(configs, slices):
+        runs = {mode: combine(x) for mode, x in sl.items()}
+        trials.append({"config": cfg, "connections": conns, **runs})
+        print(f"  trial {cfg['name']}: decide {runs['decide']['rps']:.0f}/s, ping {runs['ping']['rps']:.0f}/s "
+              f"at -c {conns}", flush=True)
+    return trials, max(trials, key=lambda t: t["decide"]["rps"])["config"]
+
+
+def measure_level(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> dict:
+    """Ping and decide at one load level, alternating in slices so that a noisy neighbour hits both alike."""
+    slices: dict[str, list[dict]] = {"ping": [], "decide": []}
+    for _ in range(args.repeats):
+        for mode in slices:
+            slices[mode].append(run_wrk(server, r, mode, conns, args.threads, args.duration / args.repeats,
+                                        args.users, clock))
+    runs = {mode: combine(x) for mode, x in slices.items()}
+    print(f"  -c {conns}: decide {runs['decide']['rps']:.0f}/s p99 {runs['decide']['p99_ms']:.1f} ms, "
+          f"ping {runs['ping']['rps']:.0f}/s p99 {runs['ping']['p99_ms']:.1f} ms", flush=True)
+    return {"connections": conns, "threads": min(args.threads, conns), **runs}
+
+
 def warm_up(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> None:
     """Let every worker load its script and connect to Redis before anything is measured."""
     for mode in ("decide", "ping"):
@@ -192,8 +217,9 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(int(q * len(xs)), len(xs) - 1)] if xs else 0.0
 
 
-def memory(r: redis.Redis, keys: Keys, plan: Plan, decision_ids: list[str], sample: int, mem_before: int) -> dict:
+def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_before: int) -> dict:
     """Bytes per user hash, decision record and interaction, as Redis reports them."""
+    r, keys = store.redis, store.keys
     rng = random.Random(plan.seed)
     users = [keys.user(user_id(i)) for i in rng.sample(range(plan.users), min(sample, plan.users))]
     decisions = [keys.decision(d) for d in rng.sample(decision_ids, min(sample, len(decision_ids)))]
@@ -209,15 +235,14 @@ def memory(r: redis.Redis, keys: Keys, plan: Plan, decision_ids: list[str], samp
     for k in users[:300]:
         pipe.hgetall(k)
     hashes = pipe.execute()
-    # interactions: the day strings as they grew by APPEND, and as an exact-size copy of each would be
+    # interactions: the day strings as APPEND grew them, then as the hourly compaction job leaves closed days
     day_keys = [keys.interactions(int(d)) for d in r.zrange(keys.interaction_days(), 0, -1)]
-    ix_mem, ix_len = sum(_usage(r, day_keys)), sum(r.strlen(k) for k in day_keys)
-    copy_mem = 0
-    for k in day_keys:
-        tmp = f"{k}:benchcopy"
-        r.copy(k, tmp, replace=True)
-        copy_mem += r.memory_usage(tmp, samples=0) or 0
-        r.unlink(tmp)
+    ix_len = sum(r.strlen(k) for k in day_keys)
+    ix_appended = sum(_usage(r, day_keys))
+    t = time.perf_counter()
+    compacted = interactions.compact(store, now=plan.t_end)  # every population day is closed by t_end
+    compact_s = time.perf_counter() - t
+    ix_mem = sum(_usage(r, day_keys))
     info = r.info("memory")
     n_ix = ix_len / 13
     return {
@@ -231,21 +256,24 @@ def memory(r: redis.Redis, keys: Keys, plan: Plan, decision_ids: list[str], samp
         "decision_bytes": sum(d_mem) / max(len(d_mem), 1), "decision_sample": len(d_mem),
         "decision_bytes_p99": _pct(d_mem, 0.99),
         "interaction_bytes": ix_mem / max(n_ix, 1), "interactions": int(n_ix), "interaction_days": len(day_keys),
-        "interaction_bytes_if_compacted": copy_mem / max(n_ix, 1),
+        "interaction_bytes_appended": ix_appended / max(n_ix, 1), "interaction_days_compacted": compacted,
+        "compact_s": round(compact_s, 3),
         "used_memory_delta_per_user": (info["used_memory"] - mem_before) / plan.users,
         "used_memory_human": info["used_memory_human"],
         "note": "MEMORY USAGE counts key, value and dict entry, not the expires entry of TTL'd keys; "
-                "interaction_bytes_if_compacted = MEMORY USAGE of a COPY of each day key (exact-size "
-                "allocation instead of APPEND's doubling); used_memory_delta is server-wide and noisy",
+                "interaction_bytes is after bandit_push.interactions.compact (the hourly job) re-allocated the "
+                "closed days; _appended is before, as APPEND's greedy growth left them (today's open day stays "
+                "so until it closes); used_memory_delta is server-wide and noisy",
     }
 
 
-def heavy_users(r: redis.Redis, keys: Keys, settings: Settings, plan: Plan, n: int) -> dict:
+def heavy_users(store: Store, plan: Plan, n: int) -> dict:
     """Bytes per user after three days of as many pushes as the guardrails allow (the bound, not the mean)."""
     if n <= 0:
         return {}
+    r, keys = store.redis, store.keys
     ids = random.Random(plan.seed + 1).sample(range(plan.users), min(n, plan.users))
-    counts = saturate(settings, ids, plan.t_end)
+    counts = saturate(store.settings, ids, plan.t_end)
     names = [keys.user(user_id(i)) for i in ids]
     mem = _usage(r, names)
     pipe = r.pipeline(transaction=False)
@@ -286,7 +314,8 @@ def print_report(res: dict) -> None:
           f"quiet hours off, {a['users']} users; wrk -t {a['threads']} -d {a['duration']:g}s per run")
     for t in res.get("trials", []):
         print(f"   trial {t['config']['name']:<12} -c {t['connections']}: decide {t['decide']['rps']:6.0f}/s "
-              f"p99 {t['decide']['p99_ms']:6.2f} ms | ping {t['ping']['rps']:6.0f}/s p99 {t['ping']['p99_ms']:6.2f} ms")
+              f"p99 {t['decide']['p99_ms']:6.2f} ms | ping {t['ping']['rps']:6.0f}/s p99 {t['ping']['p99_ms']:6.2f} ms"
+              f" | decide/bare {t['decide']['rps'] / t['ping']['rps']:.2f}")
     print(f"{'conns':>5} {'endpoint':<8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'send':>5} "
           f"{'CPU ms/req srv|redis|wrk':>25} {'other':>6}  {'decide/bare req/s':>17} {'decide/bare p99':>15}")
     for lv in res["levels"]:
@@ -319,9 +348,10 @@ def print_report(res: dict) -> None:
               f"max {m['heavy_user_bytes_max']} B, {m['heavy_pi_items']:.1f} recently pushed items each")
     print(f"   decision record: mean {m['decision_bytes']:.0f} B, p99 {m['decision_bytes_p99']} "
           f"over {m['decision_sample']} records")
-    print(f"   interactions: {m['interactions']} in {m['interaction_days']} day strings: "
-          f"{m['interaction_bytes']:.1f} B each as appended, {m['interaction_bytes_if_compacted']:.1f} B if each "
-          f"day were copied to an exact-size string")
+    print(f"   interactions: {m['interactions']} in {m['interaction_days']} day strings: {m['interaction_bytes']:.1f} B "
+          f"each once interactions.compact (hourly job) re-allocated the closed days "
+          f"({m['interaction_days_compacted']} days, {m['compact_s']:.2f} s); {m['interaction_bytes_appended']:.1f} B "
+          f"as appended (an open day)")
     print(f"   server used_memory grew {m['used_memory_delta_per_user']:.0f} B per user (all keys, server-wide)")
     v = res["verdict"]
     print(f"\n== targets (serving read at -c {v['at_connections']}, the highest level with bare p99 < 10 ms; "
