@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="run the API, a worker and the scheduler (embedded Redis without REDIS_URL)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=4,
+                   help="gunicorn sync worker processes (default 4: a sync worker idles while it waits for Redis)")
     p.add_argument("--no-worker", action="store_true", help="run the API only, without RQ worker and scheduler")
     p.set_defaults(func=serve)
     p = sub.add_parser("refresh-popular", help="recompute the popular-items lists now")

@@ -9,13 +9,15 @@ and reads its answer.
 """
 from __future__ import annotations
 
-import json
+import math
 import random
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bandit_push import scripts
 from bandit_push.config import Settings
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.store import Store
@@ -57,8 +59,8 @@ class Decision:
         }
 
 
-def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE, model: str = "popular") -> str:
-    """The constant JSON the decide script reads: policy kernel, priors, guardrails, context edges."""
+def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE, model: str = "popular") -> dict[str, Any]:
+    """The constants the decide script reads: policy kernel, priors, guardrails, context edges."""
     from bandit_push.config import OUTCOMES
 
     quiet = settings.quiet_window()
@@ -73,13 +75,35 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
         "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
         "excl": settings.exclude_pushed_days * 86400.0,
         "ttl": int(settings.decision_ttl_hours * 3600),
+        # the recent-pushes record must outlive both the cap's 24 h and the item exclusion window
+        "keep": int(max(settings.exclude_pushed_days * 86400.0, 86400.0)) + 3600,
         "nout": len(OUTCOMES),
     }
     cfg.update(policy.lua_params())
     if quiet:
         cfg["quiet"] = list(quiet)
     assert len(cfg["w"]) == len(OUTCOMES)
-    return json.dumps(cfg, separators=(",", ":"))
+    return cfg
+
+
+def lua_literal(value: Any) -> str:
+    """A Lua table/number/string literal of a JSON-like value (strings: safe characters only)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}={lua_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "{" + ",".join(lua_literal(v) for v in value) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        return repr(value)
+    if isinstance(value, str) and _SAFE.match(value):
+        return f"'{value}'"
+    raise ValueError(f"cannot embed {value!r} in the decide script")
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.,:+\-]*$")
 
 
 def new_decision_id(space: str) -> str:
@@ -96,7 +120,10 @@ class DecisionEngine:
         self.settings = settings
         self.policy = policy or POLICIES[settings.policy](settings)
         self.rng = rng or random.Random(settings.seed)
-        self._config = script_config(settings, self.policy)
+        # the constant settings are compiled into the script: no call pays for decoding them
+        source = scripts.DECIDE.replace("local cfg = CONFIG", "local cfg = " + lua_literal(
+            script_config(settings, self.policy)), 1)
+        self._script = store.redis.register_script(source)
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
@@ -106,10 +133,10 @@ class DecisionEngine:
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
         did = new_decision_id(DEFAULT_SPACE)
-        out = self.store.decide_script(
+        out = self._script(
             keys=[keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
-                  keys.segment_sizes()],
-            args=[self._config, user_id, did, repr(now), repr(self.rng.random()), k, channel or ""])
+                  keys.segment_sizes(), keys.user_pushes(user_id)],
+            args=[user_id, did, repr(now), repr(self.rng.random()), k, channel or ""])
         send, reason, segment, prop, rec, dp, items_raw, pushes = out
         parts = items_raw.split()
         items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]

@@ -19,6 +19,13 @@ class Keys:
         """Hash: state, time zone rule, recent pushes, behaviour features of one user."""
         return f"{self.prefix}u:{{{user_id}}}"
 
+    def user_pushes(self, user_id: str) -> str:
+        """String: the user's push times of the last 24 h and items pushed within the exclusion window.
+
+        Kept apart from the user hash so that the hash stays small (listpack-encoded); expires.
+        """
+        return f"{self.prefix}u:{{{user_id}}}:pushed"
+
     def decision(self, decision_id: str) -> str:
         """Hash: one decision record, with its per-event dedup flags. Expires."""
         return f"{self.prefix}d:{decision_id}"

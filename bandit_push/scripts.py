@@ -109,18 +109,24 @@ end
 DECIDE = PRELUDE + r"""
 -- KEYS[1] = user hash            KEYS[2] = decision record (new)
 -- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
--- ARGV[1] = policy/guardrail config (JSON, constant per process)
--- ARGV[2] = user id   ARGV[3] = decision id   ARGV[4] = now (epoch s)   ARGV[5] = u ~ U[0,1)
--- ARGV[6] = k (items)   ARGV[7] = channel ('' if none)
+-- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
+-- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
+-- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)
 -- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...", pushes_24h}
-local cfg = cjson.decode(ARGV[1])
-local uid, did, now, u, k = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp', 'pt', 'pi')
+-- CONFIG is replaced by the engine's constant policy/guardrail settings as a Lua table (see decide.py),
+-- so that no call pays for decoding them.
+local cfg = CONFIG
+local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')
 local seg = st[1] or 'new'
 local lp = tonumber(st[4])
+local recent_raw = redis.call('GET', KEYS[6]) or ''
+local nl = string.find(recent_raw, '\n', 1, true)
+local pt_raw, pi_raw = recent_raw, ''
+if nl then pt_raw, pi_raw = string.sub(recent_raw, 1, nl - 1), string.sub(recent_raw, nl + 1) end
 
 local pushes, recent = {}, 0
-for x in string.gmatch(st[5] or '', '%S+') do
+for x in string.gmatch(pt_raw, '%S+') do
   local t = tonumber(x)
   if t > now - 86400 then
     pushes[#pushes + 1] = x
@@ -171,7 +177,7 @@ end
 
 -- items: the segment's popular list, then the global one, minus items pushed recently
 local excluded, kept_pi = {}, {}
-local pi_iter = string.gmatch(st[6] or '', '(%S+) (%S+)')
+local pi_iter = string.gmatch(pi_raw, '(%S+) (%S+)')
 for item, t in pi_iter do
   if tonumber(t) > now - cfg.excl then excluded[item] = true; kept_pi[#kept_pi + 1] = item .. ' ' .. t end
 end
@@ -199,7 +205,8 @@ if send then
   pushes[#pushes + 1] = ts
   recent = recent + 1
   for i = 1, #items, 2 do kept_pi[#kept_pi + 1] = items[i] .. ' ' .. ts end
-  redis.call('HSET', KEYS[1], 'lp', ts, 'pt', table.concat(pushes, ' '), 'pi', table.concat(kept_pi, ' '))
+  redis.call('HSET', KEYS[1], 'lp', ts)
+  redis.call('SET', KEYS[6], table.concat(pushes, ' ') .. '\n' .. table.concat(kept_pi, ' '), 'EX', cfg.keep)
   arm_add(arm, 2, now, cfg.hl, 1)
   arm_add(tot, 2, now, cfg.hl, 1)
   redis.call('HSET', KEYS[3], arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot))
@@ -208,7 +215,7 @@ local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
 redis.call('HSET', KEYS[2], 'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
-  'c', ARGV[7], 'm', cfg.model)
+  'c', ARGV[6], 'm', cfg.model)
 redis.call('EXPIRE', KEYS[2], cfg.ttl)
 return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' '), recent}
 """

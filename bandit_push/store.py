@@ -11,7 +11,8 @@ from bandit_push.keys import Keys
 class Store:
     """A connection to the deployment's Redis with its key builder and scripts.
 
-    Scripts are registered with ``register_script``: the ``Script`` object computes its
+    The decide script is registered by each :class:`~bandit_push.decide.DecisionEngine`, with its
+    settings compiled in. Scripts are registered with ``register_script``: the ``Script`` object computes its
     SHA once, reloads on NOSCRIPT, and can run inside a pipeline.
     """
 
@@ -19,7 +20,6 @@ class Store:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self.decide_script = client.register_script(scripts.DECIDE)
         self.feedback_script = client.register_script(scripts.FEEDBACK)
         self.event_script = client.register_script(scripts.EVENT)
         self.upsert_user_script = client.register_script(scripts.UPSERT_USER)

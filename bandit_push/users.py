@@ -25,10 +25,13 @@ def put(store: Store, user_id: str, timezone: str | None = None, opted_out: bool
 def get(store: Store, settings: Settings, user_id: str, now: float | None = None) -> dict[str, Any]:
     """The user's segment, last push, pushes in the 24 h before ``now``, opt-out, time zone, features."""
     now = time.time() if now is None else now
-    h = store.redis.hgetall(store.keys.user(user_id))
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.hgetall(store.keys.user(user_id))
+    pipe.get(store.keys.user_pushes(user_id))
+    h, recent = pipe.execute()
     if not h:
         raise NotFound(f"user {user_id!r} is not known", field="user_id", code="unknown_user")
-    pushes = [float(t) for t in h.get("pt", "").split()]
+    pushes = [float(t) for t in (recent or "").split("\n")[0].split()]
     return {
         "user_id": user_id,
         "segment": h.get("sg", "new"),

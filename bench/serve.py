@@ -212,6 +212,16 @@ def _usage(r: redis.Redis, names: list[str]) -> list[int]:
     return [x for x in pipe.execute() if x is not None]
 
 
+def _user_usage(store: Store, ids: list[str]) -> list[int]:
+    """Bytes per user: the user hash plus the recent-pushes key (0 when it has expired or never existed)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for uid in ids:
+        pipe.memory_usage(store.keys.user(uid), samples=0)
+        pipe.memory_usage(store.keys.user_pushes(uid), samples=0)
+    got = pipe.execute()
+    return [(got[i] or 0) + (got[i + 1] or 0) for i in range(0, len(got), 2) if got[i] is not None]
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(int(q * len(xs)), len(xs) - 1)] if xs else 0.0
@@ -221,9 +231,14 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
     """Bytes per user hash, decision record and interaction, as Redis reports them."""
     r, keys = store.redis, store.keys
     rng = random.Random(plan.seed)
-    users = [keys.user(user_id(i)) for i in rng.sample(range(plan.users), min(sample, plan.users))]
+    uids = [user_id(i) for i in rng.sample(range(plan.users), min(sample, plan.users))]
+    users = [keys.user(u) for u in uids]
     decisions = [keys.decision(d) for d in rng.sample(decision_ids, min(sample, len(decision_ids)))]
-    u_mem, d_mem = _usage(r, users), _usage(r, decisions)
+    u_mem, d_mem = _user_usage(store, uids), _usage(r, decisions)
+    pipe = r.pipeline(transaction=False)
+    for u in uids[:300]:
+        pipe.get(keys.user_pushes(u))
+    recent = [x or "\n" for x in pipe.execute()]
     pipe = r.pipeline(transaction=False)
     for k in users:
         pipe.object("encoding", k)
@@ -251,8 +266,8 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
         "user_encodings": {e: {"share": len(v) / len(u_mem), "bytes": sum(v) / len(v)} for e, v in by_enc.items()},
         "user_fields": sum(len(h) for h in hashes) / len(hashes),
         "user_payload_bytes": sum(len(k) + len(v) for h in hashes for k, v in h.items()) / len(hashes),
-        "user_pushes_24h": sum(len(h.get("pt", "").split()) for h in hashes) / len(hashes),
-        "user_pi_bytes": sum(len(h.get("pi", "")) for h in hashes) / len(hashes),
+        "user_pushes_24h": sum(len(x.split("\n")[0].split()) for x in recent) / len(recent),
+        "user_recent_items_bytes": sum(len(x.split("\n", 1)[1]) for x in recent) / len(recent),
         "decision_bytes": sum(d_mem) / max(len(d_mem), 1), "decision_sample": len(d_mem),
         "decision_bytes_p99": _pct(d_mem, 0.99),
         "interaction_bytes": ix_mem / max(n_ix, 1), "interactions": int(n_ix), "interaction_days": len(day_keys),
@@ -274,12 +289,11 @@ def heavy_users(store: Store, plan: Plan, n: int) -> dict:
     r, keys = store.redis, store.keys
     ids = random.Random(plan.seed + 1).sample(range(plan.users), min(n, plan.users))
     counts = saturate(store.settings, ids, plan.t_end)
-    names = [keys.user(user_id(i)) for i in ids]
-    mem = _usage(r, names)
+    mem = _user_usage(store, [user_id(i) for i in ids])
     pipe = r.pipeline(transaction=False)
-    for k in names:
-        pipe.hget(k, "pi")
-    pi = pipe.execute()
+    for i in ids:
+        pipe.get(keys.user_pushes(user_id(i)))
+    pi = [(x or "\n").split("\n", 1)[1] for x in pipe.execute()]
     return {"heavy_user_bytes": sum(mem) / len(mem), "heavy_user_bytes_max": max(mem), "heavy_users": len(mem),
             "heavy_sends": counts["send"], "heavy_pi_items": sum(len((x or "").split()) / 2 for x in pi) / len(pi)}
 
@@ -339,10 +353,11 @@ def print_report(res: dict) -> None:
     m = res["memory"]
     enc = ", ".join(f"{e} {v['share']:.0%} at {v['bytes']:.0f} B" for e, v in m["user_encodings"].items())
     print(f"\n== memory (Redis {m['used_memory_human']} used)")
-    print(f"   user hash: mean {m['user_bytes']:.0f} B, p50 {m['user_bytes_p50']}, p99 {m['user_bytes_p99']} "
+    print(f"   user (hash + :pushed): mean {m['user_bytes']:.0f} B, p50 {m['user_bytes_p50']}, p99 {m['user_bytes_p99']} "
           f"over {m['user_sample']} users; encodings: {enc}")
     print(f"      {m['user_fields']:.1f} fields, {m['user_payload_bytes']:.0f} B of field names+values, "
-          f"{m['user_pushes_24h']:.2f} pushes in the last 24 h, 'pi' (pushed items) {m['user_pi_bytes']:.0f} B")
+          f"{m['user_pushes_24h']:.2f} pushes in the last 24 h, {m['user_recent_items_bytes']:.0f} B of recently pushed "
+          f"items (in the user's :pushed key, counted in the user's bytes)")
     if "heavy_user_bytes" in m:
         print(f"   heavy users (pushed to the guardrails' limit for 3 days): mean {m['heavy_user_bytes']:.0f} B, "
               f"max {m['heavy_user_bytes_max']} B, {m['heavy_pi_items']:.1f} recently pushed items each")
