@@ -1,7 +1,6 @@
 """HTTP API: the app factory. Business logic lives in :mod:`bandit_push`."""
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from importlib import resources

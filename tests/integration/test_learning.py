@@ -5,7 +5,6 @@ import pytest
 from bandit_push import feedback
 from bandit_push.decide import DecisionEngine
 from bandit_push.feedback import FeedbackEvent
-from bandit_push.policies import POLICIES
 from bandit_push.store import Store
 
 DAY = 86400.0
