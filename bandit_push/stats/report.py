@@ -86,6 +86,7 @@ class Report(JsonMixin):
     comparisons: tuple[Comparison, ...]
     guardrails: tuple[GuardrailResult, ...]
     summary: str
+    notes: tuple[str, ...] = ()  # metrics that could not be computed, and why
 
 
 def compare(
@@ -136,9 +137,13 @@ def analyse(
     control = names[0]
     counts = {n: len(np.asarray(data[n][metrics[0].numerator])) for n in names}
     srm = sample_ratio_check(counts, weights)
-    comparisons = tuple(
-        compare(m, v, data[control], data[v], alpha, mixing_sd) for v in names[1:] for m in metrics
-    )
+    comparisons, notes = [], []
+    for v in names[1:]:
+        for m in metrics:
+            try:
+                comparisons.append(compare(m, v, data[control], data[v], alpha, mixing_sd))
+            except ValueError as exc:  # e.g. CTR of a holdout, which sends nothing
+                notes.append(f"{m.name} for {v} vs {control}: {exc}")
     flags = tuple(
         guardrail_check(g.name, v, data[control][g.column], data[v][g.column],
                         g.higher_is_better, g.alpha, g.margin)
@@ -146,11 +151,32 @@ def analyse(
     )
     labels = {m.name: m.words for m in metrics} | {g.name: g.label or g.name.replace("_", " ") for g in guardrails}
     summary = describe(control, metrics[0].name, srm, comparisons, flags, labels)
-    return Report(control, metrics[0].name, srm, comparisons, flags, summary)
+    return Report(control, metrics[0].name, srm, tuple(comparisons), flags, summary, tuple(notes))
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:+.0f}%" if np.isfinite(x) else "n/a"
+def _pct(x: float, sign: str = "+") -> str:
+    return f"{x * 100:{sign}.0f}%" if np.isfinite(x) else "n/a"
+
+
+def _num(x: float, sign: str = "+") -> str:
+    return f"{x:{sign}.3g}" if np.isfinite(x) else "n/a"
+
+
+def _effect(e: Estimate, magnitude: bool) -> str:
+    """'12% [5%, 19%]' (a decided effect, as a magnitude) or '+2% [-3%, +7%]' (signed).
+
+    Falls back to the absolute difference when control is zero (e.g. sends
+    against a holdout), where a relative lift means nothing.
+    """
+    relative = np.isfinite(e.relative_lift) and np.isfinite(e.lift_ci_low)
+    point, lo, hi = (e.relative_lift, e.lift_ci_low, e.lift_ci_high) if relative else (
+        e.difference, e.ci_low, e.ci_high)
+    fmt = _pct if relative else _num
+    if not magnitude:
+        return f"{fmt(point)} [{fmt(lo)}, {fmt(hi)}]"
+    if point < 0:
+        point, lo, hi = -point, -hi, -lo
+    return f"{fmt(point, '')} [{fmt(lo, '')}, {fmt(hi, '')}]"
 
 
 def describe(
@@ -172,15 +198,14 @@ def describe(
         if c.metric != primary:
             continue
         e, name = c.estimate, labels.get(c.metric, c.metric)
-        lift = f"{_pct(e.relative_lift).lstrip('+')} [{_pct(e.lift_ci_low)}, {_pct(e.lift_ci_high)}]"
         verb = "raises" if e.difference > 0 else "lowers"
         if c.sequential.excludes_zero:
-            text = f"variant {c.variant} {verb} {name} by {lift.lstrip('-')} vs {control}"
+            text = f"variant {c.variant} {verb} {name} by {_effect(e, True)} vs {control}"
         elif e.ci_low > 0 or e.ci_high < 0:
-            text = (f"variant {c.variant} {verb} {name} by {lift.lstrip('-')} vs {control} at a single look, "
+            text = (f"variant {c.variant} {verb} {name} by {_effect(e, True)} vs {control} at a single look, "
                     "not yet confirmed by the always-valid interval; keep running")
         else:
-            text = f"variant {c.variant} vs {control} is inconclusive on {name} ({lift})"
+            text = f"variant {c.variant} vs {control} is inconclusive on {name} ({_effect(e, False)})"
         breached = [g for g in guardrails if g.variant == c.variant and g.breached]
         if breached:
             text += "; guardrail breached: " + ", ".join(

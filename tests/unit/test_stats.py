@@ -167,7 +167,7 @@ def _arm(rng, n, lift=0.0, unsubscribe=0.01):
 def test_report_in_words_and_json():
     rng = np.random.default_rng(3)
     won = analyse({"A": _arm(rng, 20000), "B": _arm(rng, 20000, lift=0.3)}, {"A": 1, "B": 1})
-    assert re.fullmatch(r"variant B raises net value per user by \d+% \[\+\d+%, \+\d+%\] vs A; "
+    assert re.fullmatch(r"variant B raises net value per user by \d+% \[\d+%, \d+%\] vs A; "
                         r"no guardrail breached\.", won.summary)
     assert "no guardrail breached" in won.summary
     payload = json.loads(json.dumps(won.to_json(), allow_nan=False))
@@ -183,3 +183,20 @@ def test_report_in_words_and_json():
     skewed = analyse({"A": _arm(rng, 1000), "B": _arm(rng, 1300)}, {"A": 1, "B": 1},
                      metrics=[Metric("ctr", "clicks", "sends", label="CTR")])
     assert skewed.sample_ratio.flagged and skewed.summary.startswith("WARNING: sample-ratio mismatch")
+
+
+def test_report_words_for_a_loss_and_against_a_holdout():
+    rng = np.random.default_rng(8)
+    lost = analyse({"A": _arm(rng, 20000), "B": _arm(rng, 20000, lift=-0.3)}, {"A": 1, "B": 1})
+    low, high = re.fullmatch(r"variant B lowers net value per user by \d+% \[(\d+)%, (\d+)%\] vs A; "
+                             r"no guardrail breached\.", lost.summary).groups()
+    assert int(low) < int(high)
+
+    holdout = _arm(rng, 3000)
+    for column in ("sends", "clicks", "conversions", "net_value"):
+        holdout[column] = np.zeros(3000)
+    report = analyse({"holdout": holdout, "B": _arm(rng, 3000)}, {"holdout": 1, "B": 1})
+    # Relative lift over zero means nothing: the words give the absolute difference instead.
+    assert re.match(r"variant B raises net value per user by [\d.]+ \[[\d.]+, [\d.]+\] vs holdout", report.summary)
+    assert [n.split(":")[0] for n in report.notes] == ["ctr for B vs holdout"]  # no sends, no CTR
+    json.dumps(report.to_json(), allow_nan=False)
