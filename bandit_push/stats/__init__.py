@@ -9,16 +9,39 @@
 
 from __future__ import annotations
 
-from bandit_push.stats.checks import GuardrailResult, SampleRatio, guardrail_check, sample_ratio_check
+from bandit_push.stats.checks import (
+    GuardrailResult,
+    SampleRatio,
+    guardrail_check,
+    sample_ratio_check,
+)
 from bandit_push.stats.inference import (
-    Estimate, Posterior, delta_ratio, posterior, posterior_from_summary, ratio_moments, welch,
+    Estimate,
+    Posterior,
+    delta_ratio,
+    posterior,
+    posterior_from_summary,
+    ratio_moments,
+    welch,
     welch_from_summary,
 )
 from bandit_push.stats.report import (
-    DEFAULT_GUARDRAILS, DEFAULT_METRICS, Comparison, Guardrail, Metric, Report, analyse, compare, describe,
+    DEFAULT_GUARDRAILS,
+    DEFAULT_METRICS,
+    Comparison,
+    Guardrail,
+    Metric,
+    Report,
+    analyse,
+    compare,
+    describe,
 )
 from bandit_push.stats.sequential import (
-    DEFAULT_MIXING_SD, SequentialInterval, mixture_radius, pooled_sd, sequential_interval,
+    DEFAULT_MIXING_SD,
+    SequentialInterval,
+    mixture_radius,
+    pooled_sd,
+    sequential_interval,
 )
 
 __all__ = [

@@ -9,10 +9,25 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit_push.stats._json import JsonMixin
-from bandit_push.stats.checks import GuardrailResult, SampleRatio, guardrail_check, sample_ratio_check
-from bandit_push.stats.inference import Estimate, Posterior, delta_ratio, posterior, ratio_moments, welch
+from bandit_push.stats.checks import (
+    GuardrailResult,
+    SampleRatio,
+    guardrail_check,
+    sample_ratio_check,
+)
+from bandit_push.stats.inference import (
+    Estimate,
+    Posterior,
+    delta_ratio,
+    posterior,
+    ratio_moments,
+    welch,
+)
 from bandit_push.stats.sequential import (
-    DEFAULT_MIXING_SD, SequentialInterval, pooled_sd, sequential_interval,
+    DEFAULT_MIXING_SD,
+    SequentialInterval,
+    pooled_sd,
+    sequential_interval,
 )
 
 # Per-user arrays of one variant, by name: {"sends": array, "clicks": array, ...}, all of length n_users.
@@ -20,7 +35,7 @@ VariantData = Mapping[str, npt.ArrayLike]
 
 
 @dataclass(frozen=True)
-class Metric:
+class Metric(JsonMixin):
     """How to compute one metric from per-user arrays.
 
     With `denominator` None the metric is the mean of `numerator` per user (Welch);
@@ -36,11 +51,12 @@ class Metric:
 
     @property
     def words(self) -> str:
+        """The metric's name as the summary sentence uses it."""
         return self.label or self.name.replace("_", " ")
 
 
 @dataclass(frozen=True)
-class Guardrail:
+class Guardrail(JsonMixin):
     """A per-user metric the variant must not make significantly worse (one-sided test)."""
 
     name: str

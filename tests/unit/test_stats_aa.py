@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from bandit_push.stats import (
-    DEFAULT_MIXING_SD, delta_ratio, mixture_radius, pooled_sd, sequential_interval, welch_from_summary,
+    DEFAULT_MIXING_SD,
+    delta_ratio,
+    mixture_radius,
+    pooled_sd,
+    sequential_interval,
+    welch_from_summary,
 )
 
 ALPHA = 0.05
