@@ -67,6 +67,7 @@ class Settings:
     popular_size: int = 100                #: items kept per segment's popular list
     event_weights: Mapping[str, float] = field(default_factory=_default_event_weights)
     interaction_retention_days: int = 400
+    event_dedup_hours: float = 48.0        #: a retried event with the same event_id counts once within this
 
     default_k: int = 5
     max_k: int = 50
@@ -103,7 +104,7 @@ class Settings:
             raise bad("policy", f"unknown policy {self.policy!r}; one of {sorted(POLICIES)}")
         if not self.prefix or any(c in self.prefix for c in "{} \t\n*?[]"):
             raise bad("prefix", "must be non-empty, without braces, spaces or glob characters")
-        for name in ("half_life_hours", "attribution_window_hours", "decision_ttl_hours", "prior_strength",
+        for name in ("event_dedup_hours", "half_life_hours", "attribution_window_hours", "decision_ttl_hours", "prior_strength",
                      "redis_timeout_s", "cadence_gap_hours"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")

@@ -14,16 +14,20 @@ class ShopEvent:
     ts: float
     item_id: str | None = None
     value: float = 0.0
+    event_id: str | None = None  #: optional; a retry with the same id (per user) counts once
 
 
-def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> int:
-    """Record events atomically each, a whole batch in one round trip; returns how many.
+def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> tuple[int, int]:
+    """Record events atomically each, a whole batch in one round trip; returns (accepted, duplicate).
 
     Per event: the user's behaviour features (counts per type, first/last activity,
     purchase value and recency), the segment's and the global popularity of the item
     for the event's UTC day, and a 13-byte record in the interaction store that the
     refit reads. A user's first event moves them from segment ``new`` to ``default``.
+    An event with an ``event_id`` already recorded for that user within ``event_dedup_hours``
+    changes nothing (gateways may retry a batch safely).
     """
+    dedup_ttl = str(int(settings.event_dedup_hours * 3600))
     keys = store.keys
     pop_ttl = int((settings.popular_window_days + 2) * 86400)
     ix_ttl = int(settings.interaction_retention_days * 86400)
@@ -33,9 +37,11 @@ def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> int:
         store.event_script(
             keys=[keys.user(ev.user_id), keys.segment_sizes(), keys.popular_day(day), keys.interactions(day),
                   keys.item_index(), keys.item_ids(), keys.counters(), keys.interaction_days(),
-                  keys.interactions_compacted()],
+                  keys.interactions_compacted(),
+                  keys.event_seen(ev.user_id, ev.event_id) if ev.event_id else keys.user(ev.user_id)],
             args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ev.item_id or "", repr(float(ev.value)),
-                  repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day],
+                  repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day,
+                  dedup_ttl if ev.event_id else "0"],
             client=pipe)
-    pipe.execute()
-    return len(events)
+    recorded = sum(1 for seg in pipe.execute() if seg)
+    return recorded, len(events) - recorded

@@ -26,6 +26,10 @@ class Keys:
         """
         return f"{self.prefix}u:{{{user_id}}}:pushed"
 
+    def event_seen(self, user_id: str, event_id: str) -> str:
+        """String: marks a shopping event id of one user as recorded (count-once for retries); expires."""
+        return f"{self.prefix}u:{{{user_id}}}:ev:{event_id}"
+
     def decision(self, decision_id: str) -> str:
         """Hash: one decision record, with its per-event dedup flags. Expires."""
         return f"{self.prefix}d:{decision_id}"

@@ -249,10 +249,12 @@ EVENT = r"""
 -- KEYS[1] = user hash   KEYS[2] = segment sizes   KEYS[3] = popular counts of the event's day
 -- KEYS[4] = interaction chunk of the event's day   KEYS[5] = item index hash   KEYS[6] = item id list
 -- KEYS[7] = counters hash   KEYS[8] = set of interaction days   KEYS[9] = set of compacted days
+-- KEYS[10] = the event id's count-once marker (unused when ARGV[10] is '0')
 -- ARGV[1] = ts   ARGV[2] = event type   ARGV[3] = type code (0..254)   ARGV[4] = item id ('' if none)
 -- ARGV[5] = value   ARGV[6] = popularity weight   ARGV[7] = popularity TTL (s)
--- ARGV[8] = interaction TTL (s)   ARGV[9] = day number
--- returns the user's segment
+-- ARGV[8] = interaction TTL (s)   ARGV[9] = day number   ARGV[10] = dedup TTL (s), '0' if no event id
+-- returns the user's segment, or false if this event id was already recorded
+if ARGV[10] ~= '0' and not redis.call('SET', KEYS[10], '1', 'NX', 'EX', ARGV[10]) then return false end
 local ts = tonumber(ARGV[1])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'ix', 'ff', 'fl', 'fp')
 local seg = st[1]

@@ -149,10 +149,10 @@ def _events(settings: Settings, plan: Plan, bounds: tuple[int, int]) -> Counter:
             value = round(rng.uniform(5, 120), 2) if types[k] == "purchase" else 0.0
             batch.append(ShopEvent(user_id(i), types[k], t0 + rng.random() * span, item_id=item, value=value))
             if len(batch) >= BATCH:
-                n += ingest(store, settings, batch)
+                n += ingest(store, settings, batch)[0]
                 batch = []
     if batch:
-        n += ingest(store, settings, batch)
+        n += ingest(store, settings, batch)[0]
     store.close()
     return Counter(events=n)
 

@@ -23,7 +23,7 @@ def events():
     now = time.time()
     parsed = []
     for where, item in v.batch(body, s.settings.max_batch):
-        v.only(item, ("user_id", "item_id", "type", "ts", "value"), where)
+        v.only(item, ("user_id", "item_id", "type", "ts", "value", "event_id"), where)
         user_id = v.ident(v.required(item, "user_id", where), f"{where}user_id", s.settings.max_id_length)
         etype = v.choice(v.required(item, "type", where), f"{where}type", EVENT_TYPES)
         item_id = None
@@ -31,5 +31,8 @@ def events():
             item_id = v.ident(v.required(item, "item_id", where), f"{where}item_id", s.settings.max_id_length)
         ts = v.timestamp(item.get("ts"), f"{where}ts", default=now)
         value = v.number(item["value"], f"{where}value", 0, 1e9) if item.get("value") is not None else 0.0
-        parsed.append(ev.ShopEvent(user_id, etype, ts, item_id, value))
-    return jsonify({"accepted": ev.ingest(s.store, s.settings, parsed)})
+        event_id = (v.short_text(item["event_id"], f"{where}event_id", 128)
+                    if item.get("event_id") is not None else None)
+        parsed.append(ev.ShopEvent(user_id, etype, ts, item_id, value, event_id))
+    accepted, duplicate = ev.ingest(s.store, s.settings, parsed)
+    return jsonify({"accepted": accepted, "duplicate": duplicate})

@@ -17,7 +17,7 @@ def test_events_feed_features_and_segment(client, store):
                        {"user_id": "u1", "item_id": "A", "type": "purchase", "ts": T0 + 60, "value": 19.5},
                        {"user_id": "u1", "type": "search", "ts": T0 - 60},
                        {"user_id": "u2", "type": "app_open", "ts": "2026-01-13T12:00:00Z"}]}
-    assert c.post("/v1/events", json=body).get_json() == {"accepted": 4}
+    assert c.post("/v1/events", json=body).get_json() == {"accepted": 4, "duplicate": 0}
     u = c.get("/v1/users/u1").get_json()
     assert u["segment"] == "default" and u["timezone"] == "Europe/Paris"
     f = u["features"]
@@ -80,3 +80,18 @@ def test_compaction_shrinks_closed_days_and_loses_nothing(client, store, setting
     client.post("/v1/events", json={"user_id": "late", "item_id": "x", "type": "view", "ts": T0 - 86400})
     assert interactions.compact(store, now=T0) == 1  # a late event re-opens the day
     assert store.redis.strlen(key) == 20001 * 13
+
+
+def test_retried_events_with_an_event_id_count_once(client, store):
+    body = {"events": [{"user_id": "r", "item_id": "A", "type": "purchase", "value": 5, "ts": T0, "event_id": "e1"},
+                       {"user_id": "r", "item_id": "B", "type": "view", "ts": T0, "event_id": "e2"},
+                       {"user_id": "other", "item_id": "B", "type": "view", "ts": T0, "event_id": "e2"},
+                       {"user_id": "r", "type": "app_open", "ts": T0}]}  # no id: counted every time
+    assert client.post("/v1/events", json=body).get_json() == {"accepted": 4, "duplicate": 0}
+    assert client.post("/v1/events", json=body).get_json() == {"accepted": 1, "duplicate": 3}
+    f = client.get("/v1/users/r").get_json()["features"]
+    assert f["counts"]["purchase"] == 1 and f["counts"]["view"] == 1 and f["counts"]["app_open"] == 2
+    assert f["purchase_value"] == 5.0
+    day = int(T0 // 86400)
+    assert store.redis.strlen(store.keys.interactions(day)) == 5 * 13
+    assert 0 < store.redis.ttl(store.keys.event_seen("r", "e1")) <= 48 * 3600

@@ -344,7 +344,7 @@ def test_happy_path_responses_match_the_documented_schemas(doc, registry, client
     events = [{"user_id": f"u-{i % 3}", "item_id": f"sku-{i % 4}", "type": t, "ts": NOW - 3600 + i * 60}
               for i, t in enumerate(["view", "add_to_cart", "purchase", "view", "view", "purchase"])]
     events += [{"user_id": "u-0", "type": "search", "ts": NOW - 10}, {"user_id": "u-1", "type": "app_open"}]
-    assert ok(client.post("/v1/events", json={"events": events}), "/v1/events", "post") == {"accepted": 8}
+    assert ok(client.post("/v1/events", json={"events": events}), "/v1/events", "post") == {"accepted": 8, "duplicate": 0}
     ok(client.post("/v1/events", json={"user_id": "u-9", "item_id": "sku-1", "type": "purchase", "value": 9.5}),
        "/v1/events", "post")
     ok(client.get("/readyz"), "/readyz", "get")

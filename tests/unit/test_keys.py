@@ -6,6 +6,7 @@ def test_key_strings_are_pinned():
     k = Keys("bp:")
     assert k.user("alice") == "bp:u:{alice}"
     assert k.user_pushes("alice") == "bp:u:{alice}:pushed"
+    assert k.event_seen("alice", "e1") == "bp:u:{alice}:ev:e1"
     assert k.decision("ab12.default") == "bp:d:ab12.default"
     assert k.arms("default") == "bp:arms:{default}"
     assert k.segment_sizes() == "bp:segsize"
