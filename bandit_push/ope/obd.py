@@ -94,22 +94,23 @@ class Validation:
         return self.diff_low <= 0.0 <= self.diff_high
 
 
-def validate_campaign(root: Path, campaign: str, *, clip: float | None = None, n_bootstrap: int = 1000,
-                      seed: int = 0) -> list[Validation]:
-    """IPS, SNIPS and DR estimates of the random policy's CTR from the BTS log, each against the random log."""
+def validate_campaign(root: Path, campaign: str, *, clips: tuple[float | None, ...] = (None,),
+                      n_bootstrap: int = 1000, seed: int = 0) -> list[Validation]:
+    """IPS, SNIPS and DR estimates of the random policy's CTR from the BTS log, each against the random log.
+
+    One estimate per estimator and clip in ``clips`` (None: unclipped), in that order; the logs are read once.
+    """
     bts, rnd = load(root, "bts", campaign), load(root, "random", campaign)
     target = np.full(bts.click.shape[0], 1.0 / bts.n_items)
     q = position_item_ctr(bts)
     q_logged = q[bts.item, bts.position]
     q_target = q.mean(axis=0)[bts.position]  # uniform over items at the logged position
-    estimates = [
-        ips(bts.click, bts.propensity, target, clip=clip, n_bootstrap=n_bootstrap, seed=seed),
-        snips(bts.click, bts.propensity, target, clip=clip, n_bootstrap=n_bootstrap, seed=seed),
-        doubly_robust(bts.click, bts.propensity, target, q_logged, q_target, clip=clip,
-                      n_bootstrap=n_bootstrap, seed=seed),
-    ]
     out = []
-    for est in estimates:
-        _, lo, hi = difference_interval(est, rnd.click, seed=seed + 1)
-        out.append(Validation(campaign, est, rnd.ctr, rnd.click.shape[0], lo, hi))
+    for clip in clips:
+        common = dict(clip=clip, n_bootstrap=n_bootstrap, seed=seed)
+        for est in (ips(bts.click, bts.propensity, target, **common),
+                    snips(bts.click, bts.propensity, target, **common),
+                    doubly_robust(bts.click, bts.propensity, target, q_logged, q_target, **common)):
+            _, lo, hi = difference_interval(est, rnd.click, seed=seed + 1)
+            out.append(Validation(campaign, est, rnd.ctr, rnd.click.shape[0], lo, hi))
     return out

@@ -44,9 +44,9 @@ def results():
     assert OBD.is_dir(), (
         f"Open Bandit Dataset sample not found at {OBD}; it is expected beside the repository "
         "(../shared/data/obd, see its SOURCE.md). This validation must not be skipped.")
-    return {(v.campaign, v.estimate.estimator, clip): v
-            for campaign in obd.CAMPAIGNS for clip in (None, 10.0)
-            for v in obd.validate_campaign(OBD, campaign, clip=clip)}
+    return {(v.campaign, v.estimate.estimator, v.estimate.clip): v
+            for campaign in obd.CAMPAIGNS
+            for v in obd.validate_campaign(OBD, campaign, clips=(None, 10.0))}
 
 
 def test_logs_read_as_documented():
