@@ -1,7 +1,7 @@
 """Always-valid (anytime-valid) confidence sequence for a difference in means.
 
 We use the two-sided normal-mixture boundary (Robbins' mixture; Howard et al.
-2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", eq. 14;
+2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences";
 equivalently the mSPRT of Johari et al. 2017 inverted into intervals). With
 estimate d, its variance V = se^2 and a N(0, tau^2) mixing distribution over the
 true effect, the interval
@@ -11,7 +11,8 @@ true effect, the interval
 covers the true difference at every look simultaneously with probability
 >= 1 - alpha, so a team may look every day and stop whenever it excludes zero.
 The guarantee is exact for Gaussian data with known variance and asymptotic for
-the plug-in variance used here (Howard et al.'s asymptotic CS, section 3.4).
+the plug-in variance used here (an asymptotic confidence sequence); the A/A
+tests measure it on skewed data with 14 daily looks.
 
 Mixing variance. tau^2 = (mixing_sd * sigma)^2 where sigma is the pooled
 per-user standard deviation: mixing_sd is the effect size, in standard
