@@ -162,3 +162,15 @@ def test_malformed_model_inputs_and_clip():
         ope.ips(R, P, PI, unsupported_mass=np.full(6, 2.0))
     with pytest.raises(ValueError, match="clip"):
         ope.ips(R, P, PI, clip=0.0)
+
+
+def test_grouped_bootstrap_on_a_large_log_agrees_with_the_analytic_error():
+    # above MAX_UNITS rows the bootstrap resamples shuffled groups of rows; its spread must stay the row-level one
+    rng = np.random.default_rng(5)
+    n = 200_000
+    p, pi = rng.uniform(0.05, 1.0, n), rng.uniform(0.0, 1.0, n)
+    r = (rng.random(n) < 0.2).astype(float)
+    for est in (ope.ips(r, p, pi, n_bootstrap=300), ope.snips(r, p, pi, n_bootstrap=300)):
+        assert est.replicates.std(ddof=1) == pytest.approx(est.std_error, rel=0.15), est.estimator
+        assert est.ci_low == pytest.approx(est.normal_low, abs=est.std_error * 0.3)
+        assert est.ci_high == pytest.approx(est.normal_high, abs=est.std_error * 0.3)
