@@ -89,6 +89,18 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
     return ts
 
 
+def query_timestamp(name: str, default: float) -> float:
+    """A timestamp from the query string (epoch seconds or ISO 8601), like :func:`timestamp`."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value: Any = float(raw)
+    except ValueError:
+        value = raw  # an ISO string, or garbage that timestamp() refuses naming the parameter
+    return timestamp(value, name)
+
+
 def integer(value: Any, field: str, lo: int, hi: int, default: int | None = None) -> int:
     if value is None and default is not None:
         return default

@@ -16,10 +16,9 @@ import sys
 import time
 
 from bandit_push import embedded
-from bandit_push.config import Settings
+from bandit_push.config import QUEUE, Settings
 from bandit_push.errors import ConfigError
 
-QUEUE = "bandit-push"  # the RQ queue (workers.QUEUE; repeated to keep RQ imports out of here)
 
 
 def _children(args: argparse.Namespace, url: str) -> list[tuple[str, list[str]]]:
@@ -92,8 +91,12 @@ def refresh_popular(args: argparse.Namespace) -> int:
     if server is not None:
         settings = settings.replace(redis_url=server.url)
     store = Store.connect(settings)
-    print(json.dumps(popular.refresh(store, settings)))
-    store.close()
+    try:
+        print(json.dumps(popular.refresh(store, settings)))
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
     return 0
 
 

@@ -15,6 +15,8 @@ from bandit_push.errors import ConfigError
 
 #: The engagement outcomes a gateway reports, in the order arms store them.
 OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "dismissed", "unsubscribed")
+#: The RQ queue the service's jobs run on.
+QUEUE = "bandit-push"
 #: The shopping events a gateway forwards.
 EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase", "app_open")
 

@@ -14,7 +14,7 @@ import random
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bandit_push import scripts
@@ -46,8 +46,6 @@ class Decision:
     context: dict[str, Any]
     items_source: str
     experiment: dict[str, Any] | None = None
-    pushes_24h: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,13 +58,11 @@ class Decision:
 
 
 def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE, model: str = "popular") -> dict[str, Any]:
-    """The constants the decide script reads: policy kernel, priors, guardrails, context edges."""
-    from bandit_push.config import OUTCOMES
-
+    """The constants the decide script reads: policy kernel (with the policy's own settings: ``cost``,
+    ``ucb_c`` or ``gap``), priors, guardrails, context edges."""
     quiet = settings.quiet_window()
     cfg: dict[str, Any] = {
         "kind": policy.kind, "policy": policy.name, "space": space, "model": model,
-        "cost": 0.0, "ucb_c": 1.0, "gap": 0.0,
         "w": [float(x) for x in policy.prior.weights], "pa": [float(x) for x in policy.prior.alpha],
         "pb": [float(x) for x in policy.prior.beta],
         "hl": settings.half_life_hours * 3600.0,
@@ -77,12 +73,10 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
         "ttl": int(settings.decision_ttl_hours * 3600),
         # the recent-pushes record must outlive both the cap's 24 h and the item exclusion window
         "keep": int(max(settings.exclude_pushed_days * 86400.0, 86400.0)) + 3600,
-        "nout": len(OUTCOMES),
     }
     cfg.update(policy.lua_params())
     if quiet:
         cfg["quiet"] = list(quiet)
-    assert len(cfg["w"]) == len(OUTCOMES)
     return cfg
 
 
@@ -111,6 +105,15 @@ def new_decision_id(space: str) -> str:
     return f"{secrets.token_hex(10)}.{space}"
 
 
+_DECISION_ID = re.compile(r"^[0-9a-f]{20}\.([A-Za-z0-9_-]{1,64})$")
+
+
+def space_of(decision_id: str) -> str | None:
+    """The policy space a :func:`new_decision_id` names, or None if ``decision_id`` is not one."""
+    m = _DECISION_ID.match(decision_id)
+    return m.group(1) if m else None
+
+
 class DecisionEngine:
     """Decides for one deployment: a store, settings and the default policy."""
 
@@ -137,7 +140,7 @@ class DecisionEngine:
             keys=[keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
                   keys.segment_sizes(), keys.user_pushes(user_id)],
             args=[user_id, did, repr(now), repr(self.rng.random()), k, channel or ""])
-        send, reason, segment, prop, rec, dp, items_raw, pushes = out
+        send, reason, segment, prop, rec, dp, items_raw = out
         parts = items_raw.split()
         items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
         recency, dayparts = self._labels
@@ -145,4 +148,4 @@ class DecisionEngine:
             decision_id=did, send=bool(send), items=items, segment=segment, reason=reason,
             propensity=float(prop), policy=self.policy.name,
             context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
-            items_source="popular" if items else "none", pushes_24h=int(pushes))
+            items_source="popular" if items else "none")

@@ -1,13 +1,11 @@
 """Engagement feedback: attributed to its decision, counted once, credited to the decision's arm."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from bandit_push.config import OUTCOMES, Settings
+from bandit_push.decide import space_of
 from bandit_push.store import Store
-
-_SPACE = re.compile(r"^[0-9a-f]{20}\.([A-Za-z0-9_-]{1,64})$")
 
 #: statuses the feedback script answers
 STATUSES = ("accepted", "duplicate", "late", "unknown", "not_sent")
@@ -33,8 +31,7 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     for ev in events:
-        m = _SPACE.match(ev.decision_id)
-        space = m.group(1) if m else "-"
+        space = space_of(ev.decision_id) or "-"  # not one of ours: the script answers unknown
         store.feedback_script(
             keys=[keys.decision(ev.decision_id), keys.arms(space)],
             args=[OUTCOMES.index(ev.event) + 1, ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,

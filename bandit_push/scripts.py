@@ -112,7 +112,7 @@ DECIDE = PRELUDE + r"""
 -- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
 -- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)
--- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...", pushes_24h}
+-- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ..."}
 -- CONFIG is replaced by the engine's constant policy/guardrail settings as a Lua table (see decide.py),
 -- so that no call pays for decoding them.
 local cfg = CONFIG
@@ -177,8 +177,7 @@ end
 
 -- items: the segment's popular list, then the global one, minus items pushed recently
 local excluded, kept_pi = {}, {}
-local pi_iter = string.gmatch(pi_raw, '(%S+) (%S+)')
-for item, t in pi_iter do
+for item, t in string.gmatch(pi_raw, '(%S+) (%S+)') do
   if tonumber(t) > now - cfg.excl then excluded[item] = true; kept_pi[#kept_pi + 1] = item .. ' ' .. t end
 end
 local lists = redis.call('HMGET', KEYS[4], seg, '*')
@@ -203,7 +202,6 @@ if send then
     redis.call('HINCRBY', KEYS[5], 'new', 1)
   end
   pushes[#pushes + 1] = ts
-  recent = recent + 1
   for i = 1, #items, 2 do kept_pi[#kept_pi + 1] = items[i] .. ' ' .. ts end
   redis.call('HSET', KEYS[1], 'lp', ts)
   redis.call('SET', KEYS[6], table.concat(pushes, ' ') .. '\n' .. table.concat(kept_pi, ' '), 'EX', cfg.keep)
@@ -217,7 +215,7 @@ redis.call('HSET', KEYS[2], 'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
   'c', ARGV[6], 'm', cfg.model)
 redis.call('EXPIRE', KEYS[2], cfg.ttl)
-return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' '), recent}
+return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' ')}
 """
 
 FEEDBACK = PRELUDE + r"""

@@ -7,7 +7,6 @@ from flask import Blueprint, jsonify
 
 from api import services
 from api import validation as v
-from api.routes.users import _number_arg
 from bandit_push import segments
 
 bp = Blueprint("segments", __name__)
@@ -16,6 +15,6 @@ bp = Blueprint("segments", __name__)
 @bp.get("/v1/segments")
 def list_segments():
     s = services()
-    now = v.timestamp(_number_arg("now"), "now", default=time.time())
+    now = v.query_timestamp("now", default=time.time())
     return jsonify({"policy": s.engine.policy.describe(),
                     "segments": segments.report(s.store, s.settings, s.engine.policy, now=now)})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from api import services
 from api import validation as v
@@ -35,15 +35,5 @@ def put_user(user_id: str):
 def get_user(user_id: str):
     s = services()
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
-    now = v.timestamp(_number_arg("now"), "now", default=time.time())
+    now = v.query_timestamp("now", default=time.time())
     return jsonify(users.get(s.store, s.settings, user_id, now=now))
-
-
-def _number_arg(name: str):
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        return raw  # an ISO string, or garbage that timestamp() refuses with the field's name

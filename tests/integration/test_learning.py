@@ -35,6 +35,8 @@ def test_sends_where_positive_stops_where_negative(settings, store, policy):
                           if rng.random() < p]
                 feedback.record(engine.store, s, [FeedbackEvent(d.decision_id, e, now + 600) for e in events])
     engine.store.close()
+    print(f"{policy}: {rounds} rounds per context; sends where pushing pays {sum(sent[9])}, "
+          f"where it hurts {sum(sent[20])} (last {tail}: {np.mean(sent[20][-tail:]):.3f})")
     good, bad = np.mean(sent[9][-tail:]), np.mean(sent[20][-tail:])
     assert good >= 0.95, (policy, good)
     assert bad <= bound, (policy, bad)
