@@ -148,7 +148,8 @@ if cfg.quiet then
   local qs, qe = cfg.quiet[1], cfg.quiet[2]
   if qs < qe then quiet = lsec >= qs and lsec < qe else quiet = lsec >= qs or lsec < qe end
 end
-if st[3] == '1' then reason = 'opted_out'
+if cfg.kind == 'holdout' then reason = 'holdout'
+elseif st[3] == '1' then reason = 'opted_out'
 elseif quiet then reason = 'quiet_hours'
 elseif recent >= cfg.cap then reason = 'daily_cap'
 elseif lp and now - lp < cfg.min_gap then reason = 'min_gap'

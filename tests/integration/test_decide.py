@@ -94,6 +94,27 @@ def test_opted_out_users_are_never_sent(make_app):
     assert decide(c)["send"]
 
 
+def test_holdout_never_sends_and_records_nothing_on_the_arms(make_app, store):
+    c = make_app(policy="holdout").test_client()
+    answers = [decide(c, f"u{i}", now=T0 + i * 3600) for i in range(20)]
+    assert all(not d["send"] and d["reason"] == "holdout" and d["propensity"] == 1.0 for d in answers)
+    assert not store.redis.exists(store.keys.arms("default"))
+
+
+def test_policy_config_errors_name_the_field(settings):
+    from bandit_push.errors import InvalidArgument
+    from bandit_push.policies import from_config
+    assert from_config({"name": "cadence", "cadence_gap_hours": 12}, settings).params == {"cadence_gap_hours": 12.0}
+    assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost}
+    for config, field in ((None, "variants[1].policy"), ({"name": "nope"}, "variants[1].policy.name"),
+                          ({"name": "ucb", "gap": 3}, "variants[1].policy.gap"),
+                          ({"name": "thompson", "cost": "high"}, "variants[1].policy.cost"),
+                          ({"name": "thompson", "cost": float("nan")}, "variants[1].policy.cost")):
+        with pytest.raises(InvalidArgument) as e:
+            from_config(config, settings, field="variants[1].policy")
+        assert e.value.field == field, (config, e.value.field)
+
+
 def test_items_are_popular_and_exclude_recent_pushes(make_app, store, settings):
     c = make_app(min_gap_hours=0, **ALWAYS).test_client()
     events = [{"user_id": f"s{i}", "item_id": f"item{j}", "type": "purchase", "ts": T0 - 3600}

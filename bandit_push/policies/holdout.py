@@ -1,0 +1,15 @@
+"""Holdout: never sends. The control arm that measures what pushing adds at all."""
+from __future__ import annotations
+
+from bandit_push.policies.base import ArmView, Policy
+
+
+class Holdout(Policy):
+    """Never send; the decide script answers ``send: false`` with reason ``holdout`` (propensity 1)."""
+
+    name = "holdout"
+    kind = "holdout"
+    defaults: dict[str, float] = {}
+
+    def send_probability(self, arm: ArmView) -> float:
+        return 0.0
