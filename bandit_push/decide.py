@@ -118,6 +118,28 @@ def space_of(decision_id: str) -> str | None:
     return m.group(1) if m else None
 
 
+def parse_items(raw: str) -> list[Item]:
+    """Items of a script's ``"id score id score ..."`` answer."""
+    parts = raw.split()
+    return [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+
+
+def ranked_items(store: Store, settings: Settings, user_id: str, k: int, now: float | None = None) -> dict[str, Any]:
+    """The items ``decide`` would serve ``user_id`` at ``now``, deciding and recording nothing.
+
+    The same Lua function as decide's (``PICK_ITEMS``): the precomputed list, then the segment's popular
+    items, then the global ones, minus items pushed within ``exclude_pushed_days``.
+    """
+    now = time.time() if now is None else float(now)
+    keys = store.keys
+    raw, source, segment, model = store.items_script(
+        keys=[keys.user(user_id), keys.user_pushes(user_id), keys.user_recs(user_id), keys.item_by_index(),
+              keys.popular_top()],
+        args=[repr(now), k, repr(settings.exclude_pushed_days * 86400.0)])
+    return {"user_id": user_id, "items": [{"item_id": i.item_id, "score": i.score} for i in parse_items(raw)],
+            "items_source": source, "segment": segment, "model": model}
+
+
 class DecisionEngine:
     """Decides for one deployment: a store, settings and the default policy."""
 
@@ -143,17 +165,16 @@ class DecisionEngine:
         did = new_decision_id(DEFAULT_SPACE)
         out = self._eval(
             (keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
-             keys.segment_sizes(), keys.user_pushes(user_id)),
+             keys.segment_sizes(), keys.user_pushes(user_id), keys.user_recs(user_id), keys.item_by_index()),
             (user_id, did, repr(now), repr(self.rng.random()), k, channel or ""))
-        send, reason, segment, prop, rec, dp, items_raw = out
-        parts = items_raw.split()
-        items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+        send, reason, segment, prop, rec, dp, items_raw, source = out
+        items = parse_items(items_raw)
         recency, dayparts = self._labels
         return Decision(
             decision_id=did, send=bool(send), items=items, segment=segment, reason=reason,
             propensity=float(prop), policy=self.policy.name,
             context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
-            items_source="popular" if items else "none")
+            items_source=source)
 
     def _eval(self, keys: tuple, args: tuple) -> Any:
         """EVALSHA of the decide script on this thread's own connection.

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bandit_push import segmentation, toplists
 from bandit_push.config import EVENT_TYPES, Settings
+from bandit_push.models import ModelCache
 from bandit_push.store import Store
 
 
@@ -17,15 +19,20 @@ class ShopEvent:
     event_id: str | None = None  #: optional; a retry with the same id (per user) counts once
 
 
-def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> tuple[int, int]:
+def ingest(store: Store, settings: Settings, events: list[ShopEvent],
+           models: ModelCache | None = None) -> tuple[int, int]:
     """Record events atomically each, a whole batch in one round trip; returns (accepted, duplicate).
 
     Per event: the user's behaviour features (counts per type, first/last activity,
     purchase value and recency), the segment's and the global popularity of the item
     for the event's UTC day, and a 13-byte record in the interaction store that the
-    refit reads. A user's first event moves them from segment ``new`` to ``default``.
+    refit reads. A user first seen here starts in segment ``new``.
     An event with an ``event_id`` already recorded for that user within ``event_dedup_hours``
     changes nothing (gateways may retry a batch safely).
+
+    With ``models`` (the API process's cache), the script's work is followed by the real-time steps:
+    users in ``new`` whose history crossed ``segment_min_events`` get their nearest segment, and users
+    with new item events get their recommendations recomputed by fold-in (``realtime_foldin``).
     """
     dedup_ttl = str(int(settings.event_dedup_hours * 3600))
     keys = store.keys
@@ -43,5 +50,12 @@ def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> tuple[i
                   repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day,
                   dedup_ttl if ev.event_id else "0"],
             client=pipe)
-    recorded = sum(1 for seg in pipe.execute() if seg)
+    segs = pipe.execute()
+    recorded = sum(1 for seg in segs if seg)
+    if models is not None and recorded:
+        fresh = [ev for ev, seg in zip(events, segs) if seg]
+        newcomers = sorted({ev.user_id for ev, seg in zip(events, segs) if seg == "new"})
+        segmentation.assign_new(store, settings, models, newcomers, now=max(ev.ts for ev in fresh))
+        if settings.realtime_foldin:
+            toplists.refresh_users(store, settings, models, fresh)
     return recorded, len(events) - recorded
