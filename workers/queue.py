@@ -46,8 +46,9 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
         if holder is None:
             queue.enqueue_job(job)
             return job.id, True
+        # a holder job not stored yet is being enqueued by a concurrent request: it counts as running
         running = _fetch(conn, holder) if not holder.startswith("cli:") else None
-        if holder.startswith("cli:") or (running is not None and running.get_status() not in DONE):
+        if running is None or running.get_status() not in DONE:
             return holder, False
         # the holder ended without releasing (killed): take the lock over from exactly that holder
         if store.redis.set(store.keys.refit_lock(name), job.id, xx=True, ex=settings.refit_timeout_s + 60,

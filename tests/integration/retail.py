@@ -34,3 +34,9 @@ def sample(customers: int = 400) -> tuple[ev.ShopEvent, ...]:
 def ingest(store, settings, events, models=None, batch: int = 1000) -> None:
     for i in range(0, len(events), batch):
         ev.ingest(store, settings, list(events[i:i + batch]), models=models)
+
+
+def extra(old: int, new: int) -> tuple[ev.ShopEvent, ...]:
+    """The purchases of the customers in ``sample(new)`` but not in ``sample(old)``."""
+    had = {e.user_id for e in sample(old)}
+    return tuple(e for e in sample(new) if e.user_id not in had)
