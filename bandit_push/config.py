@@ -71,7 +71,7 @@ class Settings:
     interaction_retention_days: int = 400
     event_dedup_hours: float = 48.0        #: a retried event with the same event_id counts once within this
 
-    recs_size: int = 50                    #: items precomputed per user by the MF refit (and on new events)
+    recs_size: int = 48                    #: items precomputed per user (48: the packed list fills a 256-byte allocation)
     allow_repurchase: bool = False         #: recommend items the user already bought (replenishment catalogues)
     realtime_foldin: bool = True           #: recompute a user's list from their new events (fold-in) on ingestion
     quality_users: int = 500               #: users whose latest items are held out to measure a refit's quality

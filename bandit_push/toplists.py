@@ -2,7 +2,7 @@
 
 A list is one string ``u:{id}:recs``: a 12-byte header ``<I f f`` (MF version, lowest score,
 highest score) then 5 bytes per item, best first: the dense item index (3 bytes, little endian) and
-the score quantised to 16 bits between the two header scores. 50 items cost 262 bytes; the
+the score quantised to 16 bits between the two header scores. 48 items cost 252 bytes; the
 decide script names the items through the ``items:byix`` hash. Lists are written by the refit for
 every user in the model and, between refits, for a user whose new events arrive (fold-in against
 the cached model's item factors; see :func:`refresh_users`).
