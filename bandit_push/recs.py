@@ -47,12 +47,12 @@ def fit(matrix: sp.csr_matrix, settings: Settings, progress: Callable[[float], N
     from implicit.cpu.als import AlternatingLeastSquares
     import scipy.linalg  # noqa: F401 - load its BLAS before limiting the thread pools
 
-    als = AlternatingLeastSquares(random_state=settings.seed if settings.seed is not None else 0)
-    callback = None
-    if progress is not None:
-        def callback(iteration, elapsed, loss):  # noqa: ARG001 - implicit's callback signature
-            progress((iteration + 1) / als.iterations)
-    with threadpool_limits(1, "blas"):
+    with threadpool_limits(1, "blas"):  # implicit checks the BLAS thread pools when the model is built
+        als = AlternatingLeastSquares(random_state=settings.seed if settings.seed is not None else 0)
+        callback = None
+        if progress is not None:
+            def callback(iteration, elapsed, loss):  # noqa: ARG001 - implicit's callback signature
+                progress((iteration + 1) / als.iterations)
         als.fit(matrix, show_progress=False, callback=callback)
     return Model(arrays={"user_factors": np.ascontiguousarray(als.user_factors, dtype=np.float32),
                          "item_factors": np.ascontiguousarray(als.item_factors, dtype=np.float32)},

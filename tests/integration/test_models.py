@@ -23,8 +23,10 @@ LATER = END + 30 * 86400
 
 
 @pytest.fixture
-def worker_env(monkeypatch, settings):
-    """The environment an RQ worker reads its settings from: this test's Redis and prefix."""
+def worker_env(monkeypatch, settings, store):
+    """The environment an RQ worker reads its settings from: this test's Redis and prefix; an empty queue
+    (RQ's keys are not under the test's prefix: another test's job must not run on this test's data)."""
+    Queue(QUEUE, connection=store.binary, serializer=JSONSerializer).empty()
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
     monkeypatch.setenv("BANDIT_PUSH_PREFIX", settings.prefix)
     monkeypatch.setenv("BANDIT_PUSH_QUIET_HOURS", "off")

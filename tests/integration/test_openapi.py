@@ -389,6 +389,9 @@ def test_happy_path_responses_match_the_documented_schemas(doc, registry, client
     again = ok(client.post("/v1/models/segments/refit"), "/v1/models/{name}/refit", "post", 200)
     assert again["job_id"] == started["job_id"] and again["enqueued"] is False
     assert ok(client.get(f"/v1/jobs/{started['job_id']}"), "/v1/jobs/{job_id}", "get")["state"] == "queued"
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+    Job.fetch(started["job_id"], connection=store.binary, serializer=JSONSerializer).delete()  # no worker here; RQ keys are not prefixed
     from bandit_push import refit
     refit.run(store, store.settings, "mf", "test")
     refit.run(store, store.settings, "segments", started["job_id"])
