@@ -391,7 +391,8 @@ def test_happy_path_responses_match_the_documented_schemas(doc, registry, client
     assert ok(client.get(f"/v1/jobs/{started['job_id']}"), "/v1/jobs/{job_id}", "get")["state"] == "queued"
     from rq.job import Job
     from rq.serializers import JSONSerializer
-    Job.fetch(started["job_id"], connection=store.binary, serializer=JSONSerializer).delete()  # no worker here; RQ keys are not prefixed
+    # no worker here, and RQ's keys are not under the test's prefix: leave no job for another test's worker
+    Job.fetch(started["job_id"], connection=store.binary, serializer=JSONSerializer).delete()
     from bandit_push import refit
     refit.run(store, store.settings, "mf", "test")
     refit.run(store, store.settings, "segments", started["job_id"])
