@@ -273,3 +273,25 @@ def test_superseded_versions_are_collected_after_the_grace_period(store, setting
     assert models.load(store, "mf", v1).arrays["x"].tolist() == [0, 1, 2, 3]
     assert models.collect_garbage(store, "mf", now=2000.0 + grace + 1) == [v1]
     assert not store.redis.exists(store.keys.model_version("mf", v1)) and models.current(store, "mf") == v2
+
+
+def test_a_scheduled_refit_finding_the_lock_taken_skips(store, settings, worker_env):
+    from workers import jobs
+
+    retail.ingest(store, settings, retail.sample(100))
+    assert refit.claim(store, settings, "mf", "cli:elsewhere:1") is None  # a CLI refit holds the lock
+    queue = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer)
+    job = queue.enqueue(jobs.refit_mf)
+    work(store)
+    assert job.return_value() == {"model": "mf", "skipped": "a refit of this model is already running",
+                                  "holder": "cli:elsewhere:1"}
+    assert models.current(store, "mf") is None
+
+
+def test_the_schedule_has_both_refits_at_their_intervals(settings):
+    from workers import jobs
+    from workers.schedule import periodic
+
+    s = settings.replace(mf_refit_hours=2, segments_refit_hours=12, refit_timeout_s=900)
+    table = {func: (interval, timeout) for func, interval, timeout in periodic(s)}
+    assert table[jobs.refit_mf] == (7200, 900) and table[jobs.refit_segments] == (43200, 900)
