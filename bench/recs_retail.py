@@ -68,14 +68,19 @@ def load(data: Path) -> dict[str, np.ndarray]:
 
 
 def held_out(d: dict[str, np.ndarray], cut: int, end: int) -> dict[str, set[str]]:
-    """Test users -> items bought in [cut, end) that they had not bought before cut."""
+    """Test users -> items bought in [cut, end) that they had not bought before cut.
+
+    Only items sold before ``cut`` count (no model can rank an item it has never seen); that leaves
+    the 1,444 test users of the issue (1,453 with never-seen items kept).
+    """
     before = d["ts"] < cut
     bought = set(zip(d["user"][before].tolist(), d["item"][before].tolist()))
     known = set(d["user"][before].tolist())
+    catalogue = set(d["item"][before].tolist())
     after = (d["ts"] >= cut) & (d["ts"] < end)
     out: dict[str, set[str]] = {}
     for u, i in zip(d["user"][after].tolist(), d["item"][after].tolist()):
-        if u in known and (u, i) not in bought:
+        if u in known and i in catalogue and (u, i) not in bought:
             out.setdefault(u, set()).add(i)
     return out
 
@@ -257,15 +262,19 @@ def test_split(d: dict[str, np.ndarray], args: argparse.Namespace) -> None:
         print(f"  fits: bare implicit {min(bare_s):.2f} s, ours end-to-end {min(ours_s):.2f} s (best of {args.repeats})",
               flush=True)
 
-        folded, fold_ms = {}, []
+        folded, fold_ms, fold_best = {}, [], []
         order = np.argsort(data.users, kind="stable")
         bounds = np.searchsorted(data.users[order], np.arange(data.n_users + 1))
         for u in held:
             ix = data.user_ix[u]
             sel = order[bounds[ix]:bounds[ix + 1]]
-            t0 = time.perf_counter()
-            vec = recs.fold_in(model, data.items[sel], data.types[sel], data.ts[sel], cut, settings)
-            fold_ms.append((time.perf_counter() - t0) * 1e3)
+            runs = []
+            for _ in range(5):  # single shots on a shared machine are mostly scheduler noise at the tail
+                t0 = time.perf_counter()
+                vec = recs.fold_in(model, data.items[sel], data.types[sel], data.ts[sel], cut, settings)
+                runs.append((time.perf_counter() - t0) * 1e3)
+            fold_ms.append(runs[0])
+            fold_best.append(min(runs))
             top, _ = recs.top_k(model, vec, K, exclude=data.items_of(ix))
             folded[u] = [data.item_ids[i] for i in top]
         sizes = np.diff(bounds)[[data.user_ix[u] for u in held]]
@@ -282,8 +291,12 @@ def test_split(d: dict[str, np.ndarray], args: argparse.Namespace) -> None:
         row("ours, user vectors by fold-in", ours_fold, base, f"{ours_fold[0] / pop[0]:.2f}x")
         print(f"  refit end-to-end / bare implicit fit: {min(ours_s) / min(bare_s):.2f}x "
               f"({min(ours_s):.2f} s / {min(bare_s):.2f} s)")
-        print(f"  fold-in per test user: median {np.median(fold_ms):.3f} ms, p99 {np.percentile(fold_ms, 99):.3f} ms "
-              f"(records per user: median {int(np.median(sizes))}, p99 {int(np.percentile(sizes, 99))})")
+        typical = (sizes >= 50) & (sizes <= 150)
+        for label, ms in (("first call", np.array(fold_ms)), ("best of 5", np.array(fold_best))):
+            print(f"  fold-in per test user ({label}): median {np.median(ms):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms; "
+                  f"users with 50-150 records: median {np.median(ms[typical]):.3f} ms, "
+                  f"p99 {np.percentile(ms[typical], 99):.3f} ms")
+        print(f"  records per test user: median {int(np.median(sizes))}, p99 {int(np.percentile(sizes, 99))}")
         print(f"  ingestion: {n_events / ingest_s:,.0f} purchases/s through bandit_push.events.ingest "
               f"(batches of {args.batch})")
     finally:
