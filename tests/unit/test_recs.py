@@ -151,3 +151,19 @@ def test_top_k_ranks_best_first_and_excludes():
     assert len(rest) == 20 - len({*full[:3].tolist(), 7})
     cold, cold_scores = recs.top_k(model, np.zeros(4, np.float32), 3)  # no vector: recent popularity
     assert cold.tolist() == [0, 1, 2] and cold_scores[0] == pytest.approx(0.5)
+
+
+def test_fit_reports_progress_and_returns_raw_arrays_and_json_meta():
+    import json
+
+    s = Settings(mf_iterations=4, mf_factors=8)
+    m = recs.build_matrix([0, 1, 2, 2], [0, 1, 1, 2], [PURCHASE] * 4, [NOW] * 4, 3, 3, NOW, s)
+    seen: list[float] = []
+    model = recs.fit(m, s, progress=seen.append)
+    assert seen == [0.25, 0.5, 0.75, 1.0]
+    assert {k: (v.dtype, v.shape) for k, v in model.arrays.items()} == {
+        "user_factors": (np.float32, (3, 8)), "item_factors": (np.float32, (3, 8)),
+        "item_gram": (np.float32, (8, 8)), "popularity": (np.float32, (3,)), "popular_blend": (np.float32, (1,))}
+    assert json.loads(json.dumps(model.meta))["params"]["mf_factors"] == 8
+    # without a popularity vector, the matrix's column sums stand in (scaled to max 1)
+    np.testing.assert_allclose(model.arrays["popularity"], [0.5, 1.0, 0.5])
