@@ -146,7 +146,10 @@ def fold_in(model: Model, items, types, ts, now: float, settings: Settings) -> n
     uniq, inverse = np.unique(idx[known], return_inverse=True)
     c = settings.mf_alpha * np.bincount(inverse, weights=w[known])
     yi = y[uniq].astype(np.float64)
-    a = model.arrays["item_gram"].astype(np.float64) + (yi.T * (c - 1.0)) @ yi
+    gram = model.arrays.get("item_gram")
+    if gram is None:  # a model stored without it: correct, only slower (one pass over all items)
+        gram = y.T.astype(np.float64) @ y
+    a = gram.astype(np.float64) + (yi.T * (c - 1.0)) @ yi
     a[np.diag_indices(f)] += settings.mf_regularization
     b = yi.T @ c
     return np.linalg.solve(a, b).astype(np.float32)
