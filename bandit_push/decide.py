@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,10 +245,16 @@ class DecisionEngine:
             return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
 
     def _connection(self):
-        """This thread's connection, taken from the store's pool once (again after a fork)."""
+        """This thread's connection, taken from the store's pool once (again after a fork).
+
+        It goes back to the pool when the thread ends: a server that starts a thread per request
+        (werkzeug's threaded server) would otherwise exhaust the pool after ``max_connections`` requests.
+        """
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            local.conn = conn = self.store.redis.connection_pool.get_connection()
+            pool = self.store.redis.connection_pool
+            local.conn = conn = pool.get_connection()
             local.pid = os.getpid()
+            weakref.finalize(threading.current_thread(), pool.release, conn)
         return conn
