@@ -40,9 +40,23 @@ def replace(experiment_id: str):
     return jsonify(experiments.update(s.store, s.settings, _id(experiment_id), v.json_body()).to_json())
 
 
-@bp.post("/v1/experiments/<experiment_id>/<any(start, pause, stop):action>")
-def transition(experiment_id: str, action: str):
+def _transition(experiment_id: str, action: str):
     return jsonify(experiments.transition(services().store, _id(experiment_id), action).to_json())
+
+
+@bp.post("/v1/experiments/<experiment_id>/start")
+def start(experiment_id: str):
+    return _transition(experiment_id, "start")
+
+
+@bp.post("/v1/experiments/<experiment_id>/pause")
+def pause(experiment_id: str):
+    return _transition(experiment_id, "pause")
+
+
+@bp.post("/v1/experiments/<experiment_id>/stop")
+def stop(experiment_id: str):
+    return _transition(experiment_id, "stop")
 
 
 @bp.get("/v1/experiments/<experiment_id>/report")
