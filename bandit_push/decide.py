@@ -130,6 +130,15 @@ class _Compiled:
     policies: tuple[tuple[str, ...], ...]  # per running experiment, its variants' policy names
 
 
+def _overrides(base: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``cfg`` changes of ``base`` (a removed key becomes ``False``). The script reads a variant's
+    config through a metatable onto the base one: a Lua table literal is built on every call, so
+    repeating the shared constants (dayparts, priors, ...) per variant would cost every decide."""
+    out = {k: v for k, v in cfg.items() if base.get(k) != v}
+    out.update({k: False for k in base if k not in cfg})
+    return out
+
+
 class DecisionEngine:
     """Decides for one deployment: a store, settings, the default policy and the running experiments.
 
@@ -170,7 +179,7 @@ class DecisionEngine:
                     cfg = self._variants.get((x.id, i))
                     if cfg is None:
                         vs, policy = variant_policy(self.settings, v)
-                        cfg = self._variants[(x.id, i)] = script_config(vs, policy, x.space(i))
+                        cfg = self._variants[(x.id, i)] = _overrides(self._base, script_config(vs, policy, x.space(i)))
                     variants.append(cfg)
                 xs.append({"segs": list(x.segments) if x.segments is not None else False, "v": variants})
             for key in set(self._variants) - live:  # bounded by the running experiments

@@ -135,8 +135,8 @@ DECIDE = PRELUDE + XREC + r"""
 --          experiment j (0: none), 1 on the user's first exposure to it else 0},
 --   or {'stale'}, writing nothing, when the registry moved since the process compiled this script.
 -- CONFIG is replaced by the engine's constant settings as a Lua table (see decide.py): {base = <cfg of the
--- default policy>, xs = {{segs = {<segment>...} | false, v = {<cfg of variant 0>, ...}}, ...}}, so that no
--- call pays for decoding them.
+-- default policy>, xs = {{segs = {<segment>...} | false, v = {<what variant 0 changes of base>, ...}}, ...}},
+-- so that no call pays for decoding them.
 local conf = CONFIG
 if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[7] then return {'stale'} end
 local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -159,7 +159,8 @@ if xi == 0 then
 end
 local dkey, akey = KEYS[2], KEYS[3]
 if xi > 0 then
-  cfg = conf.xs[xi].v[tonumber(ARGV[7 + xi]) + 1]
+  -- a variant's config holds only what it changes of the base one (false: a setting it removes)
+  cfg = setmetatable(conf.xs[xi].v[tonumber(ARGV[7 + xi]) + 1], {__index = conf.base})
   dkey, akey = KEYS[5 + 3 * xi], KEYS[6 + 3 * xi]
 end
 local lp = tonumber(st[4])

@@ -215,3 +215,24 @@ def test_engine_keeps_one_round_trip_while_the_registry_is_unchanged(store, sett
     for i in range(20):
         assert engine.decide(f"u{i}", now=T0).experiment is not None
     assert len(calls) == 22 and engine.registry.snapshot is version  # one script call each, no reload
+
+
+def test_variant_guardrail_overrides_apply_to_that_variant_only(client, store):
+    body = definition(("a", 1, {"name": "thompson", "cost": -100}), ("b", 1, {"name": "cadence"}))
+    body["variants"][0]["guardrails"] = {"min_gap_hours": 0, "max_per_day": 1}
+    body["variants"][1]["guardrails"] = {"quiet_hours": "00:00-23:59"}
+    xid = started(client, body)
+    x = experiments.get(store, xid)
+    reasons = {}
+    for i in range(30):
+        user = f"u{i}"
+        first = client.post("/v1/decide", json={"user_id": user, "now": T0}).get_json()
+        second = client.post("/v1/decide", json={"user_id": user, "now": T0 + 60}).get_json()
+        reasons.setdefault(x.variants[x.assign(user)].name, set()).add(
+            (first["send"], first["reason"], second["send"], second["reason"]))
+    # a: no minimum gap, one push a day; b: always quiet (the service's quiet hours are off in tests)
+    assert reasons == {"a": {(True, "policy", False, "daily_cap")}, "b": {(False, "quiet_hours", False, "quiet_hours")}}
+    # outside the experiment, the service's own guardrails: a 4 h minimum gap
+    client.post(f"/v1/experiments/{xid}/stop")
+    first = client.post("/v1/decide", json={"user_id": "outside", "now": T0}).get_json()
+    assert first["experiment"] is None
