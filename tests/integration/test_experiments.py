@@ -236,3 +236,15 @@ def test_variant_guardrail_overrides_apply_to_that_variant_only(client, store):
     client.post(f"/v1/experiments/{xid}/stop")
     first = client.post("/v1/decide", json={"user_id": "outside", "now": T0}).get_json()
     assert first["experiment"] is None
+
+
+def test_events_through_a_process_with_a_stale_registry_still_count(make_app, store):
+    a, b = make_app().test_client(), make_app().test_client()
+    assert a.post("/v1/events", json={"user_id": "u1", "type": "app_open", "ts": T0 - 60}).status_code == 200
+    xid = started(b, definition())  # a's cached registry does not know this experiment yet
+    b.post("/v1/decide", json={"user_id": "u1", "now": T0})
+    r = a.post("/v1/events", json={"events": [{"user_id": "u1", "type": "app_open", "ts": T0 + 60, "event_id": "e1"},
+                                              {"user_id": "u1", "type": "app_open", "ts": T0 + 60, "event_id": "e1"}]})
+    assert r.get_json() == {"accepted": 1, "duplicate": 1}  # rerun after the reload: still counted once
+    assert record(store, xid, "u1")[7] == 1
+    assert store.redis.hget(store.keys.user("u1"), "f:app_open") == "2"
