@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bandit_push import embedded
+from bandit_push import embedded, experiments_cli
 from bandit_push.config import QUEUE, Settings
 from bandit_push.errors import BanditPushError
 
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")
     p.add_argument("model", choices=["mf", "segments"])
     p.set_defaults(func=refit)
+    experiments_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -141,8 +141,9 @@ def refit_mf(store: Store, settings: Settings, progress: Progress, now: float | 
     progress(0.1, "matrix")
     tr = rows[train]
     matrix = recs.build_matrix(tr["user"], tr["item"], tr["type"], tr["ts"], n_users, n_items, now, settings)
+    pop = recs.popularity(tr["item"], tr["type"], tr["ts"], n_items, now, settings)
     progress(0.15, "fit")
-    model = recs.fit(matrix, settings, progress=lambda f: progress(0.15 + 0.65 * f, "fit"))
+    model = recs.fit(matrix, settings, progress=lambda f: progress(0.15 + 0.65 * f, "fit"), popularity=pop)
     progress(0.8, "quality")
     quality = _quality(model, settings, rows, train, targets, n_items)
     progress(0.85, "publish")
