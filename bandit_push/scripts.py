@@ -326,3 +326,36 @@ if not v then return 0 end
 redis.call('SET', KEYS[1], v, 'KEEPTTL')
 return string.len(v)
 """
+
+RATE_LIMIT = r"""
+-- KEYS[1] = the API key's token bucket hash {tokens, ts}
+-- ARGV[1] = rate (tokens per second)   ARGV[2] = burst (bucket size)   ARGV[3] = cost (tokens)
+-- returns {allowed 1|0, milliseconds until the cost is available (0 when allowed)}
+-- Time is the server's own clock (TIME), so web hosts with skewed clocks share one bucket correctly.
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local b = redis.call('HMGET', KEYS[1], 'k', 't')
+local tokens, last = tonumber(b[1]), tonumber(b[2])
+if not tokens then tokens, last = burst, now end
+if now > last then tokens = math.min(burst, tokens + (now - last) * rate) end
+local allowed, wait = 0, 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  wait = math.ceil((cost - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'k', string.format('%.17g', tokens), 't', string.format('%.17g', math.max(now, last)))
+-- an idle bucket refills completely within burst / rate seconds: then it need not exist
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, wait}
+"""
+
+DELETE_USER = r"""
+-- KEYS[1] = user hash   KEYS[2] = the user's recent pushes   KEYS[3] = segment sizes
+-- returns the number of keys removed (0 or 1 for the hash, plus the pushes key)
+local seg = redis.call('HGET', KEYS[1], 'sg')
+if seg then redis.call('HINCRBY', KEYS[3], seg, -1) end
+return redis.call('DEL', KEYS[1], KEYS[2])
+"""

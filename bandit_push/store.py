@@ -24,6 +24,8 @@ class Store:
         self.event_script = client.register_script(scripts.EVENT)
         self.upsert_user_script = client.register_script(scripts.UPSERT_USER)
         self.compact_script = client.register_script(scripts.COMPACT)
+        self.rate_limit_script = client.register_script(scripts.RATE_LIMIT)
+        self.delete_user_script = client.register_script(scripts.DELETE_USER)
         self._binary: redis.Redis | None = None
 
     @classmethod

@@ -47,3 +47,27 @@ def get(store: Store, settings: Settings, user_id: str, now: float | None = None
             "last_purchase": float(h["fp"]) if "fp" in h else None,
         },
     }
+
+
+def delete(store: Store, user_id: str) -> int:
+    """Remove everything stored under the user's id; returns the number of keys removed.
+
+    The user hash (time zone, opt-out, last push, behaviour features, interaction index) and the
+    recent-pushes key go in one script (the segment's size shrinks with them); the user's event-id
+    markers are found by a SCAN of the user's hash-tagged keys. Not removed, because they do not name
+    the user: aggregate popularity counts and the interaction records, which carry only the user's
+    dense index (the only link from it to the id was the user hash). Decision records name the user
+    and expire after ``decision_ttl_hours``; they are not indexed by user, so they are left to expire.
+    """
+    keys = store.keys
+    removed = int(store.delete_user_script(keys=[keys.user(user_id), keys.user_pushes(user_id),
+                                                 keys.segment_sizes()]))
+    batch: list[str] = []
+    for key in store.redis.scan_iter(match=keys.user_event_marks(user_id), count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += store.redis.unlink(*batch)
+            batch = []
+    if batch:
+        removed += store.redis.unlink(*batch)
+    return removed

@@ -37,3 +37,11 @@ def get_user(user_id: str):
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
     now = v.query_timestamp("now", default=time.time())
     return jsonify(users.get(s.store, s.settings, user_id, now=now))
+
+
+@bp.delete("/v1/users/<path:user_id>")
+def delete_user(user_id: str):
+    """Forget the user: everything stored under their id (see :func:`bandit_push.users.delete`)."""
+    s = services()
+    user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
+    return jsonify({"user_id": user_id, "deleted_keys": users.delete(s.store, user_id)})

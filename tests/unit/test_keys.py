@@ -18,4 +18,6 @@ def test_key_strings_are_pinned():
     assert k.item_index() == "bp:items:idx"
     assert k.item_ids() == "bp:items:ids"
     assert k.counters() == "bp:counters"
+    assert k.rate_bucket("0123abcd") == "bp:rl:{0123abcd}"
+    assert k.user_event_marks("a*b?[c]") == "bp:u:{a\\*b\\?\\[c\\]}:ev:*"
     assert Keys("other:").user("x") == "other:u:{x}"
