@@ -177,10 +177,23 @@ class DecisionEngine:
             return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
 
     def _connection(self):
-        """This thread's connection, taken from the store's pool once (again after a fork)."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            local.conn = conn = self.store.redis.connection_pool.get_connection()
-            local.pid = os.getpid()
-        return conn
+        """This thread's connection, taken from the store's pool once (again after a fork), and given
+        back when the thread ends: a server with a thread per request must not drain the pool."""
+        held = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():
+            self._local.held = held = _Held(self.store.redis.connection_pool)
+        return held.conn
+
+
+class _Held:
+    """A pool connection one thread holds; released when the thread's locals are dropped at its end."""
+
+    __slots__ = ("pool", "conn", "pid")
+
+    def __init__(self, pool):
+        self.pool, self.conn, self.pid = pool, None, os.getpid()
+        self.conn = pool.get_connection()  # may raise (Redis down): then there is nothing to give back
+
+    def __del__(self):
+        if self.conn is not None and self.pid == os.getpid():
+            self.pool.release(self.conn)
