@@ -105,6 +105,15 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
     return ts
 
 
+def query_only(allowed: Iterable[str]) -> None:
+    """Refuse query parameters the endpoint does not know, as :func:`only` does for body fields."""
+    allowed = set(allowed)
+    for name in request.args:
+        if name not in allowed:
+            raise InvalidArgument(f"unknown query parameter {name}; allowed: {sorted(allowed)}",
+                                  field=name, code="unknown_field")
+
+
 def query_timestamp(name: str, default: float) -> float:
     """A timestamp from the query string (epoch seconds or ISO 8601), like :func:`timestamp`."""
     raw = request.args.get(name)
