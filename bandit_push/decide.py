@@ -23,11 +23,21 @@ from redis.exceptions import NoScriptError
 
 from bandit_push import scripts
 from bandit_push.config import Settings
+from bandit_push.errors import RateLimited
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
 
 DEFAULT_SPACE = "default"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A caller's token bucket: a key id (a digest prefix, never the key), refill rate per second, size."""
+
+    key_id: str
+    rate: float
+    burst: float
 
 
 @dataclass(frozen=True)
@@ -135,16 +145,27 @@ class DecisionEngine:
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
-               channel: str | None = None) -> Decision:
-        """Decide whether to push ``user_id`` at ``now`` and with which ``k`` items."""
+               channel: str | None = None, rate_limit: RateLimit | None = None) -> Decision:
+        """Decide whether to push ``user_id`` at ``now`` and with which ``k`` items.
+
+        With ``rate_limit``, the caller's token is taken in the same script (one round trip); an empty
+        bucket raises :class:`~bandit_push.errors.RateLimited` and decides nothing.
+        """
         now = time.time() if now is None else float(now)
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
         did = new_decision_id(DEFAULT_SPACE)
-        out = self._eval(
-            (keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
-             keys.segment_sizes(), keys.user_pushes(user_id)),
-            (user_id, did, repr(now), repr(self.rng.random()), k, channel or ""))
+        script_keys: tuple = (keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
+                              keys.segment_sizes(), keys.user_pushes(user_id))
+        args: tuple = (user_id, did, repr(now), repr(self.rng.random()), k, channel or "")
+        if rate_limit is not None:
+            script_keys += (keys.rate_bucket(rate_limit.key_id),)
+            args += (repr(float(rate_limit.rate)), repr(float(rate_limit.burst)))
+        out = self._eval(script_keys, args)
+        if out[0] == -1:
+            wait = int(out[1]) / 1000.0
+            raise RateLimited(f"this key's rate limit ({rate_limit.rate:g} requests/s) is spent; "
+                              f"retry in {wait:.3f} s", retry_after=wait)
         send, reason, segment, prop, rec, dp, items_raw = out
         parts = items_raw.split()
         items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]

@@ -106,16 +106,48 @@ local function posterior(a, cfg)
 end
 """
 
-DECIDE = PRELUDE + r"""
+# The token bucket of one API key, shared by RATE_LIMIT and (folded into its one round trip) DECIDE.
+TOKEN_BUCKET = r"""
+-- take `cost` tokens from the bucket hash at `key` {k = tokens, t = time}, refilled at `rate`/s up to `burst`;
+-- returns 1, 0 when allowed, else 0 and the milliseconds until it would be.
+-- Time is the server's own clock (TIME), so web hosts with skewed clocks share one bucket correctly.
+local function take_token(key, rate, burst, cost)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+  local b = redis.call('HMGET', key, 'k', 't')
+  local tokens, last = tonumber(b[1]), tonumber(b[2])
+  if not tokens then tokens, last = burst, now end
+  if now > last then tokens = math.min(burst, tokens + (now - last) * rate) end
+  local allowed, wait = 0, 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    wait = math.ceil((cost - tokens) / rate * 1000)
+  end
+  redis.call('HSET', key, 'k', string.format('%.17g', tokens), 't', string.format('%.17g', math.max(now, last)))
+  -- an idle bucket refills completely within burst / rate seconds: then it need not exist
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+  return allowed, wait
+end
+"""
+
+DECIDE = PRELUDE + TOKEN_BUCKET + r"""
 -- KEYS[1] = user hash            KEYS[2] = decision record (new)
 -- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
 -- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
+-- KEYS[7] = optional: the caller's API key token bucket (the rate limit, in the same round trip)
 -- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
--- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)
--- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ..."}
+-- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7], ARGV[8] = bucket rate/s, burst (with KEYS[7])
+-- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ..."},
+--   or {-1, milliseconds to wait} when the key's bucket is empty (nothing else is read or written)
 -- CONFIG is replaced by the engine's constant policy/guardrail settings as a Lua table (see decide.py),
 -- so that no call pays for decoding them.
 local cfg = CONFIG
+if KEYS[7] then
+  local allowed, wait = take_token(KEYS[7], tonumber(ARGV[7]), tonumber(ARGV[8]), 1)
+  if allowed == 0 then return {-1, wait} end
+end
 local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')
 local seg = st[1] or 'new'
@@ -327,28 +359,11 @@ redis.call('SET', KEYS[1], v, 'KEEPTTL')
 return string.len(v)
 """
 
-RATE_LIMIT = r"""
--- KEYS[1] = the API key's token bucket hash {tokens, ts}
+RATE_LIMIT = TOKEN_BUCKET + r"""
+-- KEYS[1] = the API key's token bucket hash {k = tokens, t = time}
 -- ARGV[1] = rate (tokens per second)   ARGV[2] = burst (bucket size)   ARGV[3] = cost (tokens)
 -- returns {allowed 1|0, milliseconds until the cost is available (0 when allowed)}
--- Time is the server's own clock (TIME), so web hosts with skewed clocks share one bucket correctly.
-local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local b = redis.call('HMGET', KEYS[1], 'k', 't')
-local tokens, last = tonumber(b[1]), tonumber(b[2])
-if not tokens then tokens, last = burst, now end
-if now > last then tokens = math.min(burst, tokens + (now - last) * rate) end
-local allowed, wait = 0, 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-else
-  wait = math.ceil((cost - tokens) / rate * 1000)
-end
-redis.call('HSET', KEYS[1], 'k', string.format('%.17g', tokens), 't', string.format('%.17g', math.max(now, last)))
--- an idle bucket refills completely within burst / rate seconds: then it need not exist
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+local allowed, wait = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 return {allowed, wait}
 """
 

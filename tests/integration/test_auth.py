@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
@@ -175,3 +176,50 @@ def test_gunicorn_refuses_a_public_address_without_keys(redis_url):
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "no API keys configured" in proc.stderr
+
+
+def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_path):
+    """The token is taken inside the decide script: one EVALSHA per decide, counted by a Redis of our own."""
+    import redis as redis_py
+    from redis_proc import RedisProcess
+
+    server = RedisProcess(str(tmp_path), aof=False)
+    server.start()
+    try:
+        app = make_app(redis_url=server.url, api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 1000.0},
+                       rate_bursts={"gateway": 1000.0})
+        c = app.test_client()
+        assert c.post("/v1/decide", json={"user_id": "warm"}, headers=bearer(GATEWAY)).status_code == 200
+        probe = redis_py.Redis.from_url(server.url, decode_responses=True)
+        seen: list[str] = []
+        with probe.monitor() as monitor:
+            def watch():
+                try:
+                    for cmd in monitor.listen():
+                        if cmd["client_type"] != "lua":  # what clients sent, not what scripts called
+                            seen.append(cmd["command"])
+                except (redis_py.RedisError, OSError, ValueError):  # the monitor connection closed
+                    pass
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            for i in range(20):
+                assert c.post("/v1/decide", json={"user_id": f"u{i}"}, headers=bearer(GATEWAY)).status_code == 200
+            probe.ping()  # a marker: everything before it has been seen
+            while not any(cmd.startswith("PING") for cmd in seen):
+                time.sleep(0.01)
+        client_commands = [cmd.split()[0] for cmd in seen if cmd.split()[0] not in ("PING", "HELLO", "CLIENT")]
+        assert client_commands == ["EVALSHA"] * 20, client_commands
+        probe = redis_py.Redis.from_url(server.url, decode_responses=True)
+        # an empty bucket refuses before reading or writing anything else
+        tight = make_app(redis_url=server.url, api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 0.01},
+                         rate_bursts={"gateway": 1.0}).test_client()
+        assert tight.post("/v1/decide", json={"user_id": "x"}, headers=bearer(GATEWAY_NEW)).status_code == 200
+        before = set(probe.scan_iter(count=1000))
+        r = tight.post("/v1/decide", json={"user_id": "y"}, headers=bearer(GATEWAY_NEW))
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 99
+        assert set(probe.scan_iter(count=1000)) == before  # no decision record, no user: nothing but the bucket
+        probe.close()
+        app.extensions["bandit_push"].store.close()
+    finally:
+        server.stop()
