@@ -2,7 +2,8 @@
 
 The app serves real HTTP on loopback, on the test's real Redis, with API keys configured (an admin key
 is sent, so every operation goes through the auth layer) and rate limits off. The run is bounded:
-``max_examples`` per operation, positive and negative (schema-violating) data.
+``max_examples`` per operation, positive and negative (schema-violating) data; `ignored_auth` also
+sends each secured operation without the key and expects 401.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from werkzeug.serving import make_server
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
+from schemathesis.specs.openapi.checks import (content_type_conformance, ignored_auth, negative_data_rejection,
                                                response_headers_conformance, response_schema_conformance,
                                                status_code_conformance)
 
@@ -23,7 +24,7 @@ from bandit_push.config import parse_api_keys
 
 ADMIN = "fuzz-admin-key"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, negative_data_rejection]
+          response_schema_conformance, negative_data_rejection, ignored_auth]
 
 
 @pytest.fixture(scope="module")
