@@ -6,9 +6,9 @@ Usage:
 Two apps on one Redis (``--redis-url``, else ``REDIS_URL``, else redis://127.0.0.1:6379/15; keys under a
 prefix of their own, deleted afterwards): one without API keys (loopback check only), one with 8 keys
 configured and the gateway rate limit on (the token taken inside the decide script). Both answer
-POST /v1/decide through Flask's test client, in alternating slices; the report is the ratio of the
-keyed app's time per decide to the keyless one's (overall, and the median over paired slices), and the Guard's own time per call. No wrk, no HTTP:
-this isolates the Python and Redis work the auth layer adds.
+POST /v1/decide through Flask's test client, in alternating slices. The report: the keyed app's time
+per decide over the keyless one's (overall, and the median over paired slices), and the Guard's own
+time per call. No wrk, no HTTP: this isolates the Python and Redis work the auth layer adds.
 """
 from __future__ import annotations
 
