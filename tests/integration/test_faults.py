@@ -140,7 +140,9 @@ def test_a_hung_redis_answers_503_within_the_timeout(own_redis, serve):
             started = time.monotonic()
             r = requests.request(method, base + path, json=body, timeout=10)
             assert r.status_code == 503 and r.headers["Retry-After"] == "1"
-            assert time.monotonic() - started < 2 * TIMEOUT + 0.5
+            took = time.monotonic() - started
+            print(f"\nhung redis: {method.upper()} {path} answered 503 after {took * 1000:.0f} ms (timeout {TIMEOUT} s)")
+            assert took < TIMEOUT + 0.4  # one socket timeout, not a retry loop
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
     finally:
         own_redis.resume()
