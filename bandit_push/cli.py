@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bandit_push import embedded
+from bandit_push import embedded, experiments_cli
 from bandit_push.config import QUEUE, Settings, is_loopback
 from bandit_push.errors import ConfigError
 
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("refresh-popular", help="recompute the popular-items lists now")
     p.set_defaults(func=refresh_popular)
+    experiments_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -50,11 +50,12 @@ def get(store: Store, settings: Settings, user_id: str, now: float | None = None
 
 
 def delete(store: Store, user_id: str) -> int:
-    """Remove everything stored under the user's id; returns the number of keys removed.
+    """Remove everything stored under the user's id; returns the number of keys (and experiment records) removed.
 
     The user hash (time zone, opt-out, last push, behaviour features, interaction index) and the
     recent-pushes key go in one script (the segment's size shrinks with them); the user's event-id
-    markers are found by a SCAN of the user's hash-tagged keys. Not removed, because they do not name
+    markers are found by a SCAN of the user's hash-tagged keys; the user's counters in each experiment
+    (a field of the experiment's per-user hash) are removed, so reports stop counting them. Not removed, because they do not name
     the user: aggregate popularity counts and the interaction records, which carry only the user's
     dense index (the only link from it to the id was the user hash). Decision records name the user
     and expire after ``decision_ttl_hours``; they are not indexed by user, so they are left to expire.
@@ -70,4 +71,11 @@ def delete(store: Store, user_id: str) -> int:
             batch = []
     if batch:
         removed += store.redis.unlink(*batch)
+    # the user's per-user counters in every experiment (a report then no longer counts them)
+    experiment_ids = store.redis.zrange(keys.experiments(), 0, -1)
+    if experiment_ids:
+        pipe = store.redis.pipeline(transaction=False)
+        for xid in experiment_ids:
+            pipe.hdel(keys.experiment_users(xid), user_id)
+        removed += sum(pipe.execute())
     return removed

@@ -189,6 +189,11 @@ def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_pa
         app = make_app(redis_url=server.url, api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 1000.0},
                        rate_bursts={"gateway": 1000.0})
         c = app.test_client()
+        # with an experiment running, so that the bucket's key sits after the experiment's keys
+        x = c.post("/v1/experiments", headers=bearer(ADMIN), json={"name": "t", "variants": [
+            {"name": "control", "weight": 1, "policy": {"name": "thompson"}},
+            {"name": "b", "weight": 1, "policy": {"name": "cadence"}}]}).get_json()
+        assert c.post(f"/v1/experiments/{x['id']}/start", headers=bearer(ADMIN)).status_code == 200
         assert c.post("/v1/decide", json={"user_id": "warm"}, headers=bearer(GATEWAY)).status_code == 200
         probe = redis_py.Redis.from_url(server.url, decode_responses=True)
         seen: list[str] = []
@@ -204,7 +209,8 @@ def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_pa
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
             for i in range(20):
-                assert c.post("/v1/decide", json={"user_id": f"u{i}"}, headers=bearer(GATEWAY)).status_code == 200
+                r = c.post("/v1/decide", json={"user_id": f"u{i}"}, headers=bearer(GATEWAY))
+                assert r.status_code == 200 and r.get_json()["experiment"]["id"] == x["id"]
             probe.ping()  # a marker: everything before it has been seen
             while not any(cmd.startswith("PING") for cmd in seen):
                 time.sleep(0.01)

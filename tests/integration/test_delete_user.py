@@ -11,6 +11,10 @@ def _keys_of(store, user_id: str) -> list[str]:
 
 def test_delete_removes_the_user_and_only_the_user(make_app, store):
     c = make_app(policy="cadence").test_client()
+    x = c.post("/v1/experiments", json={"name": "t", "variants": [
+        {"name": "control", "weight": 1, "policy": {"name": "cadence"}},
+        {"name": "b", "weight": 1, "policy": {"name": "cadence", "cadence_gap_hours": 2}}]}).get_json()
+    assert c.post(f"/v1/experiments/{x['id']}/start").status_code == 200
     for uid in ("a*", "a*b", "other"):  # a glob character in the id must not reach the neighbours
         assert c.put(f"/v1/users/{uid}", json={"timezone": "Europe/Berlin"}).status_code == 201
         evs = [{"user_id": uid, "type": "view", "item_id": "sku-1", "ts": NOW, "event_id": f"e{i}"} for i in range(3)]
@@ -20,8 +24,11 @@ def test_delete_removes_the_user_and_only_the_user(make_app, store):
     assert len(before) == 5  # user hash, recent pushes, three event-id markers
     assert store.redis.hget(store.keys.segment_sizes(), "default") == "3"
 
+    exposed = store.keys.experiment_users(x["id"])
+    assert store.redis.hexists(exposed, "a*") and store.redis.hexists(exposed, "a*b")
     r = c.delete("/v1/users/a*")
-    assert r.status_code == 200 and r.get_json() == {"user_id": "a*", "deleted_keys": 5}
+    assert r.status_code == 200 and r.get_json() == {"user_id": "a*", "deleted_keys": 6}  # 5 keys, 1 experiment record
+    assert not store.redis.hexists(exposed, "a*") and store.redis.hexists(exposed, "a*b")
     assert _keys_of(store, "a*") == []
     assert c.get("/v1/users/a*").status_code == 404
     assert store.redis.hget(store.keys.segment_sizes(), "default") == "2"

@@ -33,6 +33,9 @@ def test_from_env_reads_and_merges():
     ({"BANDIT_PUSH_RATE_LIMITS": "gateway=-1"}, "rate_limits"),
     ({"BANDIT_PUSH_RATE_BURSTS": "gateway=0"}, "rate_bursts"),
     ({"BANDIT_PUSH_TIMESTAMP_MAX_AHEAD_DAYS": "0"}, "timestamp_max_ahead_days"),
+    ({"BANDIT_PUSH_MF_FACTORS": "0"}, "mf_factors"),
+    ({"BANDIT_PUSH_MF_HALF_LIFE_DAYS": "-1"}, "mf_half_life_days"),
+    ({"BANDIT_PUSH_MF_POPULAR_BLEND": "-0.5"}, "mf_popular_blend"),
 ])
 def test_bad_settings_fail_fast_naming_the_setting(env, field):
     with pytest.raises(ConfigError) as e:
