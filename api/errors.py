@@ -5,17 +5,22 @@ Shape: ``{"error": "<stable code>", "message": "<sentence>", "field": "<name>"}`
 from __future__ import annotations
 
 import logging
+import math
 
 import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from bandit_push.errors import BanditPushError, ConfigError, Conflict, InvalidArgument, NotFound, Unavailable
+from bandit_push.errors import (BanditPushError, ConfigError, Conflict, Forbidden, InvalidArgument, NotFound,
+                                RateLimited, Unauthenticated, Unavailable)
 
 log = logging.getLogger(__name__)
 
 STATUS: dict[type[BanditPushError], int] = {
     InvalidArgument: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    RateLimited: 429,
     NotFound: 404,
     Conflict: 409,
     Unavailable: 503,
@@ -42,6 +47,10 @@ def register(app: Flask) -> None:
         resp = jsonify(error_body(err.code, err.message, err.field))
         if status == 503:
             resp.headers["Retry-After"] = "1"
+        elif status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="bandit-push"'
+        elif isinstance(err, RateLimited):
+            resp.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after)))
         return resp, status
 
     @app.errorhandler(HTTPException)

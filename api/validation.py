@@ -11,10 +11,10 @@ from typing import Any, Iterable
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bandit_push.config import TIMESTAMP_MIN
 from bandit_push.errors import InvalidArgument
 
-MIN_TS = 946684800.0  # 2000-01-01T00:00:00Z
-MAX_AHEAD_S = 366 * 86400.0
+MIN_TS = TIMESTAMP_MIN  # the default lower bound, 2000-01-01T00:00:00Z (setting timestamp_min)
 _ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f\ud800-\udfff]")
 
 
@@ -74,7 +74,8 @@ def ident(value: Any, field: str, max_length: int) -> str:
 
 
 def timestamp(value: Any, field: str, default: float | None = None) -> float:
-    """Epoch seconds or an ISO 8601 string with a UTC offset; between 2000 and a year ahead."""
+    """Epoch seconds or an ISO 8601 string with a UTC offset, inside the window of the settings
+    ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead)."""
     if value is None:
         if default is None:
             raise InvalidArgument(f"field {field} is required", field=field, code="missing_field")
@@ -96,9 +97,21 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
         ts = dt.timestamp()
     else:
         raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)
-    if not math.isfinite(ts) or ts < MIN_TS or ts > time.time() + MAX_AHEAD_S:
-        raise InvalidArgument(f"{field} must lie between 2000-01-01 and a year from now", field=field)
+    settings = current_app.extensions["bandit_push"].settings
+    lo, ahead = settings.timestamp_min, settings.timestamp_max_ahead_days
+    if not math.isfinite(ts) or ts < lo or ts > time.time() + ahead * 86400.0:
+        start = datetime.fromtimestamp(lo, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise InvalidArgument(f"{field} must lie between {start} and {ahead:g} days from now", field=field)
     return ts
+
+
+def query_only(allowed: Iterable[str]) -> None:
+    """Refuse query parameters the endpoint does not know, as :func:`only` does for body fields."""
+    allowed = set(allowed)
+    for name in request.args:
+        if name not in allowed:
+            raise InvalidArgument(f"unknown query parameter {name}; allowed: {sorted(allowed)}",
+                                  field=name, code="unknown_field")
 
 
 def query_timestamp(name: str, default: float) -> float:

@@ -16,14 +16,15 @@ import sys
 import time
 
 from bandit_push import embedded, experiments_cli
-from bandit_push.config import QUEUE, Settings
+from bandit_push.config import QUEUE, Settings, is_loopback
 from bandit_push.errors import BanditPushError
 
 
 
 def _children(args: argparse.Namespace, url: str) -> list[tuple[str, list[str]]]:
     py = sys.executable
-    procs = [("web", [py, "-m", "gunicorn", "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
+    procs = [("web", [py, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
+                      "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
                       "--graceful-timeout", "10", "--log-level", "warning", "api:create_app()"])]
     if not args.no_worker:
         procs.append(("worker", [py, "-c", "from rq.cli import main; main()", "worker", "--url", url,
@@ -36,6 +37,14 @@ def _children(args: argparse.Namespace, url: str) -> list[tuple[str, list[str]]]
 def serve(args: argparse.Namespace) -> int:
     """Start everything, wait for Ctrl-C (or SIGTERM) or a child's death, stop everything."""
     settings = Settings.from_env()
+    if not settings.api_keys:
+        if not is_loopback(args.host):
+            print(f"bandit-push: refusing to listen on {args.host}: no API keys are configured. Set "
+                  "BANDIT_PUSH_API_KEYS (e.g. gateway:<key>,admin:sha256:<hex>) or listen on 127.0.0.1",
+                  file=sys.stderr, flush=True)
+            return 2
+        print("bandit-push: WARNING: no API keys configured (BANDIT_PUSH_API_KEYS): loopback clients only, "
+              "no authentication, no rate limits", file=sys.stderr, flush=True)
     server = None
     url = settings.redis_url
     if not url:

@@ -7,7 +7,10 @@ written ``key=value,key=value``; the quiet hours ``HH:MM-HH:MM`` or ``off``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -19,6 +22,10 @@ OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "dis
 QUEUE = "bandit-push"
 #: The shopping events a gateway forwards.
 EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase", "app_open")
+#: API key scopes: ``admin`` may do everything, the others only their own endpoints (see api/auth.py).
+SCOPES: tuple[str, ...] = ("admin", "gateway", "read")
+#: The earliest timestamp accepted by default: 2000-01-01T00:00:00Z.
+TIMESTAMP_MIN = 946684800.0
 
 
 def _default_weights() -> dict[str, float]:
@@ -34,6 +41,36 @@ def _default_prior_rates() -> dict[str, float]:
 
 def _default_event_weights() -> dict[str, float]:
     return {"purchase": 1.0, "add_to_cart": 0.5, "view": 0.1, "search": 0.05, "app_open": 0.0}
+
+
+def _default_rate_limits() -> dict[str, float]:
+    # requests per second per key; 0 switches the limit off for that scope
+    return {"admin": 50.0, "gateway": 2000.0, "read": 50.0}
+
+
+def _default_rate_bursts() -> dict[str, float]:
+    return {"admin": 100.0, "gateway": 4000.0, "read": 100.0}
+
+
+def parse_api_keys(text: str) -> tuple[tuple[str, str], ...]:
+    """``scope:key`` or ``scope:sha256:<hex>`` pairs, comma-separated, as (scope, sha256 hex digest) pairs.
+
+    Plain keys are hashed at once: only digests are kept and compared (see api/auth.py).
+    """
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        scope, sep, key = part.partition(":")
+        if not sep or not key:
+            raise ValueError("each entry must be scope:key or scope:sha256:<hex>")
+        if key.startswith("sha256:"):
+            digest = key[len("sha256:"):].lower()
+        else:
+            digest = hashlib.sha256(key.encode()).hexdigest()
+        out.append((scope.strip(), digest))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -89,6 +126,14 @@ class Settings:
     max_batch: int = 1000
     max_id_length: int = 128
     seed: int | None = None                #: seeds the policy's random draws (simulations, tests)
+    timestamp_min: float = TIMESTAMP_MIN   #: request timestamps (now, ts) before this are refused
+    timestamp_max_ahead_days: float = 366.0  #: ... and so are those more than this ahead of the server clock
+
+    #: (scope, sha256 hex digest) of each API key; env ``BANDIT_PUSH_API_KEYS`` = ``scope:key`` or
+    #: ``scope:sha256:<hex>``, comma-separated. Empty: no authentication, loopback clients only.
+    api_keys: tuple[tuple[str, str], ...] = ()
+    rate_limits: Mapping[str, float] = field(default_factory=_default_rate_limits)  #: per key and scope, req/s
+    rate_bursts: Mapping[str, float] = field(default_factory=_default_rate_bursts)  #: bucket size per scope
 
     # Recommendation model (bandit_push.recs); defaults chosen on the Online Retail validation split
     # (train before 2011-10-01, validate on October): see the README's "Recommendations" section.
@@ -177,6 +222,19 @@ class Settings:
         starts = [h for h, _ in self.dayparts]
         if not starts or starts != sorted(set(starts)) or not all(0 <= h < 24 for h in starts):
             raise bad("dayparts", "start hours must be increasing, distinct, in 0..23")
+        if not self.timestamp_max_ahead_days > 0:
+            raise bad("timestamp_max_ahead_days", "must be > 0")
+        for scope, digest in self.api_keys:
+            if scope not in SCOPES:
+                raise bad("api_keys", f"unknown scope {scope!r}; one of {list(SCOPES)}")
+            if not _HEX64.match(digest):
+                raise bad("api_keys", f"a {scope} key's sha256 digest must be 64 hex digits")
+        for mapping, name in ((self.rate_limits, "rate_limits"), (self.rate_bursts, "rate_bursts")):
+            if set(mapping) - set(SCOPES) or any(not 0 <= x < 1e9 for x in mapping.values()):
+                raise bad(name, f"keys must be among {list(SCOPES)} and values in [0, 1e9)")
+        for scope in SCOPES:
+            if self.rate_limits.get(scope, 0) > 0 and self.rate_bursts.get(scope, 0) < 1:
+                raise bad("rate_bursts", f"{scope} must be >= 1 when its rate limit is on")
         self.quiet_window()
         try:
             posix_rule(self.default_timezone)
@@ -217,6 +275,22 @@ class Settings:
         return [f"<{e[0]}"] + [f"{a}-{b}" for a, b in zip(e, e[1:])] + [f">={e[-1]}"]
 
 
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: a bind address, or a client's address."""
+    if host is None:
+        return False
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
 def _hhmm(text: str) -> int:
     h, _, m = text.strip().partition(":")
     hours, minutes = int(h), int(m or 0)
@@ -241,11 +315,16 @@ def _parse(f: dataclasses.Field, raw: str, env_name: str) -> Any:
                 k, _, v = part.partition("=")
                 merged[k.strip()] = float(v)
             return merged
+        if f.name == "api_keys":
+            return parse_api_keys(raw)
         if f.name == "recency_edges_hours":
             return tuple(float(x) for x in raw.split(","))
         if f.name == "dayparts":
             return tuple((int(h), n.strip()) for h, n in (p.split("=") for p in raw.split(",")))
         return raw
     except (ValueError, TypeError):
+        if f.name == "api_keys":  # never echo keys into logs
+            raise ConfigError(f"environment variable {env_name} must be comma-separated scope:key or "
+                              "scope:sha256:<hex> pairs", field=f.name) from None
         raise ConfigError(f"environment variable {env_name}={raw!r} cannot be read as {f.name}",
                           field=f.name) from None

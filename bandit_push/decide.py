@@ -24,13 +24,22 @@ from redis.exceptions import NoScriptError
 
 from bandit_push import scripts
 from bandit_push.config import Settings
-from bandit_push.errors import Unavailable
+from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
 
 DEFAULT_SPACE = "default"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A caller's token bucket: a key id (a digest prefix, never the key), refill rate per second, size."""
+
+    key_id: str
+    rate: float
+    burst: float
 
 
 @dataclass(frozen=True)
@@ -213,8 +222,12 @@ class DecisionEngine:
             return compiled
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
-               channel: str | None = None) -> Decision:
-        """Decide whether to push ``user_id`` at ``now`` and with which ``k`` items."""
+               channel: str | None = None, rate_limit: RateLimit | None = None) -> Decision:
+        """Decide whether to push ``user_id`` at ``now`` and with which ``k`` items.
+
+        With ``rate_limit``, the caller's token is taken in the same script (one round trip); an empty
+        bucket raises :class:`~bandit_push.errors.RateLimited` and decides nothing.
+        """
         now = time.time() if now is None else float(now)
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
@@ -234,13 +247,20 @@ class DecisionEngine:
                 dids.append(f"{token}.{x.space(vi)}")
                 kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
                 args.append(vi)
-            kk += [keys.user_recs(user_id), keys.item_by_index()]  # the script reads them last
+            kk += [keys.user_recs(user_id), keys.item_by_index()]
+            if rate_limit is not None:  # the caller's token, taken in the same script
+                kk.append(keys.rate_bucket(rate_limit.key_id))
+                args += [repr(float(rate_limit.rate)), repr(float(rate_limit.burst))]
             out = self._eval(compiled.script, tuple(kk), tuple(args))
             if out[0] != "stale":
                 break
             self.registry.refresh()
         else:  # the registry changed five times during one decide: someone is flapping an experiment
             raise Unavailable("the experiments registry keeps changing; retry shortly")
+        if out[0] == -1:
+            wait = int(out[1]) / 1000.0
+            raise RateLimited(f"this key's rate limit ({rate_limit.rate:g} requests/s) is spent; "
+                              f"retry in {wait:.3f} s", retry_after=wait)
         send, reason, segment, prop, rec, dp, items_raw, xi, _first, source = out
         items = parse_items(items_raw)
         recency, dayparts = self._labels

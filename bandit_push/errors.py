@@ -43,3 +43,25 @@ class Unavailable(BanditPushError):
     """A dependency (Redis) cannot be reached; the caller should retry later."""
 
     code = "unavailable"
+
+
+class Unauthenticated(BanditPushError):
+    """No credentials, or credentials that match no configured key."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(BanditPushError):
+    """Valid credentials without the right to do this."""
+
+    code = "forbidden"
+
+
+class RateLimited(BanditPushError):
+    """The caller's key has spent its request budget; ``retry_after`` seconds until it may try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float, field: str | None = None, code: str | None = None):
+        super().__init__(message, field=field, code=code)
+        self.retry_after = retry_after

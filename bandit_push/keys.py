@@ -101,6 +101,13 @@ class Keys:
     def refit_lock(self, name: str) -> str:
         """String: the refit lock of one model; its value names the holder (an RQ job id or ``cli:...``)."""
         return f"{self.prefix}lock:refit:{name}"
+    def rate_bucket(self, key_id: str) -> str:
+        """Hash: the token bucket of one API key (``key_id``: a prefix of the key's sha256, never the key)."""
+        return f"{self.prefix}rl:{{{key_id}}}"
+
+    def user_event_marks(self, user_id: str) -> str:
+        """MATCH pattern of a user's event-id markers (:meth:`event_seen`), for deleting a user's data."""
+        return f"{self.prefix}u:{{{_glob_escape(user_id)}}}:ev:*"
 
     def counters(self) -> str:
         """Hash of service-wide counters (next user index, ...)."""
@@ -132,3 +139,8 @@ class Keys:
     def experiments_version(self) -> str:
         """String: the registry version, incremented on every start, pause and stop; decide checks it."""
         return f"{self.prefix}x:version"
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with Redis glob characters escaped, so that an id like ``a*`` matches only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -169,6 +169,32 @@ local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
 end
 """
 
+# The token bucket of one API key, shared by RATE_LIMIT and (folded into its one round trip) DECIDE.
+TOKEN_BUCKET = r"""
+-- take `cost` tokens from the bucket hash at `key` {k = tokens, t = time}, refilled at `rate`/s up to `burst`;
+-- returns 1, 0 when allowed, else 0 and the milliseconds until it would be.
+-- Time is the server's own clock (TIME), so web hosts with skewed clocks share one bucket correctly.
+local function take_token(key, rate, burst, cost)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) + tonumber(clock[2]) / 1e6
+  local b = redis.call('HMGET', key, 'k', 't')
+  local tokens, last = tonumber(b[1]), tonumber(b[2])
+  if not tokens then tokens, last = burst, now end
+  if now > last then tokens = math.min(burst, tokens + (now - last) * rate) end
+  local allowed, wait = 0, 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    wait = math.ceil((cost - tokens) / rate * 1000)
+  end
+  redis.call('HSET', key, 'k', string.format('%.17g', tokens), 't', string.format('%.17g', math.max(now, last)))
+  -- an idle bucket refills completely within burst / rate seconds: then it need not exist
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+  return allowed, wait
+end
+"""
+
 # Per-user experiment counters (keys.experiment_users): "<variant> <first exposure ts> <sends> <clicks>
 # <conversions> <unsubscribed 0|1> <net value> <events> <purchases>"; prepended to the scripts that update them.
 XREC = r"""
@@ -184,26 +210,34 @@ local function xrec_dump(m)
 end
 """
 
-DECIDE = PRELUDE + XREC + PICK_ITEMS + r"""
+DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 -- KEYS[1] = user hash            KEYS[2] = decision record (new)
 -- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
 -- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
--- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
 -- KEYS[7] = experiments registry version
--- then per running experiment j = 1.. (oldest first): KEYS[5 + 3j] = the decision record if decided under it,
+-- then per running experiment j = 1..n (oldest first): KEYS[5 + 3j] = the decision record if decided under it,
 --   KEYS[6 + 3j] = arms of the user's variant in it, KEYS[7 + 3j] = its per-user counters (XREC)
--- then, last: KEYS[#KEYS - 1] = the user's precomputed items (packed, see toplists.py),
---   KEYS[#KEYS] = item index -> id hash
+-- then KEYS[8 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[9 + 3n] = item index -> id hash
+-- optional, last: KEYS[10 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
+-- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
 -- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
+-- with the bucket: ARGV[8 + n], ARGV[9 + n] = its rate/s and burst
 -- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...",
 --          experiment j (0: none), 1 on the user's first exposure to it else 0, items source},
---   or {'stale'}, writing nothing, when the registry moved since the process compiled this script.
+--   or {'stale'}, writing nothing, when the registry moved since the process compiled this script,
+--   or {-1, milliseconds to wait} when the key's bucket is empty (nothing else is read or written).
 -- CONFIG is replaced by the engine's constant settings as a Lua table (see decide.py): {base = <cfg of the
 -- default policy>, xs = {{segs = {<segment>...} | false, v = {<what variant 0 changes of base>, ...}}, ...}},
 -- so that no call pays for decoding them.
 local conf = CONFIG
+local nx = #conf.xs
 if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[7] then return {'stale'} end
+local bucket = KEYS[10 + 3 * nx]
+if bucket then
+  local allowed, wait = take_token(bucket, tonumber(ARGV[8 + nx]), tonumber(ARGV[9 + nx]), 1)
+  if allowed == 0 then return {-1, wait} end
+end
 local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')
 local seg = st[1] or 'new'
@@ -288,7 +322,7 @@ end
 -- items: the user's precomputed list, then the segment's popular list, then the global one,
 -- minus items pushed recently (see PICK_ITEMS)
 local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)
-local items, source, model = pick_items(KEYS[#KEYS - 1], KEYS[#KEYS], KEYS[4], seg, k, excluded)
+local items, source, model = pick_items(KEYS[8 + 3 * nx], KEYS[9 + 3 * nx], KEYS[4], seg, k, excluded)
 
 local ts = fmt(now)
 if send then
@@ -479,6 +513,23 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 redis.call('SET', KEYS[1], v, 'KEEPTTL')
 return string.len(v)
+"""
+
+RATE_LIMIT = TOKEN_BUCKET + r"""
+-- KEYS[1] = the API key's token bucket hash {k = tokens, t = time}
+-- ARGV[1] = rate (tokens per second)   ARGV[2] = burst (bucket size)   ARGV[3] = cost (tokens)
+-- returns {allowed 1|0, milliseconds until the cost is available (0 when allowed)}
+local allowed, wait = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {allowed, wait}
+"""
+
+DELETE_USER = r"""
+-- KEYS[1] = user hash   KEYS[2] = the user's recent pushes   KEYS[3] = segment sizes
+-- KEYS[4] = the user's precomputed items   KEYS[5] = the user's interactions since the MF version (fold-in)
+-- returns the number of keys removed
+local seg = redis.call('HGET', KEYS[1], 'sg')
+if seg then redis.call('HINCRBY', KEYS[3], seg, -1) end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 """
 
 EXPERIMENT_TRANSITION = r"""

@@ -26,6 +26,8 @@ class Store:
         self.compact_script = client.register_script(scripts.COMPACT)
         self.set_segment_script = client.register_script(scripts.SET_SEGMENT)
         self.items_script = client.register_script(scripts.ITEMS)
+        self.rate_limit_script = client.register_script(scripts.RATE_LIMIT)
+        self.delete_user_script = client.register_script(scripts.DELETE_USER)
         self.experiment_transition_script = client.register_script(scripts.EXPERIMENT_TRANSITION)
         self.experiment_update_script = client.register_script(scripts.EXPERIMENT_UPDATE)
         self._binary: redis.Redis | None = None

@@ -73,3 +73,35 @@ def _fetch(store: Store, ids: list[str], fields: list[str]) -> list[tuple[str, l
     for uid in ids:
         pipe.hmget(store.keys.user(uid), fields)
     return list(zip(ids, pipe.execute()))
+def delete(store: Store, user_id: str) -> int:
+    """Remove everything stored under the user's id; returns the number of keys (and experiment records) removed.
+
+    The user hash (time zone, opt-out, last push, behaviour features, interaction index), the
+    recent-pushes key and the user's precomputed items and fold-in interactions go in one script (the
+    segment's size shrinks with them); the user's event-id
+    markers are found by a SCAN of the user's hash-tagged keys; the user's counters in each experiment
+    (a field of the experiment's per-user hash) are removed, so reports stop counting them. Not removed, because they do not name
+    the user: aggregate popularity counts and the interaction records, which carry only the user's
+    dense index (the only link from it to the id was the user hash). Decision records name the user
+    and expire after ``decision_ttl_hours``; they are not indexed by user, so they are left to expire.
+    """
+    keys = store.keys
+    removed = int(store.delete_user_script(keys=[keys.user(user_id), keys.user_pushes(user_id),
+                                                 keys.segment_sizes(), keys.user_recs(user_id),
+                                                 keys.user_recent(user_id)]))
+    batch: list[str] = []
+    for key in store.redis.scan_iter(match=keys.user_event_marks(user_id), count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += store.redis.unlink(*batch)
+            batch = []
+    if batch:
+        removed += store.redis.unlink(*batch)
+    # the user's per-user counters in every experiment (a report then no longer counts them)
+    experiment_ids = store.redis.zrange(keys.experiments(), 0, -1)
+    if experiment_ids:
+        pipe = store.redis.pipeline(transaction=False)
+        for xid in experiment_ids:
+            pipe.hdel(keys.experiment_users(xid), user_id)
+        removed += sum(pipe.execute())
+    return removed

@@ -15,6 +15,7 @@ bp = Blueprint("segments", __name__)
 @bp.get("/v1/segments")
 def list_segments():
     s = services()
+    v.query_only(("now",))
     now = v.query_timestamp("now", default=time.time())
     report = segments.report(s.store, s.settings, s.engine.policy, now=now)
     clustering = segmentation.describe(s.store)

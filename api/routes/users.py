@@ -36,6 +36,7 @@ def put_user(user_id: str):
 def get_user(user_id: str):
     s = services()
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
+    v.query_only(("now",))
     now = v.query_timestamp("now", default=time.time())
     return jsonify(users.get(s.store, s.settings, user_id, now=now))
 
@@ -48,3 +49,10 @@ def user_items(user_id: str):
     now = v.query_timestamp("now", default=time.time())
     k = v.query_integer("k", 1, s.settings.max_k, default=s.settings.default_k)
     return jsonify(ranked_items(s.store, s.settings, user_id, k, now=now))
+@bp.delete("/v1/users/<path:user_id>")
+def delete_user(user_id: str):
+    """Forget the user: everything stored under their id (see :func:`bandit_push.users.delete`)."""
+    s = services()
+    user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
+    v.query_only(())
+    return jsonify({"user_id": user_id, "deleted_keys": users.delete(s.store, user_id)})

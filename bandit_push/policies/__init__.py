@@ -22,7 +22,7 @@ def from_config(config: Any, settings: Settings, field: str = "policy") -> Polic
     if not isinstance(config, dict):
         raise InvalidArgument(f"{field} must be an object like {{\"name\": \"thompson\"}}", field=field)
     name = config.get("name")
-    if name not in POLICIES:
+    if not isinstance(name, str) or name not in POLICIES:  # a list or object name is not hashable
         raise InvalidArgument(f"{field}.name must be one of {sorted(POLICIES)}", field=f"{field}.name")
     params = {k: v for k, v in config.items() if k != "name"}
     try:

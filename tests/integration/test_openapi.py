@@ -118,10 +118,28 @@ def test_every_operation_documents_its_errors(doc):
                 assert "503" in codes, f"{method} {path} uses Redis"
 
 
+def test_documented_scopes_are_the_enforced_ones(doc):
+    from api import auth
+
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            scope = auth.scope_of(re.sub(r"\{([^}]+)\}", r"<\1>", path))
+            assert op["x-scope"] == scope, f"{method} {path}"
+            if scope == auth.OPEN:
+                assert op["security"] == [], f"{method} {path} is open"
+            else:
+                assert "security" not in op and {"401", "403", "429"} <= set(op["responses"]), f"{method} {path}"
+
+
 def test_every_component_is_used(doc):
     text = json.dumps(doc)
     for kind, items in doc["components"].items():
         for name in items:
+            if kind == "securitySchemes":  # referenced by name from a security requirement
+                assert {name: []} in doc["security"], f"security scheme {name} is never required"
+                continue
             assert f'"#/components/{kind}/{name}"' in text, f"components.{kind}.{name} is never referenced"
 
 

@@ -22,6 +22,7 @@ def down_client(settings):
     ("post", "/v1/events", {"user_id": "u", "type": "app_open"}),
     ("put", "/v1/users/u", {"opted_out": True}),
     ("get", "/v1/users/u", None),
+    ("delete", "/v1/users/u", None),
     ("get", "/v1/segments", None),
     ("get", "/readyz", None),
 ])

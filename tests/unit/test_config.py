@@ -34,6 +34,12 @@ def test_from_env_reads_and_merges():
     ({"BANDIT_PUSH_SEGMENT_COUNT": "0"}, "segment_count"),
     ({"BANDIT_PUSH_MF_REFIT_HOURS": "0"}, "mf_refit_hours"),
     ({"BANDIT_PUSH_REFIT_RETRIES": "-1"}, "refit_retries"),
+    ({"BANDIT_PUSH_API_KEYS": "root:secret"}, "api_keys"),
+    ({"BANDIT_PUSH_API_KEYS": "gateway:sha256:abc"}, "api_keys"),
+    ({"BANDIT_PUSH_RATE_LIMITS": "robots=5"}, "rate_limits"),
+    ({"BANDIT_PUSH_RATE_LIMITS": "gateway=-1"}, "rate_limits"),
+    ({"BANDIT_PUSH_RATE_BURSTS": "gateway=0"}, "rate_bursts"),
+    ({"BANDIT_PUSH_TIMESTAMP_MAX_AHEAD_DAYS": "0"}, "timestamp_max_ahead_days"),
     ({"BANDIT_PUSH_MF_FACTORS": "0"}, "mf_factors"),
     ({"BANDIT_PUSH_MF_HALF_LIFE_DAYS": "-1"}, "mf_half_life_days"),
     ({"BANDIT_PUSH_MF_POPULAR_BLEND": "-0.5"}, "mf_popular_blend"),
@@ -42,3 +48,12 @@ def test_bad_settings_fail_fast_naming_the_setting(env, field):
     with pytest.raises(ConfigError) as e:
         Settings.from_env(env)
     assert e.value.field == field
+
+
+def test_security_settings_from_env():
+    s = Settings.from_env({"BANDIT_PUSH_API_KEYS": "gateway:k1, gateway:k2,admin:sha256:" + "AB" * 32,
+                           "BANDIT_PUSH_RATE_LIMITS": "gateway=100", "BANDIT_PUSH_TIMESTAMP_MIN": "1e9"})
+    assert [scope for scope, _ in s.api_keys] == ["gateway", "gateway", "admin"]
+    assert s.api_keys[2][1] == "ab" * 32  # digests are compared in lower case
+    assert s.rate_limits == {"admin": 50.0, "gateway": 100.0, "read": 50.0}
+    assert s.timestamp_min == 1e9

@@ -25,6 +25,8 @@ def test_key_strings_are_pinned():
     assert k.model_versions("mf") == "bp:models:mf:versions"
     assert k.model_version("mf", "3") == "bp:models:mf:v:3"
     assert k.refit_lock("mf") == "bp:lock:refit:mf"
+    assert k.rate_bucket("0123abcd") == "bp:rl:{0123abcd}"
+    assert k.user_event_marks("a*b?[c]") == "bp:u:{a\\*b\\?\\[c\\]}:ev:*"
     assert k.experiment(12) == "bp:x:{12}"
     assert k.experiment_users(12) == "bp:x:{12}:users"
     assert k.experiments() == "bp:x:all"

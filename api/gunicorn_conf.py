@@ -1,0 +1,29 @@
+"""Gunicorn configuration for the web process: refuse to bind beyond loopback without API keys.
+
+Used as ``gunicorn -c python:api.gunicorn_conf 'api:create_app()'`` (Procfile, ``bandit-push serve``).
+The app itself also refuses non-loopback clients when no key is configured (:mod:`api.auth`), so a
+gunicorn started without this file is still closed; this makes the mistake fail at start, loudly.
+"""
+from __future__ import annotations
+
+import sys
+
+from bandit_push.config import Settings, is_loopback
+from bandit_push.errors import ConfigError
+
+
+def on_starting(server) -> None:
+    """Gunicorn hook, before binding: exit non-zero if any bind address is not loopback and no key is set."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        print(f"bandit-push: {e.message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if settings.api_keys:
+        return
+    for address in server.cfg.address:
+        host = address[0] if isinstance(address, tuple) else None  # a unix socket path is local
+        if host is not None and not is_loopback(host):
+            print(f"bandit-push: refusing to listen on {host}: no API keys configured (BANDIT_PUSH_API_KEYS); "
+                  "without keys only loopback addresses are allowed", file=sys.stderr, flush=True)
+            sys.exit(2)
