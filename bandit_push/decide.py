@@ -143,7 +143,7 @@ class DecisionEngine:
         did = new_decision_id(DEFAULT_SPACE)
         out = self._eval(
             (keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
-             keys.segment_sizes(), keys.user_pushes(user_id)),
+             keys.segment_sizes(), keys.user_pushes(user_id), keys.decision_log(int(now // 3600))),
             (user_id, did, repr(now), repr(self.rng.random()), k, channel or ""))
         send, reason, segment, prop, rec, dp, items_raw = out
         parts = items_raw.split()

@@ -43,3 +43,9 @@ class Unavailable(BanditPushError):
     """A dependency (Redis) cannot be reached; the caller should retry later."""
 
     code = "unavailable"
+
+
+class InvalidLog(InvalidArgument):
+    """A decision-log file that does not follow its schema; the message names the line."""
+
+    code = "invalid_log"

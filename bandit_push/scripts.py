@@ -110,6 +110,7 @@ DECIDE = PRELUDE + r"""
 -- KEYS[1] = user hash            KEYS[2] = decision record (new)
 -- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
 -- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
+-- KEYS[7] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
 -- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)
 -- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ..."}
@@ -140,7 +141,7 @@ if lp then
   for i, e in ipairs(cfg.rec) do if now - lp < e then rec = i - 1; break end end
 end
 
-local reason, send, prop = 'policy', false, 1
+local reason, send, prop, seen = 'policy', false, 1, nil
 local arm_field = seg .. '|' .. rec .. '|' .. dp
 local arm, tot
 local quiet = false
@@ -157,22 +158,22 @@ else
   local raw = redis.call('HMGET', KEYS[3], arm_field, seg .. '|N')
   arm = arm_load(raw[1], 2 + #cfg.w)
   tot = arm_load(raw[2], 2)
+  -- the arm as every policy sees it now; recorded whatever the policy, so the log can evaluate others
+  local view = {}
+  for i = 1, #arm do view[i] = arm[i] end
+  arm_decay_to(view, now, cfg.hl)
+  local mu, var = posterior(view, cfg)
+  local n = tot[2]
+  if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
+  seen = fmt(mu) .. ' ' .. fmt(var) .. ' ' .. fmt(n)
   if cfg.kind == 'cadence' then
     send = (not lp) or (now - lp >= cfg.gap)
+  elseif cfg.kind == 'thompson' then
+    local p = phi((mu - cfg.cost) / math.sqrt(var))
+    send = u < p
+    if send then prop = p else prop = 1 - p end
   else
-    local view = {}
-    for i = 1, #arm do view[i] = arm[i] end
-    arm_decay_to(view, now, cfg.hl)
-    local mu, var = posterior(view, cfg)
-    if cfg.kind == 'thompson' then
-      local p = phi((mu - cfg.cost) / math.sqrt(var))
-      send = u < p
-      if send then prop = p else prop = 1 - p end
-    else
-      local n = tot[2]
-      if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
-      send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
-    end
+    send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
   end
 end
 
@@ -212,10 +213,17 @@ if send then
 end
 local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
-redis.call('HSET', KEYS[2], 'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
+local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
-  'c', ARGV[6], 'm', cfg.model)
+  'c', ARGV[6], 'm', cfg.model}
+-- for off-policy evaluation: the arm statistics the policy saw ("mean var segment-sends"; absent when a
+-- guardrail refused first) and the seconds since the user's last push (absent if never pushed)
+if seen then record[#record + 1] = 'z'; record[#record + 1] = seen end
+if lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
+redis.call('HSET', KEYS[2], unpack(record))
 redis.call('EXPIRE', KEYS[2], cfg.ttl)
+redis.call('APPEND', KEYS[7], did .. ' ')
+redis.call('EXPIRE', KEYS[7], cfg.ttl + 3600)
 return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' ')}
 """
 
