@@ -31,6 +31,7 @@ listed with ``attributed: false`` and earns nothing).
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any, Iterator
 
 from bandit_push.config import OUTCOMES, Settings
@@ -60,7 +61,7 @@ def decision_ids(store: Store, hour: int, chunk: int = INDEX_CHUNK) -> Iterator[
 
 
 def export(store: Store, settings: Settings, since: float, until: float, now: float, *,
-           include_open: bool = False, batch: int | None = None) -> Iterator[dict[str, Any]]:
+           include_open: bool = False, batch: int | None = None, chunk: int = INDEX_CHUNK) -> Iterator[dict[str, Any]]:
     """Decisions with ``since <= ts < until`` as schema rows, hour by hour, each exactly once.
 
     Without ``include_open``, decisions whose attribution window has not closed by ``now`` are left
@@ -77,7 +78,7 @@ def export(store: Store, settings: Settings, since: float, until: float, now: fl
     for hour, size in _hour_sizes(store, since, until):
         if not size:
             continue
-        for did in decision_ids(store, hour):
+        for did in decision_ids(store, hour, chunk):
             ids.append(did)
             if len(ids) >= batch:
                 yield from _rows(store, settings, ids, since, until, now, window)
@@ -88,26 +89,36 @@ def export(store: Store, settings: Settings, since: float, until: float, now: fl
 
 def _rows(store: Store, settings: Settings, ids: list[str], since: float, until: float, now: float,
           window: float) -> Iterator[dict[str, Any]]:
-    pipe = store.redis.pipeline(transaction=False)
+    pipe = store.binary.pipeline(transaction=False)  # the arm statistics are packed doubles
     for did in ids:
         pipe.hgetall(store.keys.decision(did))
     recency, dayparts = settings.recency_labels(), [name for _, name in settings.dayparts]
     for did, rec in zip(ids, pipe.execute()):
         if not rec:
             continue  # expired
-        row = to_row(did, rec, settings, now, window, recency, dayparts)
+        row = to_row(did, decode(rec), settings, now, window, recency, dayparts)
         if since <= row["ts"] < until:
             yield row
 
 
-def to_row(did: str, rec: dict[str, str], settings: Settings, now: float, window: float,
+def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """A record read as bytes: text fields decoded, the packed arm statistics ``z`` unpacked to
+    (mean, var, segment sends)."""
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        name = k.decode()
+        out[name] = struct.unpack("<ddd", v) if name == "z" else v.decode()
+    return out
+
+
+def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window: float,
            recency: list[str], dayparts: list[str]) -> dict[str, Any]:
-    """One stored decision record as a schema row (see the module docstring)."""
+    """One stored decision record (:func:`decode`) as a schema row (see the module docstring)."""
     ts = float(rec["t"])
     bucket, _, dp = rec["a"].partition("|")
     arm = None
-    if rec.get("z"):
-        mean, var, sends = (float(x) for x in rec["z"].split())
+    if "z" in rec:
+        mean, var, sends = rec["z"]
         arm = {"mean": mean, "var": var, "segment_sends": sends}
     outcomes: dict[str, Any] = {}
     reward = 0.0

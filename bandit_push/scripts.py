@@ -165,7 +165,7 @@ else
   local mu, var = posterior(view, cfg)
   local n = tot[2]
   if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
-  seen = fmt(mu) .. ' ' .. fmt(var) .. ' ' .. fmt(n)
+  seen = struct.pack('<ddd', mu, var, n)
   if cfg.kind == 'cadence' then
     send = (not lp) or (now - lp >= cfg.gap)
   elseif cfg.kind == 'thompson' then
@@ -216,7 +216,8 @@ for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
 local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
   'c', ARGV[6], 'm', cfg.model}
--- for off-policy evaluation: the arm statistics the policy saw ("mean var segment-sends"; absent when a
+-- for off-policy evaluation: the arm statistics the policy saw (posterior mean and variance of the net
+-- value, the segment's decayed sends: three little-endian doubles, exact in 24 bytes; absent when a
 -- guardrail refused first) and the seconds since the user's last push (absent if never pushed)
 if seen then record[#record + 1] = 'z'; record[#record + 1] = seen end
 if lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
