@@ -9,8 +9,8 @@ from bandit_push.ope.evaluate import CandidateReport
 NAMES = {"ips": "IPS", "snips": "SNIPS", "dm": "DM", "dr": "DR"}
 
 
-def _ci(est: float, lo: float, hi: float) -> str:
-    return f"{est:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+def _ci(estimate: float, ci_low: float, ci_high: float) -> str:
+    return f"{estimate:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]"
 
 
 def format_report(observed: dict[str, Any], reports: list[CandidateReport], clip: float | None = None) -> str:
