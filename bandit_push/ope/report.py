@@ -28,13 +28,13 @@ def format_report(observed: dict[str, Any], reports: list[CandidateReport], clip
     for rep in reports:
         lines += ["", f"candidate {json.dumps(rep.policy)}: sends at {rep.send_rate:.3f} of decisions",
                   f"  {'estimator':<9} {'per decision (95% CI)':<30} {'per user-day (95% CI)':<30} {'ESS':>10}"]
-        warnings: dict[str, str] = {}
+        warnings: dict[tuple[str, str], list[str]] = {}
         for name, est in rep.per_decision.items():
             day = rep.per_user_day[name]
             lines.append(f"  {NAMES[name]:<9} {_ci(est.estimate, est.ci_low, est.ci_high):<30} "
                          f"{_ci(day.estimate, day.ci_low, day.ci_high):<30} {est.ess:>10,.1f}")
             for w in est.warnings:
-                warnings.setdefault(f"{w.code} ({NAMES[name]})", w.message)
-        for code, message in warnings.items():
-            lines.append(f"  warning {code}: {message}")
+                warnings.setdefault((w.code, w.message), []).append(NAMES[name])
+        for (code, message), names in warnings.items():
+            lines.append(f"  warning {code} ({', '.join(names)}): {message}")
     return "\n".join(lines)

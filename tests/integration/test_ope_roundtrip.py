@@ -87,7 +87,7 @@ def test_export_then_evaluate_recovers_the_logging_policy_and_a_zero_holdout(liv
     assert stricter["send_rate"] < same["send_rate"]
 
     code = cli.main(["evaluate", "--log", str(path), "--policy", '{"name": "thompson", "cost": 0.3}',
-                     "--bootstrap", "200"])
+                     "--policy", '{"name": "cadence", "cadence_gap_hours": 12}', "--bootstrap", "500"])
     text = capsys.readouterr().out
     assert code == 0 and "IPS" in text and "per user-day" in text and "logging policy (observed)" in text
     print(text)
