@@ -115,6 +115,16 @@ def _timestamp(text: str) -> float:
     return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def export_log(args: argparse.Namespace) -> int:
     """Write the decision log of a time window as newline-delimited JSON, with a progress bar."""
     from tqdm import tqdm
@@ -162,7 +172,12 @@ def evaluate(args: argparse.Namespace) -> int:
         except ValueError:
             raise InvalidArgument(f"--policy #{i + 1} is not JSON like '{{\"name\": \"thompson\", \"cost\": 0.2}}': "
                                   f"{text!r}", field=f"policy[{i}]") from None
-    log = read_log(args.log)
+    try:
+        log = read_log(args.log)
+    except OSError as e:
+        raise InvalidArgument(f"cannot read --log {args.log}: {e.strerror}", field="log") from None
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"--log {args.log} is not UTF-8 text ({e.reason} at byte {e.start})", field="log") from None
     reports = [ev.evaluate(c, log, settings, clip=args.clip, n_bootstrap=args.bootstrap, seed=args.seed,
                            field=f"policy[{i}]") for i, c in enumerate(configs)]
     logged = ev.observed(log, n_bootstrap=args.bootstrap, seed=args.seed)
@@ -200,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", action="append", required=True,
                    help='candidate policy JSON, e.g. \'{"name": "thompson", "cost": 0.2}\' (repeatable)')
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--clip", type=float, help="clip importance weights at this value")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    p.add_argument("--clip", type=_positive, help="clip importance weights at this value")
+    p.add_argument("--bootstrap", type=int, default=1000, choices=range(0, 100_001), metavar="N",
+                   help="bootstrap replicates (default 1000; 0: no intervals)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=evaluate)
     args = parser.parse_args(argv)
