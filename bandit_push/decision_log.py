@@ -102,12 +102,18 @@ def _rows(store: Store, settings: Settings, ids: list[str], since: float, until:
 
 
 def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
-    """A record read as bytes: text fields decoded, the packed arm statistics ``z`` unpacked to
-    (mean, var, segment sends)."""
+    """A record read as bytes: text fields decoded; the packed ``z`` (what the policy saw) unpacked to
+    ``z`` = (mean, var, segment sends) and ``l`` = seconds since the last push (absent if never)."""
     out: dict[str, Any] = {}
     for k, v in raw.items():
         name = k.decode()
-        out[name] = struct.unpack("<ddd", v) if name == "z" else v.decode()
+        if name == "z":
+            mean, var, sends, gap = struct.unpack("<dddd", v)
+            out["z"] = (mean, var, sends)
+            if not math.isnan(gap):
+                out["l"] = repr(gap)
+        else:
+            out[name] = v.decode()
     return out
 
 

@@ -165,7 +165,9 @@ else
   local mu, var = posterior(view, cfg)
   local n = tot[2]
   if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
-  seen = struct.pack('<ddd', mu, var, n)
+  local gap = 0 / 0  -- NaN: never pushed
+  if lp then gap = now - lp end
+  seen = struct.pack('<dddd', mu, var, n, gap)
   if cfg.kind == 'cadence' then
     send = (not lp) or (now - lp >= cfg.gap)
   elseif cfg.kind == 'thompson' then
@@ -216,11 +218,11 @@ for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
 local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
   'c', ARGV[6], 'm', cfg.model}
--- for off-policy evaluation: the arm statistics the policy saw (posterior mean and variance of the net
--- value, the segment's decayed sends: three little-endian doubles, exact in 24 bytes; absent when a
--- guardrail refused first) and the seconds since the user's last push (absent if never pushed)
-if seen then record[#record + 1] = 'z'; record[#record + 1] = seen end
-if lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
+-- for off-policy evaluation: what the policy saw, as four little-endian doubles (exact, 32 bytes):
+-- the net value's posterior mean and variance, the segment's decayed sends, the seconds since the
+-- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
+if seen then record[#record + 1] = 'z'; record[#record + 1] = seen
+elseif lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
 redis.call('HSET', KEYS[2], unpack(record))
 redis.call('EXPIRE', KEYS[2], cfg.ttl)
 redis.call('APPEND', KEYS[7], did .. ' ')
