@@ -26,7 +26,7 @@ logger is judged as if each decision stood alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -126,36 +126,54 @@ class CandidateReport:
         return out
 
 
+def _quantiles(reps: npt.NDArray[np.float64]) -> tuple[float, float]:
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def _user_day_interval(columns: npt.NDArray[np.float64], groups: npt.NDArray[np.int64], ratio: bool,
                        n_bootstrap: int, seed: int) -> Interval:
     """Value per user-day from per-row columns: sum(col0) / U, or sum(col0) / sum(col1) * n / U (ratio),
     with a percentile bootstrap over user-days."""
+    return _user_day_intervals(columns, groups, {"v": (0, 1 if ratio else None)}, n_bootstrap, seed)["v"]
+
+
+def _user_day_intervals(columns: npt.NDArray[np.float64], groups: npt.NDArray[np.int64],
+                        spec: dict[str, tuple[int, int | None]], n_bootstrap: int, seed: int) -> dict[str, Interval]:
+    """Several values per user-day from one bootstrap draw over user-days. ``spec`` maps a name to
+    (numerator column, denominator column or None): sum(num) / U, or sum(num) / sum(den) * n / U."""
     n_groups = int(groups.max()) + 1
     cols = np.column_stack([columns, np.ones(columns.shape[0])])
     sums = np.stack([np.bincount(groups, weights=cols[:, j], minlength=n_groups) for j in range(cols.shape[1])],
                     axis=1)
+    reps = resampled_sums(sums, n_bootstrap, seed) if n_bootstrap else None
 
-    def value(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        if ratio:
-            return np.divide(s[..., 0], s[..., 1], out=np.zeros(s.shape[:-1]), where=s[..., 1] > 0) \
-                * s[..., -1] / n_groups
-        return s[..., 0] / n_groups
+    def value(s: npt.NDArray[np.float64], num: int, den: int | None) -> npt.NDArray[np.float64]:
+        if den is None:
+            return s[..., num] / n_groups
+        return np.divide(s[..., num], s[..., den], out=np.zeros(s.shape[:-1]), where=s[..., den] > 0) \
+            * s[..., -1] / n_groups
 
-    est = float(value(sums.sum(axis=0)))
-    if not n_bootstrap:
-        return Interval(est, np.nan, np.nan)
-    reps = value(resampled_sums(sums, n_bootstrap, seed))
-    lo, hi = np.quantile(reps, [0.025, 0.975])
-    return Interval(est, float(lo), float(hi))
+    total = sums.sum(axis=0)
+    out = {}
+    for name, (num, den) in spec.items():
+        lo, hi = _quantiles(value(reps, num, den)) if reps is not None else (np.nan, np.nan)
+        out[name] = Interval(float(value(total, num, den)), lo, hi)
+    return out
 
 
 def evaluate(config: Any, log: DecisionLog, settings: Settings, *, clip: float | None = None,
              n_bootstrap: int = 1000, seed: int = 0, field: str = "policy") -> CandidateReport:
-    """IPS, SNIPS, DM and DR of one candidate (policy JSON) on ``log``."""
+    """IPS, SNIPS, DM and DR of one candidate (policy JSON) on ``log``.
+
+    Point estimates, standard errors, ESS and warnings are the library's; the bootstrap replicates of
+    all four share one draw of rows (the same draw each library call would make with this seed), and
+    the per-user-day values one draw of user-days.
+    """
     policy = from_config(config, settings, field)
     x = inputs(policy, log)
     r = log.reward
-    common = dict(unsupported_mass=x.unsupported, n_bootstrap=n_bootstrap, seed=seed)
+    common = dict(unsupported_mass=x.unsupported, n_bootstrap=0)
     per_decision = {
         "ips": ips(r, x.logging_prob, x.target_prob, clip=clip, **common),
         "snips": snips(r, x.logging_prob, x.target_prob, clip=clip, **common),
@@ -166,14 +184,17 @@ def evaluate(config: Any, log: DecisionLog, settings: Settings, *, clip: float |
     w = x.target_prob / x.logging_prob
     if clip is not None:
         w = np.minimum(w, clip)
-    g = log.user_day
-    per_user_day = {
-        "ips": _user_day_interval((w * r)[:, None], g, False, n_bootstrap, seed),
-        "snips": _user_day_interval(np.column_stack([w * r, w]), g, True, n_bootstrap, seed),
-        "dm": _user_day_interval(x.reward_hat_target[:, None], g, False, n_bootstrap, seed),
-        "dr": _user_day_interval((x.reward_hat_target + w * (r - x.reward_hat))[:, None], g, False,
-                                 n_bootstrap, seed),
-    }
+    columns = np.column_stack([w * r, w, x.reward_hat_target, x.reward_hat_target + w * (r - x.reward_hat)])
+    if n_bootstrap:
+        n = len(log)
+        sums = resampled_sums(columns, n_bootstrap, seed)
+        reps = {"ips": sums[:, 0] / n, "dm": sums[:, 2] / n, "dr": sums[:, 3] / n,
+                # a resample of only zero-weight rows says nothing; 0 like the library's point estimate
+                "snips": np.divide(sums[:, 0], sums[:, 1], out=np.zeros(n_bootstrap), where=sums[:, 1] > 0)}
+        per_decision = {name: replace(est, ci_low=_quantiles(reps[name])[0], ci_high=_quantiles(reps[name])[1],
+                                      replicates=reps[name]) for name, est in per_decision.items()}
+    per_user_day = _user_day_intervals(columns, log.user_day, {"ips": (0, None), "snips": (0, 1), "dm": (2, None),
+                                                               "dr": (3, None)}, n_bootstrap, seed)
     return CandidateReport(policy.describe(), float(x.target_send.mean()), per_decision, per_user_day)
 
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bandit_push import cli
+from bandit_push import cli, ope
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.errors import InvalidLog
 from bandit_push.ope.evaluate import PRIOR_SENDS, evaluate, inputs
@@ -102,6 +102,21 @@ def test_each_estimator_equals_a_textbook_computation_on_a_small_fixed_log():
     assert x.target_send[4] == 0.0 and x.target_prob[4] == 1.0
     assert x.unsupported[6] == pytest.approx(1 - p_send[6]) and x.unsupported[[0, 1, 2, 3, 5, 7]].sum() == 0
     assert "missing_support" in got["ips"].warning_codes
+
+
+def test_shared_bootstrap_draw_gives_the_librarys_own_intervals():
+    log = parse_lines(synthetic(np.random.default_rng(5), 100))
+    rep = evaluate({"name": "thompson", "cost": 0.05}, log, SETTINGS, clip=5.0, n_bootstrap=300, seed=9)
+    x = inputs(from_config({"name": "thompson", "cost": 0.05}, SETTINGS), log)
+    r = log.reward
+    for name, own in (("ips", ope.ips(r, x.logging_prob, x.target_prob, clip=5.0, n_bootstrap=300, seed=9)),
+                      ("snips", ope.snips(r, x.logging_prob, x.target_prob, clip=5.0, n_bootstrap=300, seed=9)),
+                      ("dm", ope.direct_method(x.reward_hat_target, n_bootstrap=300, seed=9)),
+                      ("dr", ope.doubly_robust(r, x.logging_prob, x.target_prob, x.reward_hat, x.reward_hat_target,
+                                               clip=5.0, n_bootstrap=300, seed=9))):
+        got = rep.per_decision[name]
+        assert (got.estimate, got.ci_low, got.ci_high) == pytest.approx((own.estimate, own.ci_low, own.ci_high),
+                                                                         rel=1e-12), name
 
 
 def synthetic(rng: np.random.Generator, user_days: int, per_day: int = 4):
