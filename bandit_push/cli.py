@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bandit_push import embedded
+from bandit_push import embedded, experiments_cli
 from bandit_push.config import QUEUE, Settings
 from bandit_push.errors import BanditPushError
 
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="bootstrap replicates (default 1000; 0: no intervals)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=evaluate)
+    experiments_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

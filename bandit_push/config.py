@@ -79,6 +79,18 @@ class Settings:
     max_id_length: int = 128
     seed: int | None = None                #: seeds the policy's random draws (simulations, tests)
 
+    # Recommendation model (bandit_push.recs); defaults chosen on the Online Retail validation split
+    # (train before 2011-10-01, validate on October): see the README's "Recommendations" section.
+    mf_factors: int = 64                   #: ALS latent factors
+    mf_regularization: float = 0.1         #: ALS L2 regularisation
+    mf_iterations: int = 15                #: ALS sweeps
+    mf_alpha: float = 4.0                  #: confidence per unit of decayed, event-weighted interaction
+    mf_half_life_days: float = 30.0        #: an interaction's confidence halves over this age
+    mf_popular_half_life_days: float = 7.0 #: recency of the popularity blended into the ranking
+    mf_popular_blend: float = 0.5          #: weight of that popularity against the user's scaled MF score
+    mf_threads: int = 0                    #: fit threads (0 = all cores)
+    mf_seed: int = 0                       #: seeds the factor initialisation (refits are reproducible)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Defaults, overridden by ``BANDIT_PUSH_*`` variables and ``REDIS_URL``, then validated."""
@@ -111,6 +123,15 @@ class Settings:
                      "redis_timeout_s", "cadence_gap_hours"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
+        for name in ("mf_regularization", "mf_popular_blend", "mf_threads", "mf_seed"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        for name in ("mf_alpha", "mf_half_life_days", "mf_popular_half_life_days"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be > 0")
+        for name in ("mf_factors", "mf_iterations"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be >= 1")
         for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")

@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,8 @@ from redis.exceptions import NoScriptError
 
 from bandit_push import scripts
 from bandit_push.config import Settings
+from bandit_push.errors import Unavailable
+from bandit_push.experiments import Registry, Snapshot, variant_policy
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
@@ -118,21 +121,74 @@ def space_of(decision_id: str) -> str | None:
     return m.group(1) if m else None
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """The decide script compiled for one registry version, with what reading its answers needs."""
+
+    snapshot: Snapshot
+    script: Any  # redis.commands.core.Script
+    policies: tuple[tuple[str, ...], ...]  # per running experiment, its variants' policy names
+
+
+def _overrides(base: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``cfg`` changes of ``base`` (a removed key becomes ``False``). The script reads a variant's
+    config through a metatable onto the base one: a Lua table literal is built on every call, so
+    repeating the shared constants (dayparts, priors, ...) per variant would cost every decide."""
+    out = {k: v for k, v in cfg.items() if base.get(k) != v}
+    out.update({k: False for k in base if k not in cfg})
+    return out
+
+
 class DecisionEngine:
-    """Decides for one deployment: a store, settings and the default policy."""
+    """Decides for one deployment: a store, settings, the default policy and the running experiments.
+
+    The running experiments are cached in the process (:class:`~bandit_push.experiments.Registry`) and
+    compiled, with every variant's constant settings, into the decide script. The script checks the
+    registry version (one GET inside the same call) and answers ``stale`` without writing anything
+    when it moved; the engine then reloads the registry, recompiles and decides again. So a decide
+    stays one round trip, except the first one after a start, pause or stop.
+    """
 
     def __init__(self, store: Store, settings: Settings, policy: Policy | None = None,
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, registry: Registry | None = None):
         self.store = store
         self.settings = settings
         self.policy = policy or POLICIES[settings.policy](settings)
         self.rng = rng or random.Random(settings.seed)
-        # the constant settings are compiled into the script: no call pays for decoding them
-        source = scripts.DECIDE.replace("local cfg = CONFIG", "local cfg = " + lua_literal(
-            script_config(settings, self.policy)), 1)
-        self._script = store.redis.register_script(source)
+        self.registry = registry or Registry(store)
+        self._base = script_config(settings, self.policy)
+        self._variants: dict[tuple[int, int], dict[str, Any]] = {}  # (experiment, variant) -> config
+        self._compiled: _Compiled | None = None
+        self._lock = threading.Lock()
         self._local = threading.local()
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
+
+    def _script_for(self, snapshot: Snapshot) -> _Compiled:
+        """The decide script of ``snapshot``: the constant settings are compiled in, so no call pays for
+        decoding them; one (experiment, variant) config is built once and kept while the process lives."""
+        compiled = self._compiled
+        if compiled is not None and compiled.snapshot is snapshot:
+            return compiled
+        with self._lock:
+            xs = []
+            live = set()
+            for x in snapshot.running:
+                variants = []
+                for i, v in enumerate(x.variants):
+                    live.add((x.id, i))
+                    cfg = self._variants.get((x.id, i))
+                    if cfg is None:
+                        vs, policy = variant_policy(self.settings, v)
+                        cfg = self._variants[(x.id, i)] = _overrides(self._base, script_config(vs, policy, x.space(i)))
+                    variants.append(cfg)
+                xs.append({"segs": list(x.segments) if x.segments is not None else False, "v": variants})
+            for key in set(self._variants) - live:  # bounded by the running experiments
+                del self._variants[key]
+            source = scripts.DECIDE.replace("local conf = CONFIG", "local conf = " + lua_literal(
+                {"base": self._base, "xs": xs}), 1)
+            policies = tuple(tuple(str(v.policy.get("name")) for v in x.variants) for x in snapshot.running)
+            self._compiled = compiled = _Compiled(snapshot, self.store.redis.register_script(source), policies)
+            return compiled
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
                channel: str | None = None) -> Decision:
@@ -140,22 +196,45 @@ class DecisionEngine:
         now = time.time() if now is None else float(now)
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
-        did = new_decision_id(DEFAULT_SPACE)
-        out = self._eval(
-            (keys.user(user_id), keys.decision(did), keys.arms(DEFAULT_SPACE), keys.popular_top(),
-             keys.segment_sizes(), keys.user_pushes(user_id), keys.decision_log(int(now // 3600))),
-            (user_id, did, repr(now), repr(self.rng.random()), k, channel or ""))
-        send, reason, segment, prop, rec, dp, items_raw = out
+        token = secrets.token_hex(10)
+        u = repr(self.rng.random())
+        for _ in range(5):
+            compiled = self._script_for(self.registry.snapshot)
+            snap = compiled.snapshot
+            dids = [f"{token}.{DEFAULT_SPACE}"]
+            kk = [keys.user(user_id), keys.decision(dids[0]), keys.arms(DEFAULT_SPACE), keys.popular_top(),
+                  keys.segment_sizes(), keys.user_pushes(user_id), keys.experiments_version()]
+            args: list[Any] = [user_id, dids[0], repr(now), u, k, channel or "", snap.version]
+            variants = []
+            for x in snap.running:
+                vi = x.assign(user_id)
+                variants.append(vi)
+                dids.append(f"{token}.{x.space(vi)}")
+                kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
+                args.append(vi)
+            kk.append(keys.decision_log(int(now // 3600)))
+            out = self._eval(compiled.script, tuple(kk), tuple(args))
+            if out[0] != "stale":
+                break
+            self.registry.refresh()
+        else:  # the registry changed five times during one decide: someone is flapping an experiment
+            raise Unavailable("the experiments registry keeps changing; retry shortly")
+        send, reason, segment, prop, rec, dp, items_raw, xi, _first = out
         parts = items_raw.split()
         items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
         recency, dayparts = self._labels
+        policy, experiment = self.policy.name, None
+        if xi:
+            x, vi = snap.running[xi - 1], variants[xi - 1]
+            policy = compiled.policies[xi - 1][vi]
+            experiment = {"id": x.id, "name": x.name, "variant": x.variants[vi].name}
         return Decision(
-            decision_id=did, send=bool(send), items=items, segment=segment, reason=reason,
-            propensity=float(prop), policy=self.policy.name,
+            decision_id=dids[xi], send=bool(send), items=items, segment=segment, reason=reason,
+            propensity=float(prop), policy=policy,
             context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
-            items_source="popular" if items else "none")
+            items_source="popular" if items else "none", experiment=experiment)
 
-    def _eval(self, keys: tuple, args: tuple) -> Any:
+    def _eval(self, script: Any, keys: tuple, args: tuple) -> Any:
         """EVALSHA of the decide script on this thread's own connection.
 
         The hot path: the same command as ``Script.__call__``, without taking and returning a pool
@@ -164,7 +243,6 @@ class DecisionEngine:
         NOSCRIPT (a restarted or flushed server) loads the script and runs it again.
         """
         conn = self._connection()
-        script = self._script
 
         def run() -> Any:
             conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -177,10 +255,16 @@ class DecisionEngine:
             return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
 
     def _connection(self):
-        """This thread's connection, taken from the store's pool once (again after a fork)."""
+        """This thread's connection, taken from the store's pool once (again after a fork).
+
+        It goes back to the pool when the thread ends: a server that starts a thread per request
+        (werkzeug's threaded server) would otherwise exhaust the pool after ``max_connections`` requests.
+        """
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            local.conn = conn = self.store.redis.connection_pool.get_connection()
+            pool = self.store.redis.connection_pool
+            local.conn = conn = pool.get_connection()
             local.pid = os.getpid()
+            weakref.finalize(threading.current_thread(), pool.release, conn)
         return conn

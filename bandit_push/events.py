@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 from bandit_push.config import EVENT_TYPES, Settings
+from bandit_push.errors import Unavailable
+from bandit_push.experiments import Registry, Snapshot
 from bandit_push.store import Store
 
 
@@ -17,7 +21,8 @@ class ShopEvent:
     event_id: str | None = None  #: optional; a retry with the same id (per user) counts once
 
 
-def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> tuple[int, int]:
+def ingest(store: Store, settings: Settings, events: list[ShopEvent],
+           registry: Registry | None = None) -> tuple[int, int]:
     """Record events atomically each, a whole batch in one round trip; returns (accepted, duplicate).
 
     Per event: the user's behaviour features (counts per type, first/last activity,
@@ -25,12 +30,36 @@ def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> tuple[i
     for the event's UTC day, and a 13-byte record in the interaction store that the
     refit reads. A user's first event moves them from segment ``new`` to ``default``.
     An event with an ``event_id`` already recorded for that user within ``event_dedup_hours``
-    changes nothing (gateways may retry a batch safely).
+    changes nothing (gateways may retry a batch safely). A user exposed to an active (running or
+    paused) experiment also counts the event, and a purchase, in their experiment counters when it
+    happened at or after the exposure (the organic activity a holdout measures). ``registry`` is the
+    process's cached experiments view (the API shares the decision engine's); without one it is read.
     """
+    registry = registry or Registry(store)
+    results: list[Any] = [None] * len(events)
+    todo = list(range(len(events)))
+    for _ in range(5):
+        snap = registry.snapshot
+        out = _run(store, settings, [events[i] for i in todo], snap)
+        for i, r in zip(todo, out):
+            results[i] = r
+        todo = [i for i, r in zip(todo, out) if r == -1]  # the registry moved: nothing written, rerun
+        if not todo:
+            break
+        registry.refresh()
+    else:
+        raise Unavailable("the experiments registry keeps changing; retry shortly")
+    recorded = sum(1 for seg in results if seg)
+    return recorded, len(events) - recorded
+
+
+def _run(store: Store, settings: Settings, events: list[ShopEvent], snap: Snapshot) -> list[Any]:
+    """One pipelined round trip of the event script over ``events``, against the registry ``snap``."""
     dedup_ttl = str(int(settings.event_dedup_hours * 3600))
     keys = store.keys
     pop_ttl = int((settings.popular_window_days + 2) * 86400)
     ix_ttl = int(settings.interaction_retention_days * 86400)
+    active = [keys.experiment_users(i) for i in snap.active]
     pipe = store.redis.pipeline(transaction=False)
     for ev in events:
         day = int(ev.ts // 86400)
@@ -38,10 +67,10 @@ def ingest(store: Store, settings: Settings, events: list[ShopEvent]) -> tuple[i
             keys=[keys.user(ev.user_id), keys.segment_sizes(), keys.popular_day(day), keys.interactions(day),
                   keys.item_index(), keys.item_ids(), keys.counters(), keys.interaction_days(),
                   keys.interactions_compacted(),
-                  keys.event_seen(ev.user_id, ev.event_id) if ev.event_id else keys.user(ev.user_id)],
+                  keys.event_seen(ev.user_id, ev.event_id) if ev.event_id else keys.user(ev.user_id),
+                  keys.experiments_version(), *active],
             args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ev.item_id or "", repr(float(ev.value)),
                   repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day,
-                  dedup_ttl if ev.event_id else "0"],
+                  dedup_ttl if ev.event_id else "0", snap.version, ev.user_id],
             client=pipe)
-    recorded = sum(1 for seg in pipe.execute() if seg)
-    return recorded, len(events) - recorded
+    return pipe.execute()

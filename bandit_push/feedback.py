@@ -5,8 +5,11 @@ from dataclasses import dataclass
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import space_of
+from bandit_push.experiments import experiment_of_space
 from bandit_push.store import Store
 
+#: the per-user experiment counter an outcome increments (scripts.XREC: 4 clicks, 5 conversions, 6 unsubscribed)
+_XREC_SLOT = {"clicked": 4, "converted": 5, "unsubscribed": 6}
 #: statuses the feedback script answers
 STATUSES = ("accepted", "duplicate", "late", "unknown", "not_sent")
 
@@ -25,17 +28,23 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
     ``accepted``: credited to the arm; ``duplicate``: this (decision, event) was already
     recorded; ``late``: stored but past the attribution window, not credited;
     ``unknown``: no such decision (never made, or expired); ``not_sent``: the decision
-    said not to send. An ``unsubscribed`` event opts the user out whatever its status
+    said not to send. A decision made under an experiment also counts an accepted outcome in the
+    user's experiment counters (clicks, conversions, unsubscribed, net value by ``settings.weights``).
+    An ``unsubscribed`` event opts the user out whatever its status
     (the opt-out is idempotent, so a retry after a failure still applies it).
     """
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     for ev in events:
         space = space_of(ev.decision_id) or "-"  # not one of ours: the script answers unknown
+        experiment = experiment_of_space(space)
         store.feedback_script(
-            keys=[keys.decision(ev.decision_id), keys.arms(space)],
+            keys=[keys.decision(ev.decision_id), keys.arms(space),
+                  keys.experiment_users(experiment) if experiment is not None else keys.decision(ev.decision_id)],
             args=[OUTCOMES.index(ev.event) + 1, ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,
-                  settings.half_life_hours * 3600.0, len(OUTCOMES), "" if ev.value is None else repr(ev.value), space],
+                  settings.half_life_hours * 3600.0, len(OUTCOMES), "" if ev.value is None else repr(ev.value), space,
+                  "1" if experiment is not None else "0", _XREC_SLOT.get(ev.event, 0),
+                  repr(float(settings.weights.get(ev.event, 0.0)))],
             client=pipe)
     results = pipe.execute()
     statuses = [r[0] for r in results]

@@ -82,3 +82,30 @@ class Keys:
     def counters(self) -> str:
         """Hash of service-wide counters (next user index, ...)."""
         return f"{self.prefix}counters"
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def experiment(self, experiment_id: int | str) -> str:
+        """Hash: one experiment's definition (``def``, JSON), ``status`` and its timestamps."""
+        return f"{self.prefix}x:{{{experiment_id}}}"
+
+    def experiment_users(self, experiment_id: int | str) -> str:
+        """Hash: user id -> ``"<variant> <first exposure ts> <sends> <clicks> <conversions> <unsubscribed>
+        <net value> <events> <purchases>"``, the per-user counters a report reads (written from first exposure)."""
+        return f"{self.prefix}x:{{{experiment_id}}}:users"
+
+    def experiments(self) -> str:
+        """Sorted set: every experiment id, by id (creation order)."""
+        return f"{self.prefix}x:all"
+
+    def experiments_running(self) -> str:
+        """Sorted set: running experiment ids by start order (older first: it wins an overlap)."""
+        return f"{self.prefix}x:running"
+
+    def experiments_active(self) -> str:
+        """Sorted set: running and paused experiment ids (events of their users still count)."""
+        return f"{self.prefix}x:active"
+
+    def experiments_version(self) -> str:
+        """String: the registry version, incremented on every start, pause and stop; decide checks it."""
+        return f"{self.prefix}x:version"

@@ -106,20 +106,65 @@ local function posterior(a, cfg)
 end
 """
 
-DECIDE = PRELUDE + r"""
+# Per-user experiment counters (keys.experiment_users): "<variant> <first exposure ts> <sends> <clicks>
+# <conversions> <unsubscribed 0|1> <net value> <events> <purchases>"; prepended to the scripts that update them.
+XREC = r"""
+local function xrec_load(raw)
+  local m = {}
+  for x in string.gmatch(raw, '%S+') do m[#m + 1] = tonumber(x) end
+  return m
+end
+local function xrec_dump(m)
+  local out = {}
+  for i = 1, #m do out[i] = string.format('%.12g', m[i]) end
+  return table.concat(out, ' ')
+end
+"""
+
+DECIDE = PRELUDE + XREC + r"""
 -- KEYS[1] = user hash            KEYS[2] = decision record (new)
 -- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
 -- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
--- KEYS[7] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
 -- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
--- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)
--- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ..."}
--- CONFIG is replaced by the engine's constant policy/guardrail settings as a Lua table (see decide.py),
+-- KEYS[7] = experiments registry version
+-- then per running experiment j = 1.. (oldest first): KEYS[5 + 3j] = the decision record if decided under it,
+--   KEYS[6 + 3j] = arms of the user's variant in it, KEYS[7 + 3j] = its per-user counters (XREC)
+-- last, KEYS[8 + 3 * (running experiments)] = the decision log's index of the decision's hour:
+--   "<decision id> <decision id> ..." (expires)
+-- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
+-- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
+-- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...",
+--          experiment j (0: none), 1 on the user's first exposure to it else 0},
+--   or {'stale'}, writing nothing, when the registry moved since the process compiled this script.
+-- CONFIG is replaced by the engine's constant settings as a Lua table (see decide.py): {base = <cfg of the
+-- default policy>, xs = {{segs = {<segment>...} | false, v = {<what variant 0 changes of base>, ...}}, ...}},
 -- so that no call pays for decoding them.
-local cfg = CONFIG
+local conf = CONFIG
+if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[7] then return {'stale'} end
 local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')
 local seg = st[1] or 'new'
+
+-- the experiment: the oldest running one the user was already exposed to, else the oldest covering the segment
+local cfg, xi, xrec = conf.base, 0, nil
+for j = 1, #conf.xs do
+  local r = redis.call('HGET', KEYS[7 + 3 * j], uid)
+  if r then xi, xrec = j, r; break end
+end
+if xi == 0 then
+  for j, x in ipairs(conf.xs) do
+    if not x.segs then xi = j else
+      for _, s in ipairs(x.segs) do if s == seg then xi = j; break end end
+    end
+    if xi > 0 then break end
+  end
+end
+local dkey, akey = KEYS[2], KEYS[3]
+if xi > 0 then
+  -- a variant's config holds only what it changes of the base one (false: a setting it removes)
+  cfg = setmetatable(conf.xs[xi].v[tonumber(ARGV[7 + xi]) + 1], {__index = conf.base})
+  dkey, akey = KEYS[5 + 3 * xi], KEYS[6 + 3 * xi]
+end
 local lp = tonumber(st[4])
 local recent_raw = redis.call('GET', KEYS[6]) or ''
 local nl = string.find(recent_raw, '\n', 1, true)
@@ -155,7 +200,7 @@ elseif quiet then reason = 'quiet_hours'
 elseif recent >= cfg.cap then reason = 'daily_cap'
 elseif lp and now - lp < cfg.min_gap then reason = 'min_gap'
 else
-  local raw = redis.call('HMGET', KEYS[3], arm_field, seg .. '|N')
+  local raw = redis.call('HMGET', akey, arm_field, seg .. '|N')
   arm = arm_load(raw[1], 2 + #cfg.w)
   tot = arm_load(raw[2], 2)
   -- the arm as every policy sees it now; recorded whatever the policy, so the log can evaluate others
@@ -211,7 +256,7 @@ if send then
   redis.call('SET', KEYS[6], table.concat(pushes, ' ') .. '\n' .. table.concat(kept_pi, ' '), 'EX', cfg.keep)
   arm_add(arm, 2, now, cfg.hl, 1)
   arm_add(tot, 2, now, cfg.hl, 1)
-  redis.call('HSET', KEYS[3], arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot))
+  redis.call('HSET', akey, arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot))
 end
 local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
@@ -223,18 +268,31 @@ local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or 
 -- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
 if seen then record[#record + 1] = 'z'; record[#record + 1] = seen
 elseif lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
-redis.call('HSET', KEYS[2], unpack(record))
-redis.call('EXPIRE', KEYS[2], cfg.ttl)
-redis.call('APPEND', KEYS[7], did .. ' ')
-redis.call('EXPIRE', KEYS[7], cfg.ttl + 3600)
-return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' ')}
+redis.call('HSET', dkey, unpack(record))
+redis.call('EXPIRE', dkey, cfg.ttl)
+-- the decision log's index of this hour: the id of the record written ("<token>.<space>")
+local lkey = KEYS[8 + 3 * #conf.xs]
+redis.call('APPEND', lkey, string.sub(did, 1, string.find(did, '.', 1, true)) .. cfg.space .. ' ')
+redis.call('EXPIRE', lkey, cfg.ttl + 3600)
+-- the first exposure creates the user's counters (that is the exposure log); a send counts in them
+local first = 0
+if xi > 0 then
+  local m
+  if xrec then m = xrec_load(xrec) else m = {tonumber(ARGV[7 + xi]), math.floor(now), 0, 0, 0, 0, 0, 0, 0}; first = 1 end
+  if send then m[3] = m[3] + 1 end
+  if send or first == 1 then redis.call('HSET', KEYS[7 + 3 * xi], uid, xrec_dump(m)) end
+end
+return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' '), xi, first}
 """
 
-FEEDBACK = PRELUDE + r"""
+FEEDBACK = PRELUDE + XREC + r"""
 -- KEYS[1] = decision record   KEYS[2] = arms hash of the decision's policy space
+-- KEYS[3] = the experiment's per-user counters (XREC) when the space is an experiment variant's
 -- ARGV[1] = outcome slot (1-based among the outcomes)   ARGV[2] = event name   ARGV[3] = ts
 -- ARGV[4] = attribution window (s)   ARGV[5] = half-life (s)   ARGV[6] = number of outcomes
 -- ARGV[7] = value ('' if none)   ARGV[8] = policy space named by the decision id
+-- ARGV[9] = '1' if KEYS[3] applies   ARGV[10] = counter slot in XREC (4 clicks, 5 conversions,
+--   6 unsubscribed, 0 none)   ARGV[11] = the event's weight in the net value
 -- returns {status, user id, policy space}: status accepted | duplicate | late | unknown | not_sent
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', '', ''} end
 local r = redis.call('HMGET', KEYS[1], 'x', 's', 'a', 't', 'u', 'v')
@@ -252,18 +310,31 @@ local arm = arm_load(redis.call('HGET', KEYS[2], field), 2 + tonumber(ARGV[6]))
 -- credit at the decision's time, so outcome counts and send counts decay together
 arm_add(arm, 2 + tonumber(ARGV[1]), t, tonumber(ARGV[5]), 1)
 redis.call('HSET', KEYS[2], field, arm_dump(arm))
+if ARGV[9] == '1' then
+  local raw = redis.call('HGET', KEYS[3], r[5])
+  if raw then
+    local m, slot = xrec_load(raw), tonumber(ARGV[10])
+    if slot == 6 then m[6] = 1 elseif slot > 0 then m[slot] = m[slot] + 1 end
+    m[7] = m[7] + tonumber(ARGV[11])
+    redis.call('HSET', KEYS[3], r[5], xrec_dump(m))
+  end
+end
 return {'accepted', r[5], r[6]}
 """
 
-EVENT = r"""
+EVENT = XREC + r"""
 -- KEYS[1] = user hash   KEYS[2] = segment sizes   KEYS[3] = popular counts of the event's day
 -- KEYS[4] = interaction chunk of the event's day   KEYS[5] = item index hash   KEYS[6] = item id list
 -- KEYS[7] = counters hash   KEYS[8] = set of interaction days   KEYS[9] = set of compacted days
 -- KEYS[10] = the event id's count-once marker (unused when ARGV[10] is '0')
+-- KEYS[11] = experiments registry version   KEYS[12..] = per-user counters (XREC) of each active experiment
 -- ARGV[1] = ts   ARGV[2] = event type   ARGV[3] = type code (0..254)   ARGV[4] = item id ('' if none)
 -- ARGV[5] = value   ARGV[6] = popularity weight   ARGV[7] = popularity TTL (s)
 -- ARGV[8] = interaction TTL (s)   ARGV[9] = day number   ARGV[10] = dedup TTL (s), '0' if no event id
--- returns the user's segment, or false if this event id was already recorded
+-- ARGV[11] = the registry version the process read its active experiments at   ARGV[12] = user id
+-- returns the user's segment, or false if this event id was already recorded, or -1 (nothing written)
+-- when the registry moved since
+if (redis.call('GET', KEYS[11]) or '0') ~= ARGV[11] then return -1 end
 if ARGV[10] ~= '0' and not redis.call('SET', KEYS[10], '1', 'NX', 'EX', ARGV[10]) then return false end
 local ts = tonumber(ARGV[1])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'ix', 'ff', 'fl', 'fp')
@@ -309,6 +380,18 @@ redis.call('APPEND', KEYS[4], struct.pack('<IIBI', tonumber(uix), tonumber(iix),
 redis.call('EXPIRE', KEYS[4], ARGV[8])
 redis.call('ZADD', KEYS[8], ARGV[9], ARGV[9])
 redis.call('SREM', KEYS[9], ARGV[9])
+-- organic activity after exposure, per active experiment the user is in
+for j = 12, #KEYS do
+  local raw = redis.call('HGET', KEYS[j], ARGV[12])
+  if raw then
+    local m = xrec_load(raw)
+    if ts >= m[2] then
+      m[8] = m[8] + 1
+      if ARGV[2] == 'purchase' then m[9] = m[9] + 1 end
+      redis.call('HSET', KEYS[j], ARGV[12], xrec_dump(m))
+    end
+  end
+end
 return seg
 """
 
@@ -336,4 +419,41 @@ local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 redis.call('SET', KEYS[1], v, 'KEEPTTL')
 return string.len(v)
+"""
+
+EXPERIMENT_TRANSITION = r"""
+-- KEYS[1] = experiment hash   KEYS[2] = running ids (zset)   KEYS[3] = active ids (zset)   KEYS[4] = registry version
+-- ARGV[1] = start | pause | stop   ARGV[2] = now   ARGV[3] = experiment id
+-- returns {1 if done else 0, status before ('' if no such experiment)}
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {0, ''} end
+local a = ARGV[1]
+local ok = (a == 'start' and (st == 'draft' or st == 'paused')) or (a == 'pause' and st == 'running')
+  or (a == 'stop' and st ~= 'stopped')
+if not ok then return {0, st} end
+if a == 'start' then
+  redis.call('HSETNX', KEYS[1], 'started', ARGV[2])
+  -- the first start orders overlapping experiments: the older one wins, paused or not in between
+  local order = tonumber(redis.call('HGET', KEYS[1], 'started'))
+  redis.call('HSET', KEYS[1], 'status', 'running')
+  redis.call('ZADD', KEYS[2], order, ARGV[3])
+  redis.call('ZADD', KEYS[3], order, ARGV[3])
+elseif a == 'pause' then
+  redis.call('HSET', KEYS[1], 'status', 'paused')
+  redis.call('ZREM', KEYS[2], ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'status', 'stopped', 'stopped', ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+redis.call('INCR', KEYS[4])
+return {1, st}
+"""
+
+EXPERIMENT_UPDATE = r"""
+-- KEYS[1] = experiment hash   ARGV[1] = new definition (JSON)
+-- returns the status: the definition is replaced only when it is 'draft'
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'draft' then redis.call('HSET', KEYS[1], 'def', ARGV[1]) end
+return st or ''
 """

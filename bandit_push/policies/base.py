@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit_push.config import OUTCOMES, Settings
-from bandit_push.errors import InvalidArgument
+from bandit_push.errors import ConfigError, InvalidArgument
 
 
 def phi(z: float) -> float:
@@ -124,6 +124,11 @@ class Policy:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise InvalidArgument(f"policy setting {k} must be a finite number", field=f"policy.{k}")
             merged[k] = float(v)
+        try:  # the ranges the service's own settings of the same names must keep (ucb_c >= 0, ...)
+            settings.replace(**{k: merged[k] for k in params if hasattr(settings, k)})
+        except ConfigError as e:
+            raise InvalidArgument(f"policy setting {e.message.removeprefix('setting ')}",
+                                  field=f"policy.{e.field}") from None
         self.params = merged
         self.prior = Prior.from_settings(settings)
 

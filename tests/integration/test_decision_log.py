@@ -180,3 +180,21 @@ def test_index_key_expires_after_the_records(store, settings):
     key = store.keys.decision_log(int(T0 // 3600))
     assert store.redis.get(key) == d.decision_id + " "
     assert store.redis.ttl(key) > store.redis.ttl(store.keys.decision(d.decision_id))
+
+
+def test_decisions_of_experiment_variants_are_logged_under_their_own_ids(client, store, settings):
+    body = {"name": "log test", "variants": [{"name": "a", "weight": 1, "policy": {"name": "thompson", "cost": -100}},
+                                             {"name": "b", "weight": 1, "policy": {"name": "cadence"}}],
+            "segments": ["new"]}
+    xid = client.post("/v1/experiments", json=body).get_json()["id"]
+    assert client.post(f"/v1/experiments/{xid}/start").status_code == 200
+    made = {}
+    for i in range(30):
+        d = client.post("/v1/decide", json={"user_id": f"u{i}", "now": T0 + i}).get_json()
+        made[d["decision_id"]] = d
+    rows = {r["decision_id"]: r for r in decision_log.export(store, settings, T0, T0 + HOUR, T0 + 30 * HOUR)}
+    assert set(rows) == set(made)
+    for did, row in rows.items():
+        assert row["policy_space"] == did.split(".", 1)[1] and row["policy_space"].startswith(f"x{xid}v")
+        assert row["policy"] == made[did]["policy"] and row["propensity"] == made[did]["propensity"]
+    assert {r["policy"] for r in rows.values()} == {"thompson", "cadence"}

@@ -422,3 +422,61 @@ def test_redis_unavailable_is_the_documented_503(doc, registry, make_app):
             assert _check(doc, registry, resp, path, method, 503)["error"] == "redis_unavailable"
             assert resp.headers["Retry-After"] == "1"
             assert "Retry-After" in deref(doc, doc["paths"][path][method]["responses"]["503"])[0]["headers"]
+
+
+EXPERIMENT = {"name": "cost", "variants": [{"name": "control", "policy": {"name": "thompson"}},
+                                           {"name": "b", "weight": 2, "policy": {"name": "ucb", "cost": 0.1},
+                                            "guardrails": {"max_per_day": 2, "quiet_hours": "off"}}]}
+EXPERIMENT_REQUESTS = [
+    (EXPERIMENT, True),
+    ({**EXPERIMENT, "segments": ["s1", "new"]}, True),
+    ({**EXPERIMENT, "segments": None}, True),
+    ({**EXPERIMENT, "variants": EXPERIMENT["variants"][:1]}, False),
+    ({**EXPERIMENT, "segments": []}, False),
+    ({**EXPERIMENT, "owner": "me"}, False),
+    ({"variants": EXPERIMENT["variants"]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson"}},
+                                 {"name": "b", "policy": {"name": "ucb"}, "weight": 0}]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "greedy"}},
+                                 {"name": "b", "policy": {"name": "ucb"}}]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson", "cost": "x"}},
+                                 {"name": "b", "policy": {"name": "ucb"}}]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a b", "policy": {"name": "thompson"}},
+                                 {"name": "b", "policy": {"name": "ucb"}}]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson"}, "guardrails": {"max_per_day": 0}},
+                                 {"name": "b", "policy": {"name": "ucb"}}]}, False),
+]
+
+
+@pytest.mark.parametrize("body,valid", EXPERIMENT_REQUESTS, ids=[str(i) for i in range(len(EXPERIMENT_REQUESTS))])
+def test_experiment_request_schema_and_app_agree(doc, registry, client, body, valid):
+    loc = ("paths", "/v1/experiments", "post", "requestBody", "content", "application/json", "schema")
+    errors = [e.message for e in validator(registry, *loc).iter_errors(body)]
+    assert (not errors) == valid, f"schema says {errors or 'valid'}"
+    resp = client.post("/v1/experiments", json=body)
+    assert (resp.status_code < 300) == valid, resp.get_json()
+    assert resp.status_code < 500
+
+
+def test_experiment_responses_match_the_documented_schemas(doc, registry, client, store):
+    ok = lambda resp, path, method, status=200: _check(doc, registry, resp, path, method, status)  # noqa: E731
+    x = ok(client.post("/v1/experiments", json=EXPERIMENT), "/v1/experiments", "post", 201)
+    one = "/v1/experiments/{experiment_id}"
+    ok(client.get(f"/v1/experiments/{x['id']}/report"), one + "/report", "get")  # no users yet
+    ok(client.put(f"/v1/experiments/{x['id']}", json={**EXPERIMENT, "name": "renamed"}), one, "put")
+    ok(client.post(f"/v1/experiments/{x['id']}/start"), one + "/start", "post")
+    for i in range(30):
+        d = ok(client.post("/v1/decide", json={"user_id": f"u-{i}", "now": NOW}), "/v1/decide", "post")
+        assert d["experiment"]["id"] == x["id"]
+    ok(client.get(f"/v1/experiments/{x['id']}/report"), one + "/report", "get")
+    ok(client.post(f"/v1/experiments/{x['id']}/pause"), one + "/pause", "post")
+    ok(client.post(f"/v1/experiments/{x['id']}/stop"), one + "/stop", "post")
+    ok(client.get("/v1/experiments"), "/v1/experiments", "get")
+    ok(client.get(f"/v1/experiments/{x['id']}"), one, "get")
+    err = lambda resp, path, method, status: _check(doc, registry, resp, path, method, status)  # noqa: E731
+    err(client.post(f"/v1/experiments/{x['id']}/start"), one + "/start", "post", 409)
+    err(client.post(f"/v1/experiments/{x['id']}/pause"), one + "/pause", "post", 409)
+    err(client.put(f"/v1/experiments/{x['id']}", json=EXPERIMENT), one, "put", 409)
+    err(client.get("/v1/experiments/12345"), one, "get", 404)
+    err(client.get("/v1/experiments/x1/report"), one + "/report", "get", 400)
+    err(client.post("/v1/experiments/99/stop"), one + "/stop", "post", 404)

@@ -27,6 +27,9 @@ def test_from_env_reads_and_merges():
     ({"BANDIT_PUSH_WEIGHTS": "likes=1"}, "weights"),
     ({"BANDIT_PUSH_HALF_LIFE_HOURS": "0"}, "half_life_hours"),
     ({"BANDIT_PUSH_PREFIX": "a{b}"}, "prefix"),
+    ({"BANDIT_PUSH_MF_FACTORS": "0"}, "mf_factors"),
+    ({"BANDIT_PUSH_MF_HALF_LIFE_DAYS": "-1"}, "mf_half_life_days"),
+    ({"BANDIT_PUSH_MF_POPULAR_BLEND": "-0.5"}, "mf_popular_blend"),
 ])
 def test_bad_settings_fail_fast_naming_the_setting(env, field):
     with pytest.raises(ConfigError) as e:
