@@ -1,7 +1,7 @@
 """What the decision log costs and how fast it reads: decide's script against a base checkout's, export, evaluate.
 
 Usage:
-    git archive <base commit> bandit_push | tar -x -C /tmp/base      # the checkout to compare with
+    mkdir -p /tmp/base && git archive main bandit_push | tar -x -C /tmp/base   # the checkout to compare with
     .venv/bin/python bench/decision_log.py --base /tmp/base [--redis-url URL] [--decides 20000] [--rounds 5]
 
 1. Decide cost: the decide script of this checkout (arm statistics, gap and hourly index written) and of
@@ -47,18 +47,26 @@ e = DecisionEngine(st, s)
 e.decide("warm-up", now=start)  # loads the script
 rng = random.Random(1)
 k = st.keys
+# the keys and arguments DecisionEngine.decide passes (no experiment running), across versions of the script
+if hasattr(e, "_script_for"):
+    compiled = e._script_for(e.registry.snapshot)
+    script, version = compiled.script, [compiled.snapshot.version]
+else:
+    script, version = e._script, []
 calls = []
 for i in range(n):
     u, now, did = f"u{rng.randrange(n // 4)}", start + i * 2.0, new_decision_id("default")
     keys = [k.user(u), k.decision(did), k.arms("default"), k.popular_top(), k.segment_sizes(), k.user_pushes(u)]
-    if "decision_log" in dir(k):
+    if version:
+        keys.append(k.experiments_version())
+    if hasattr(k, "decision_log"):
         keys.append(k.decision_log(int(now // 3600)))
-    calls.append((keys, [u, did, repr(now), repr(rng.random()), 5, "push"], did))
+    calls.append((keys, [u, did, repr(now), repr(rng.random()), 5, "push", *version], did))
 t = time.perf_counter()
 for i in range(0, n, 1000):
     pipe = st.redis.pipeline(transaction=False)
     for keys, args, _ in calls[i:i + 1000]:
-        e._script(keys=keys, args=args, client=pipe)
+        script(keys=keys, args=args, client=pipe)
     pipe.execute()
 seconds = time.perf_counter() - t
 sizes = [st.redis.memory_usage(k.decision(did)) for _, _, did in calls[-500:]]
