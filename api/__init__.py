@@ -6,19 +6,22 @@ from dataclasses import dataclass
 from importlib import resources
 
 from flask import Flask, current_app
+from threadpoolctl import threadpool_limits
 
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
+from bandit_push.models import ModelCache
 from bandit_push.store import Store
 
 
 @dataclass
 class Services:
-    """Per-app state: the settings, the store, the decision engine."""
+    """Per-app state: the settings, the store, the decision engine, the models held in this process."""
 
     settings: Settings
     store: Store
     engine: DecisionEngine
+    models: ModelCache
 
 
 def services() -> Services:
@@ -28,20 +31,23 @@ def services() -> Services:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Tests pass settings; production reads the environment (``BANDIT_PUSH_*``, ``REDIS_URL``)."""
     from api import errors
-    from api.routes import decide, decisions, events, experiments, feedback, health, segments, users
+    from api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
 
     settings = settings or Settings.from_env()
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: run `bandit-push serve`, which starts an embedded redis, "
                            "or point REDIS_URL at a Redis server")
+    # fold-in on the events path solves small systems: one BLAS thread each (gunicorn runs several processes)
+    threadpool_limits(1, "blas")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     store = Store.connect(settings)
-    app.extensions["bandit_push"] = Services(settings, store, DecisionEngine(store, settings))
+    app.extensions["bandit_push"] = Services(settings, store, DecisionEngine(store, settings),
+                                                 ModelCache(skip={"mf": ("user_factors",)}))
     app.extensions["bandit_push_openapi"] = resources.files("api").joinpath("openapi.json").read_text()
     errors.register(app)
-    for module in (decide, feedback, events, experiments, users, segments, decisions, health):
+    for module in (decide, feedback, events, experiments, users, segments, models, decisions, health):
         app.register_blueprint(module.bp)
     logging.getLogger(__name__).info("bandit-push API on %s, policy %s", _safe(settings.redis_url), settings.policy)
     return app

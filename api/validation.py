@@ -113,6 +113,18 @@ def query_timestamp(name: str, default: float) -> float:
     return timestamp(value, name)
 
 
+def query_integer(name: str, lo: int, hi: int, default: int) -> int:
+    """An integer from the query string, like :func:`integer`."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value: Any = int(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be an integer", field=name) from None
+    return integer(value, name, lo, hi)
+
+
 def integer(value: Any, field: str, lo: int, hi: int, default: int | None = None) -> int:
     if value is None and default is not None:
         return default

@@ -100,6 +100,37 @@ def refresh_popular(args: argparse.Namespace) -> int:
     return 0
 
 
+def refit(args: argparse.Namespace) -> int:
+    """Run a refit in this process under the same lock as the RQ job; progress on stderr, summary on stdout."""
+    from bandit_push import refit as refits
+    from bandit_push.store import Store
+
+    settings = Settings.from_env()
+    server = None if settings.redis_url else embedded.start(settings.data_dir)
+    if server is not None:
+        settings = settings.replace(redis_url=server.url)
+    store = Store.connect(settings)
+    shown = {"pct": -1, "stage": ""}
+
+    def progress(fraction: float, stage: str) -> None:
+        pct = int(fraction * 100)
+        if pct != shown["pct"] or stage != shown["stage"]:
+            shown.update(pct=pct, stage=stage)
+            print(f"refit {args.model}: {pct:3d}% {stage}", file=sys.stderr, flush=True)
+
+    try:
+        summary = refits.run(store, settings, args.model, refits.cli_owner(), progress)
+        print(json.dumps(summary))
+        return 0
+    except refits.RefitRunning as e:
+        print(f"bandit-push: {e.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+
+
 def _timestamp(text: str) -> float:
     """Epoch seconds or ISO 8601 (UTC unless an offset is given), for --since/--until."""
     from datetime import datetime, timezone
@@ -201,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("refresh-popular", help="recompute the popular-items lists now")
     p.set_defaults(func=refresh_popular)
+    p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")
+    p.add_argument("model", choices=["mf", "segments"])
+    p.set_defaults(func=refit)
     p = sub.add_parser("export-log", help="write the decision log (newline-delimited JSON) of a time window")
     p.add_argument("--since", type=_timestamp, help="epoch seconds or ISO 8601 (default: the retention's start)")
     p.add_argument("--until", type=_timestamp, help="epoch seconds or ISO 8601 (default: now)")

@@ -72,6 +72,18 @@ class Settings:
     interaction_retention_days: int = 400
     event_dedup_hours: float = 48.0        #: a retried event with the same event_id counts once within this
 
+    recs_size: int = 48                    #: items precomputed per user (48: the packed list fills a 256-byte allocation)
+    allow_repurchase: bool = False         #: recommend items the user already bought (replenishment catalogues)
+    realtime_foldin: bool = True           #: recompute a user's list from their new events (fold-in) on ingestion
+    quality_users: int = 500               #: users whose latest items are held out to measure a refit's quality
+    model_grace_hours: float = 24.0        #: superseded model versions are deleted after this
+    refit_timeout_s: int = 3600            #: an RQ refit job is killed after this; the refit lock expires with it
+    refit_retries: int = 2                 #: RQ retries of a failed refit job
+    mf_refit_hours: float = 6.0            #: the MF refit runs periodically at this interval
+    segments_refit_hours: float = 24.0     #: the segmentation refit runs periodically at this interval
+    segment_count: int = 6                 #: behavioural segments the clustering makes
+    segment_min_events: int = 3            #: users with fewer shopping events stay in segment ``new``
+
     default_k: int = 5
     max_k: int = 50
     max_body_bytes: int = 1 << 20
@@ -123,6 +135,9 @@ class Settings:
                      "redis_timeout_s", "cadence_gap_hours"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
+        for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be > 0")
         for name in ("mf_regularization", "mf_popular_blend", "mf_threads", "mf_seed"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
@@ -136,9 +151,14 @@ class Settings:
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",
-                     "popular_window_days", "popular_size", "interaction_retention_days", "export_batch"):
+                     "popular_window_days", "popular_size", "interaction_retention_days", "export_batch",
+                     "recs_size", "quality_users", "refit_timeout_s", "segment_count", "segment_min_events"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
+        if self.refit_retries < 0:
+            raise bad("refit_retries", "must be >= 0")
+        if self.recs_size > 4000:
+            raise bad("recs_size", "must be <= 4000 (a per-user list is kept in memory)")
         if self.default_k > self.max_k:
             raise bad("default_k", "must be <= max_k")
         if self.decision_ttl_hours < self.attribution_window_hours:

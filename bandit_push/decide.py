@@ -121,6 +121,28 @@ def space_of(decision_id: str) -> str | None:
     return m.group(1) if m else None
 
 
+def parse_items(raw: str) -> list[Item]:
+    """Items of a script's ``"id score id score ..."`` answer."""
+    parts = raw.split()
+    return [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+
+
+def ranked_items(store: Store, settings: Settings, user_id: str, k: int, now: float | None = None) -> dict[str, Any]:
+    """The items ``decide`` would serve ``user_id`` at ``now``, deciding and recording nothing.
+
+    The same Lua function as decide's (``PICK_ITEMS``): the precomputed list, then the segment's popular
+    items, then the global ones, minus items pushed within ``exclude_pushed_days``.
+    """
+    now = time.time() if now is None else float(now)
+    keys = store.keys
+    raw, source, segment, model = store.items_script(
+        keys=[keys.user(user_id), keys.user_pushes(user_id), keys.user_recs(user_id), keys.item_by_index(),
+              keys.popular_top()],
+        args=[repr(now), k, repr(settings.exclude_pushed_days * 86400.0)])
+    return {"user_id": user_id, "items": [{"item_id": i.item_id, "score": i.score} for i in parse_items(raw)],
+            "items_source": source, "segment": segment, "model": model}
+
+
 @dataclass(frozen=True)
 class _Compiled:
     """The decide script compiled for one registry version, with what reading its answers needs."""
@@ -212,16 +234,16 @@ class DecisionEngine:
                 dids.append(f"{token}.{x.space(vi)}")
                 kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
                 args.append(vi)
-            kk.append(keys.decision_log(int(now // 3600)))
+            kk.append(keys.decision_log(int(now // 3600)))  # the script reads it right after the experiments'
+            kk += [keys.user_recs(user_id), keys.item_by_index()]  # the script reads them last
             out = self._eval(compiled.script, tuple(kk), tuple(args))
             if out[0] != "stale":
                 break
             self.registry.refresh()
         else:  # the registry changed five times during one decide: someone is flapping an experiment
             raise Unavailable("the experiments registry keeps changing; retry shortly")
-        send, reason, segment, prop, rec, dp, items_raw, xi, _first = out
-        parts = items_raw.split()
-        items = [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+        send, reason, segment, prop, rec, dp, items_raw, xi, _first, source = out
+        items = parse_items(items_raw)
         recency, dayparts = self._labels
         policy, experiment = self.policy.name, None
         if xi:
@@ -232,7 +254,7 @@ class DecisionEngine:
             decision_id=dids[xi], send=bool(send), items=items, segment=segment, reason=reason,
             propensity=float(prop), policy=policy,
             context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
-            items_source="popular" if items else "none", experiment=experiment)
+            items_source=source, experiment=experiment)
 
     def _eval(self, script: Any, keys: tuple, args: tuple) -> Any:
         """EVALSHA of the decide script on this thread's own connection.

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 
 from typing import Any
 
+from bandit_push import segmentation, toplists
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import Unavailable
 from bandit_push.experiments import Registry, Snapshot
+from bandit_push.models import ModelCache
 from bandit_push.store import Store
 
 
@@ -22,18 +24,22 @@ class ShopEvent:
 
 
 def ingest(store: Store, settings: Settings, events: list[ShopEvent],
-           registry: Registry | None = None) -> tuple[int, int]:
+           registry: Registry | None = None, models: ModelCache | None = None) -> tuple[int, int]:
     """Record events atomically each, a whole batch in one round trip; returns (accepted, duplicate).
 
     Per event: the user's behaviour features (counts per type, first/last activity,
     purchase value and recency), the segment's and the global popularity of the item
     for the event's UTC day, and a 13-byte record in the interaction store that the
-    refit reads. A user's first event moves them from segment ``new`` to ``default``.
+    refit reads. A user first seen here starts in segment ``new``.
     An event with an ``event_id`` already recorded for that user within ``event_dedup_hours``
     changes nothing (gateways may retry a batch safely). A user exposed to an active (running or
     paused) experiment also counts the event, and a purchase, in their experiment counters when it
     happened at or after the exposure (the organic activity a holdout measures). ``registry`` is the
     process's cached experiments view (the API shares the decision engine's); without one it is read.
+
+    With ``models`` (the API process's cache), the script's work is followed by the real-time steps:
+    users in ``new`` whose history crossed ``segment_min_events`` get their nearest segment, and users
+    with new item events get their recommendations recomputed by fold-in (``realtime_foldin``).
     """
     registry = registry or Registry(store)
     results: list[Any] = [None] * len(events)
@@ -50,6 +56,12 @@ def ingest(store: Store, settings: Settings, events: list[ShopEvent],
     else:
         raise Unavailable("the experiments registry keeps changing; retry shortly")
     recorded = sum(1 for seg in results if seg)
+    if models is not None and recorded:
+        fresh = [ev for ev, seg in zip(events, results) if seg]
+        newcomers = sorted({ev.user_id for ev, seg in zip(events, results) if seg == "new"})
+        segmentation.assign_new(store, settings, models, newcomers, now=max(ev.ts for ev in fresh))
+        if settings.realtime_foldin:
+            toplists.refresh_users(store, settings, models, fresh)
     return recorded, len(events) - recorded
 
 

@@ -79,6 +79,34 @@ class Keys:
         """List: dense item index -> item id."""
         return f"{self.prefix}items:ids"
 
+    def user_recs(self, user_id: str) -> str:
+        """String: the user's precomputed ranked items, packed (see :mod:`bandit_push.toplists`)."""
+        return f"{self.prefix}u:{{{user_id}}}:recs"
+
+    def user_recent(self, user_id: str) -> str:
+        """String: the user's packed interactions since the current MF version (for fold-in); expires."""
+        return f"{self.prefix}u:{{{user_id}}}:rx"
+
+    def item_by_index(self) -> str:
+        """Hash: dense item index -> item id (what the decide script reads to name packed items)."""
+        return f"{self.prefix}items:byix"
+
+    def model_current(self) -> str:
+        """Hash: model name (``mf``, ``segments``) -> the version serving now. Publishing flips one field."""
+        return f"{self.prefix}models:current"
+
+    def model_versions(self, name: str) -> str:
+        """Sorted set: a model's published versions by publish time (for garbage collection)."""
+        return f"{self.prefix}models:{name}:versions"
+
+    def model_version(self, name: str, version: str) -> str:
+        """Hash: one model version: ``meta`` (JSON) and ``a:<array>`` raw bytes (dtype, shape in meta)."""
+        return f"{self.prefix}models:{name}:v:{version}"
+
+    def refit_lock(self, name: str) -> str:
+        """String: the refit lock of one model; its value names the holder (an RQ job id or ``cli:...``)."""
+        return f"{self.prefix}lock:refit:{name}"
+
     def counters(self) -> str:
         """Hash of service-wide counters (next user index, ...)."""
         return f"{self.prefix}counters"

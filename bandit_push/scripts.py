@@ -106,6 +106,69 @@ local function posterior(a, cfg)
 end
 """
 
+# The item choice shared by DECIDE and ITEMS: GET /v1/users/<id>/items serves exactly what decide would.
+PICK_ITEMS = r"""
+-- the items pushed within the exclusion window: a set of ids, and the "<item> <ts>" pairs to keep
+local function recent_items(pi_raw, now, excl)
+  local excluded, kept = {}, {}
+  for item, t in string.gmatch(pi_raw, '(%S+) (%S+)') do
+    if tonumber(t) > now - excl then excluded[item] = true; kept[#kept + 1] = item .. ' ' .. t end
+  end
+  return excluded, kept
+end
+
+-- k items: the packed list at recs_key (header <I f f: MF version, lowest and highest score; then per item
+-- 3 bytes of dense item index and a 16-bit quantised score), named through the ixmap hash; then the segment's
+-- popular list and the global one from the pop hash. excluded (a set of ids) is extended with the picks.
+-- returns {item, score, item, score, ...}, the source of the first item, the model label for the record
+local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
+  local items, chosen, source, model = {}, 0, 'none', 'popular'
+  local raw = redis.call('GET', recs_key)
+  if raw and #raw >= 12 then
+    local ver, lo, hi = struct.unpack('<Iff', raw)
+    local n = math.floor((#raw - 12) / 5)
+    local want = k
+    for _ in pairs(excluded) do want = want + 1 end
+    if want > n then want = n end
+    if want > 0 then
+      local ixs, qs = {}, {}
+      for j = 0, want - 1 do
+        local ix, q = struct.unpack('<I3H', raw, 13 + 5 * j)
+        ixs[#ixs + 1] = ix; qs[#qs + 1] = q
+      end
+      local ids = redis.call('HMGET', ixmap_key, unpack(ixs))
+      for j = 1, #ixs do
+        local id = ids[j]
+        if id and not excluded[id] then
+          excluded[id] = true
+          items[#items + 1] = id; items[#items + 1] = fmt(lo + (hi - lo) * qs[j] / 65535)
+          chosen = chosen + 1
+          if chosen >= k then break end
+        end
+      end
+      if chosen > 0 then source = 'model'; model = 'mf:' .. ver end
+    end
+  end
+  if chosen < k then
+    local lists = redis.call('HMGET', pop_key, seg, '*')
+    for li, list in ipairs(lists) do
+      if list and chosen < k then
+        for item, score in string.gmatch(list, '(%S+) (%S+)') do
+          if not excluded[item] then
+            excluded[item] = true
+            items[#items + 1] = item; items[#items + 1] = score
+            chosen = chosen + 1
+            if source == 'none' then if li == 1 then source = 'popular_segment' else source = 'popular' end end
+            if chosen >= k then break end
+          end
+        end
+      end
+    end
+  end
+  return items, source, model
+end
+"""
+
 # Per-user experiment counters (keys.experiment_users): "<variant> <first exposure ts> <sends> <clicks>
 # <conversions> <unsubscribed 0|1> <net value> <events> <purchases>"; prepended to the scripts that update them.
 XREC = r"""
@@ -121,7 +184,7 @@ local function xrec_dump(m)
 end
 """
 
-DECIDE = PRELUDE + XREC + r"""
+DECIDE = PRELUDE + XREC + PICK_ITEMS + r"""
 -- KEYS[1] = user hash            KEYS[2] = decision record (new)
 -- KEYS[3] = arms hash of the policy space   KEYS[4] = popular lists hash   KEYS[5] = segment sizes
 -- KEYS[6] = the user's recent pushes: "<push ts> ...\n<item> <ts> <item> <ts> ..." (expires)
@@ -129,12 +192,14 @@ DECIDE = PRELUDE + XREC + r"""
 -- KEYS[7] = experiments registry version
 -- then per running experiment j = 1.. (oldest first): KEYS[5 + 3j] = the decision record if decided under it,
 --   KEYS[6 + 3j] = arms of the user's variant in it, KEYS[7 + 3j] = its per-user counters (XREC)
--- last, KEYS[8 + 3 * (running experiments)] = the decision log's index of the decision's hour:
+-- then KEYS[8 + 3 * (running experiments)] = the decision log's index of the decision's hour:
 --   "<decision id> <decision id> ..." (expires)
+-- then, last: KEYS[#KEYS - 1] = the user's precomputed items (packed, see toplists.py),
+--   KEYS[#KEYS] = item index -> id hash
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
 -- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
 -- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...",
---          experiment j (0: none), 1 on the user's first exposure to it else 0},
+--          experiment j (0: none), 1 on the user's first exposure to it else 0, items source},
 --   or {'stale'}, writing nothing, when the registry moved since the process compiled this script.
 -- CONFIG is replaced by the engine's constant settings as a Lua table (see decide.py): {base = <cfg of the
 -- default policy>, xs = {{segs = {<segment>...} | false, v = {<what variant 0 changes of base>, ...}}, ...}},
@@ -224,25 +289,10 @@ else
   end
 end
 
--- items: the segment's popular list, then the global one, minus items pushed recently
-local excluded, kept_pi = {}, {}
-for item, t in string.gmatch(pi_raw, '(%S+) (%S+)') do
-  if tonumber(t) > now - cfg.excl then excluded[item] = true; kept_pi[#kept_pi + 1] = item .. ' ' .. t end
-end
-local lists = redis.call('HMGET', KEYS[4], seg, '*')
-local items, chosen = {}, 0
-for _, list in ipairs(lists) do
-  if list and chosen < k then
-    for item, score in string.gmatch(list, '(%S+) (%S+)') do
-      if not excluded[item] then
-        excluded[item] = true
-        items[#items + 1] = item; items[#items + 1] = score
-        chosen = chosen + 1
-        if chosen >= k then break end
-      end
-    end
-  end
-end
+-- items: the user's precomputed list, then the segment's popular list, then the global one,
+-- minus items pushed recently (see PICK_ITEMS)
+local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)
+local items, source, model = pick_items(KEYS[#KEYS - 1], KEYS[#KEYS], KEYS[4], seg, k, excluded)
 
 local ts = fmt(now)
 if send then
@@ -262,7 +312,7 @@ local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
 local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
-  'c', ARGV[6], 'm', cfg.model}
+  'c', ARGV[6], 'm', model}
 -- for off-policy evaluation: what the policy saw, as four little-endian doubles (exact, 32 bytes):
 -- the net value's posterior mean and variance, the segment's decayed sends, the seconds since the
 -- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
@@ -282,7 +332,24 @@ if xi > 0 then
   if send then m[3] = m[3] + 1 end
   if send or first == 1 then redis.call('HSET', KEYS[7 + 3 * xi], uid, xrec_dump(m)) end
 end
-return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' '), xi, first}
+return {send and 1 or 0, reason, seg, fmt(prop), rec, dp, table.concat(items, ' '), xi, first, source}
+"""
+
+ITEMS = r"""
+local function fmt(x) return string.format('%.17g', x) end
+""" + PICK_ITEMS + r"""
+-- KEYS[1] = user hash   KEYS[2] = the user's recent pushes   KEYS[3] = the user's precomputed items
+-- KEYS[4] = item index -> id hash   KEYS[5] = popular lists hash
+-- ARGV[1] = now (epoch s)   ARGV[2] = k   ARGV[3] = exclusion window (s)
+-- returns {items "id score ...", items source, segment, model label}; reads only, writes nothing
+local seg = redis.call('HGET', KEYS[1], 'sg') or 'new'
+local recent_raw = redis.call('GET', KEYS[2]) or ''
+local nl = string.find(recent_raw, '\n', 1, true)
+local pi_raw = ''
+if nl then pi_raw = string.sub(recent_raw, nl + 1) end
+local excluded = recent_items(pi_raw, tonumber(ARGV[1]), tonumber(ARGV[3]))
+local items, source, model = pick_items(KEYS[3], KEYS[4], KEYS[5], seg, tonumber(ARGV[2]), excluded)
+return {table.concat(items, ' '), source, seg, model}
 """
 
 FEEDBACK = PRELUDE + XREC + r"""
@@ -339,14 +406,9 @@ if ARGV[10] ~= '0' and not redis.call('SET', KEYS[10], '1', 'NX', 'EX', ARGV[10]
 local ts = tonumber(ARGV[1])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'ix', 'ff', 'fl', 'fp')
 local seg = st[1]
-if not seg then
-  redis.call('HINCRBY', KEYS[2], 'default', 1)
-  seg = 'default'
-  redis.call('HSET', KEYS[1], 'sg', seg)
-elseif seg == 'new' then
-  redis.call('HINCRBY', KEYS[2], 'new', -1)
-  redis.call('HINCRBY', KEYS[2], 'default', 1)
-  seg = 'default'
+if not seg then  -- a user first seen through an event starts in 'new'; segmentation.assign_new moves them
+  redis.call('HINCRBY', KEYS[2], 'new', 1)
+  seg = 'new'
   redis.call('HSET', KEYS[1], 'sg', seg)
 end
 local uix = st[2]
@@ -393,6 +455,18 @@ for j = 12, #KEYS do
   end
 end
 return seg
+"""
+
+SET_SEGMENT = r"""
+-- KEYS[1] = user hash   KEYS[2] = segment sizes
+-- ARGV[1] = the new segment   ARGV[2] = the segment the user must still be in ('' = any)
+-- returns 1 if the user moved, 0 otherwise (unknown user, already there, or not in ARGV[2])
+local old = redis.call('HGET', KEYS[1], 'sg')
+if not old or old == ARGV[1] or (ARGV[2] ~= '' and old ~= ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'sg', ARGV[1])
+redis.call('HINCRBY', KEYS[2], old, -1)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return 1
 """
 
 UPSERT_USER = r"""

@@ -24,6 +24,8 @@ class Store:
         self.event_script = client.register_script(scripts.EVENT)
         self.upsert_user_script = client.register_script(scripts.UPSERT_USER)
         self.compact_script = client.register_script(scripts.COMPACT)
+        self.set_segment_script = client.register_script(scripts.SET_SEGMENT)
+        self.items_script = client.register_script(scripts.ITEMS)
         self.experiment_transition_script = client.register_script(scripts.EXPERIMENT_TRANSITION)
         self.experiment_update_script = client.register_script(scripts.EXPERIMENT_UPDATE)
         self._binary: redis.Redis | None = None

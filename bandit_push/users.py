@@ -47,3 +47,29 @@ def get(store: Store, settings: Settings, user_id: str, now: float | None = None
             "last_purchase": float(h["fp"]) if "fp" in h else None,
         },
     }
+
+
+def scan(store: Store, fields: list[str], batch: int = 1000):
+    """Yield lists of (user id, [field values]) over every user hash, ``batch`` users per round trip.
+
+    For refit jobs only (a SCAN over the keyspace): the request path never scans.
+    """
+    head = f"{store.keys.prefix}u:{{"
+    ids: list[str] = []
+    for key in store.redis.scan_iter(match=head + "*}", count=1000):
+        uid = key[len(head):-1]
+        if "}" in uid:  # another per-user key whose suffix happens to end in a brace
+            continue
+        ids.append(uid)
+        if len(ids) >= batch:
+            yield _fetch(store, ids, fields)
+            ids = []
+    if ids:
+        yield _fetch(store, ids, fields)
+
+
+def _fetch(store: Store, ids: list[str], fields: list[str]) -> list[tuple[str, list]]:
+    pipe = store.redis.pipeline(transaction=False)
+    for uid in ids:
+        pipe.hmget(store.keys.user(uid), fields)
+    return list(zip(ids, pipe.execute()))

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 
-from bandit_push import popular
+from bandit_push import popular, refit
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
 from bandit_push.events import ShopEvent, ingest
@@ -93,6 +93,12 @@ def populate(settings: Settings, plan: Plan, procs: int = 2) -> dict:
         lists = popular.refresh(store, settings)
         timings["popular_s"] = time.perf_counter() - t
         totals["popular_lists"] = len(lists)
+
+        # the MF refit: every user with item events gets a precomputed list that decide reads
+        t = time.perf_counter()
+        summary = refit.run(store, settings, "mf", "bench")
+        timings["refit_mf_s"] = time.perf_counter() - t
+        totals["recs_lists"] = summary["lists"]
 
         t = time.perf_counter()
         for c, sample in pool.map(_decisions, [settings] * procs, [plan] * procs, bounds):

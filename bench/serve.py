@@ -213,13 +213,15 @@ def _usage(r: redis.Redis, names: list[str]) -> list[int]:
 
 
 def _user_usage(store: Store, ids: list[str]) -> list[int]:
-    """Bytes per user: the user hash plus the recent-pushes key (0 when it has expired or never existed)."""
+    """Bytes per user: the user hash, the recent-pushes key and the precomputed items (0 when absent)."""
     pipe = store.redis.pipeline(transaction=False)
     for uid in ids:
         pipe.memory_usage(store.keys.user(uid), samples=0)
         pipe.memory_usage(store.keys.user_pushes(uid), samples=0)
+        pipe.memory_usage(store.keys.user_recs(uid), samples=0)
     got = pipe.execute()
-    return [(got[i] or 0) + (got[i + 1] or 0) for i in range(0, len(got), 2) if got[i] is not None]
+    return [(got[i] or 0) + (got[i + 1] or 0) + (got[i + 2] or 0) for i in range(0, len(got), 3)
+            if got[i] is not None]
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -235,6 +237,7 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
     users = [keys.user(u) for u in uids]
     decisions = [keys.decision(d) for d in rng.sample(decision_ids, min(sample, len(decision_ids)))]
     u_mem, d_mem = _user_usage(store, uids), _usage(r, decisions)
+    recs_mem = _usage(r, [keys.user_recs(u) for u in uids])
     pipe = r.pipeline(transaction=False)
     for u in uids[:300]:
         pipe.get(keys.user_pushes(u))
@@ -267,6 +270,7 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
         "user_bytes": sum(u_mem) / len(u_mem), "user_sample": len(u_mem),
         "user_bytes_p50": _pct(u_mem, 0.5), "user_bytes_p99": _pct(u_mem, 0.99),
         "user_encodings": {e: {"share": len(v) / len(u_mem), "bytes": sum(v) / len(v)} for e, v in by_enc.items()},
+        "user_recs_bytes": sum(recs_mem) / max(len(recs_mem), 1), "user_recs_share": len(recs_mem) / len(uids),
         "user_fields": sum(len(h) for h in hashes) / len(hashes),
         "user_payload_bytes": sum(len(k) + len(v) for h in hashes for k, v in h.items()) / len(hashes),
         "user_pushes_24h": sum(len(x.split("\n")[0].split()) for x in recent) / len(recent),
@@ -357,11 +361,13 @@ def print_report(res: dict) -> None:
     m = res["memory"]
     enc = ", ".join(f"{e} {v['share']:.0%} at {v['bytes']:.0f} B" for e, v in m["user_encodings"].items())
     print(f"\n== memory (Redis {m['used_memory_human']} used)")
-    print(f"   user (hash + :pushed): mean {m['user_bytes']:.0f} B, p50 {m['user_bytes_p50']}, p99 {m['user_bytes_p99']} "
+    print(f"   user (hash + :pushed + :recs): mean {m['user_bytes']:.0f} B, p50 {m['user_bytes_p50']}, p99 {m['user_bytes_p99']} "
           f"over {m['user_sample']} users; encodings: {enc}")
     print(f"      {m['user_fields']:.1f} fields, {m['user_payload_bytes']:.0f} B of field names+values, "
           f"{m['user_pushes_24h']:.2f} pushes in the last 24 h, {m['user_recent_items_bytes']:.0f} B of recently pushed "
           f"items (in the user's :pushed key, counted in the user's bytes)")
+    print(f"      precomputed items (:recs, {m['user_recs_share']:.0%} of users have one): "
+          f"mean {m['user_recs_bytes']:.0f} B, counted in the user's bytes")
     if "heavy_user_bytes" in m:
         print(f"   heavy users (pushed to the guardrails' limit for 3 days): mean {m['heavy_user_bytes']:.0f} B, "
               f"max {m['heavy_user_bytes_max']} B, {m['heavy_pi_items']:.1f} recently pushed items each")

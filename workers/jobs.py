@@ -5,7 +5,11 @@ the same way the API does.
 """
 from __future__ import annotations
 
-from bandit_push import interactions, popular
+from typing import Any
+
+from rq import get_current_job
+
+from bandit_push import interactions, popular, refit as refits
 from bandit_push.config import Settings
 from bandit_push.store import Store
 
@@ -28,3 +32,39 @@ def compact_interactions() -> int:
         return interactions.compact(store)
     finally:
         store.close()
+
+
+def refit(name: str) -> dict[str, Any]:
+    """Refit model ``name`` (``mf`` or ``segments``) under its lock; progress goes to the job's meta.
+
+    A refit already running under another holder makes this one return ``{"skipped": ...}``.
+    """
+    settings = Settings.from_env()
+    store = Store.connect(settings)
+    job = get_current_job()
+    owner = job.id if job is not None else refits.cli_owner()
+    last = {"stage": None, "progress": -1.0}
+
+    def progress(fraction: float, stage: str) -> None:
+        if job is None or (stage == last["stage"] and fraction - last["progress"] < 0.02):
+            return
+        last.update(stage=stage, progress=fraction)
+        job.meta.update(progress=round(fraction, 3), stage=stage)
+        job.save_meta()
+
+    try:
+        return refits.run(store, settings, name, owner, progress)
+    except refits.RefitRunning as e:
+        return {"model": name, "skipped": "a refit of this model is already running", "holder": e.holder}
+    finally:
+        store.close()
+
+
+def refit_mf() -> dict[str, Any]:
+    """The periodic MF refit."""
+    return refit("mf")
+
+
+def refit_segments() -> dict[str, Any]:
+    """The periodic segmentation refit."""
+    return refit("segments")

@@ -16,7 +16,8 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from workers import QUEUE
-from workers.schedule import PERIODIC
+from bandit_push.config import Settings
+from workers.schedule import periodic
 
 
 class JSONCronScheduler(CronScheduler):
@@ -32,9 +33,9 @@ class JSONCronScheduler(CronScheduler):
         return due
 
 
-def build(connection: Redis) -> JSONCronScheduler:
+def build(connection: Redis, settings: Settings | None = None) -> JSONCronScheduler:
     scheduler = JSONCronScheduler(connection=connection)
-    for func, interval, timeout in PERIODIC:
+    for func, interval, timeout in periodic(settings or Settings.from_env()):
         scheduler.register(func, QUEUE, interval=interval, job_timeout=timeout)
     return scheduler
 

@@ -34,5 +34,5 @@ def events():
         event_id = (v.short_text(item["event_id"], f"{where}event_id", 128)
                     if item.get("event_id") is not None else None)
         parsed.append(ev.ShopEvent(user_id, etype, ts, item_id, value, event_id))
-    accepted, duplicate = ev.ingest(s.store, s.settings, parsed, registry=s.engine.registry)
+    accepted, duplicate = ev.ingest(s.store, s.settings, parsed, registry=s.engine.registry, models=s.models)
     return jsonify({"accepted": accepted, "duplicate": duplicate})

@@ -6,6 +6,7 @@ import time
 from flask import Blueprint, current_app, jsonify
 
 from api import services
+from bandit_push import models
 
 bp = Blueprint("health", __name__)
 
@@ -19,13 +20,16 @@ def healthz():
 def readyz():
     s = services()
     s.store.ping()  # a connection error becomes 503 through the error table
-    top = s.store.redis.hmget(s.store.keys.popular_top(), "@ts", "@day")
-    refreshed = float(top[0]) if top[0] else None
-    return jsonify({
-        "status": "ready",
-        "items": {"model": "popular", "version": top[1],
-                  "age_s": round(time.time() - refreshed, 1) if refreshed else None},
-    })
+    mf = models.current(s.store, "mf")
+    meta = models.meta(s.store, "mf", mf) if mf else None
+    if meta is not None:
+        items = {"model": "mf", "version": mf, "age_s": round(time.time() - meta["published_at"], 1)}
+    else:
+        top = s.store.redis.hmget(s.store.keys.popular_top(), "@ts", "@day")
+        refreshed = float(top[0]) if top[0] else None
+        items = {"model": "popular", "version": top[1],
+                 "age_s": round(time.time() - refreshed, 1) if refreshed else None}
+    return jsonify({"status": "ready", "items": items})
 
 
 @bp.get("/openapi.json")

@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify
 
 from api import services
 from api import validation as v
-from bandit_push import segments
+from bandit_push import segmentation, segments
 
 bp = Blueprint("segments", __name__)
 
@@ -16,5 +16,9 @@ bp = Blueprint("segments", __name__)
 def list_segments():
     s = services()
     now = v.query_timestamp("now", default=time.time())
-    return jsonify({"policy": s.engine.policy.describe(),
-                    "segments": segments.report(s.store, s.settings, s.engine.policy, now=now)})
+    report = segments.report(s.store, s.settings, s.engine.policy, now=now)
+    clustering = segmentation.describe(s.store)
+    for seg in report:  # centroid in readable units; null for new, default and any retired segment
+        seg["centroid"] = clustering["centroids"].get(seg["segment"]) if clustering else None
+    meta = {k: clustering[k] for k in ("version", "fit_at", "data_until")} if clustering else None
+    return jsonify({"policy": s.engine.policy.describe(), "segmentation": meta, "segments": report})

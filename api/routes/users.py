@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify
 from api import services
 from api import validation as v
 from bandit_push import users
+from bandit_push.decide import ranked_items
 from bandit_push.errors import InvalidArgument
 
 bp = Blueprint("users", __name__)
@@ -37,3 +38,13 @@ def get_user(user_id: str):
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
     now = v.query_timestamp("now", default=time.time())
     return jsonify(users.get(s.store, s.settings, user_id, now=now))
+
+
+@bp.get("/v1/users/<path:user_id>/items")
+def user_items(user_id: str):
+    """The ranked items decide would serve now, deciding and recording nothing."""
+    s = services()
+    user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
+    now = v.query_timestamp("now", default=time.time())
+    k = v.query_integer("k", 1, s.settings.max_k, default=s.settings.default_k)
+    return jsonify(ranked_items(s.store, s.settings, user_id, k, now=now))

@@ -12,19 +12,21 @@ T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
 def test_events_feed_features_and_segment(client, store):
     c = client
     c.put("/v1/users/u1", json={"timezone": "Europe/Paris"})
-    assert c.get("/v1/segments").get_json()["segments"] == [{"segment": "new", "size": 1, "contexts": []}]
+    assert c.get("/v1/segments").get_json()["segments"] == [{"segment": "new", "size": 1, "contexts": [], "centroid": None}]
     body = {"events": [{"user_id": "u1", "item_id": "A", "type": "view", "ts": T0},
                        {"user_id": "u1", "item_id": "A", "type": "purchase", "ts": T0 + 60, "value": 19.5},
                        {"user_id": "u1", "type": "search", "ts": T0 - 60},
                        {"user_id": "u2", "type": "app_open", "ts": "2026-01-13T12:00:00Z"}]}
     assert c.post("/v1/events", json=body).get_json() == {"accepted": 4, "duplicate": 0}
     u = c.get("/v1/users/u1").get_json()
+    # u1 crossed segment_min_events (3) with no clustering yet: default; u2's one event is too little history
     assert u["segment"] == "default" and u["timezone"] == "Europe/Paris"
+    assert c.get("/v1/users/u2").get_json()["segment"] == "new"
     f = u["features"]
     assert f["counts"] == {"view": 1, "search": 1, "add_to_cart": 0, "purchase": 1, "app_open": 0}
     assert (f["purchase_value"], f["first_event"], f["last_event"], f["last_purchase"]) == (19.5, T0 - 60, T0 + 60, T0 + 60)
     sizes = {s["segment"]: s["size"] for s in c.get("/v1/segments").get_json()["segments"]}
-    assert sizes == {"new": 0, "default": 2}
+    assert sizes == {"new": 1, "default": 1}
 
 
 def test_interactions_read_back_exactly(client, store):
@@ -55,7 +57,7 @@ def test_popular_lists_per_segment_and_window(client, store, settings):
                        {"user_id": "c", "item_id": "viewed", "type": "view", "ts": T0}]}
     client.post("/v1/events", json=body)
     sizes = popular.refresh(store, settings, now=T0)
-    assert sizes == {"default": 2, "*": 2}  # "old" is outside the 7-day window
+    assert sizes == {"new": 2, "*": 2}  # "old" is outside the 7-day window; one event each: still new
     top = store.redis.hget(store.keys.popular_top(), "*").split()
     assert top == ["fresh", "0.5", "viewed", "0.1"]
     ready = client.get("/readyz").get_json()

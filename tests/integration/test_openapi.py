@@ -382,6 +382,26 @@ def test_happy_path_responses_match_the_documented_schemas(doc, registry, client
     ok(client.get("/v1/users/u-new"), "/v1/users/{user_id}", "get")
     segs = ok(client.get(f"/v1/segments?now={NOW + 300}"), "/v1/segments", "get")
     assert {s["segment"] for s in segs["segments"]} >= {"new", "default"}
+    shown = ok(client.get(f"/v1/users/u-1/items?k=3&now={NOW + 300}"), "/v1/users/{user_id}/items", "get")
+    assert shown["items_source"] in ("popular", "popular_segment")
+    assert ok(client.get("/v1/models"), "/v1/models", "get") == {"models": []}
+    started = ok(client.post("/v1/models/segments/refit"), "/v1/models/{name}/refit", "post", 202)
+    again = ok(client.post("/v1/models/segments/refit"), "/v1/models/{name}/refit", "post", 200)
+    assert again["job_id"] == started["job_id"] and again["enqueued"] is False
+    assert ok(client.get(f"/v1/jobs/{started['job_id']}"), "/v1/jobs/{job_id}", "get")["state"] == "queued"
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+    # no worker here, and RQ's keys are not under the test's prefix: leave no job for another test's worker
+    Job.fetch(started["job_id"], connection=store.binary, serializer=JSONSerializer).delete()
+    from bandit_push import refit
+    refit.run(store, store.settings, "mf", "test")
+    refit.run(store, store.settings, "segments", started["job_id"])
+    served = ok(client.get("/v1/models"), "/v1/models", "get")["models"]
+    assert [m["name"] for m in served] == ["mf", "segments"]
+    assert ok(client.get("/readyz"), "/readyz", "get")["items"]["model"] == "mf"
+    segs = ok(client.get(f"/v1/segments?now={NOW + 300}"), "/v1/segments", "get")
+    assert any(s["centroid"] for s in segs["segments"])
+    assert ok(client.get("/v1/users/u-1/items?k=3"), "/v1/users/{user_id}/items", "get")["items_source"] == "model"
     ok(client.get("/healthz"), "/healthz", "get")
     ok(client.get("/v1/ping"), "/v1/ping", "get")
     ok(client.get("/openapi.json"), "/openapi.json", "get")
@@ -402,6 +422,10 @@ def test_error_responses_match_the_documented_schemas(doc, registry, client, mak
     assert err(client.put("/v1/users/u-1", json={"timezone": "Mars/Olympus"}),
                "/v1/users/{user_id}", "put", 400)["error"] == "unknown_timezone"
     assert err(client.get("/v1/segments?now=yesterday"), "/v1/segments", "get", 400)["field"] == "now"
+    assert err(client.get("/v1/users/u-1/items?k=0"), "/v1/users/{user_id}/items", "get", 400)["field"] == "k"
+    assert err(client.get("/v1/users/u-1/items?k=x"), "/v1/users/{user_id}/items", "get", 400)["field"] == "k"
+    assert err(client.post("/v1/models/nope/refit"), "/v1/models/{name}/refit", "post", 404)["error"] == "unknown_model"
+    assert err(client.get("/v1/jobs/nope"), "/v1/jobs/{job_id}", "get", 404)["error"] == "unknown_job"
     small = make_app(max_body_bytes=1000).test_client()
     assert err(small.post("/v1/events", data="x" * 2000, content_type="application/json"),
                "/v1/events", "post", 413)["error"] == "body_too_large"

@@ -17,6 +17,8 @@ def test_from_env_reads_and_merges():
     assert (s.redis_url, s.policy, s.max_per_day) == ("redis://h:1/2", "ucb", 5)
     assert s.weights["clicked"] == 2 and s.weights["unsubscribed"] == -30
     assert s.quiet_window() is None and s.recency_edges_hours == (2.0, 24.0)
+    m = Settings.from_env({"BANDIT_PUSH_ALLOW_REPURCHASE": "true", "BANDIT_PUSH_SEGMENT_COUNT": "8"})
+    assert m.allow_repurchase is True and m.segment_count == 8
 
 
 @pytest.mark.parametrize("env, field", [
@@ -27,6 +29,11 @@ def test_from_env_reads_and_merges():
     ({"BANDIT_PUSH_WEIGHTS": "likes=1"}, "weights"),
     ({"BANDIT_PUSH_HALF_LIFE_HOURS": "0"}, "half_life_hours"),
     ({"BANDIT_PUSH_PREFIX": "a{b}"}, "prefix"),
+    ({"BANDIT_PUSH_RECS_SIZE": "0"}, "recs_size"),
+    ({"BANDIT_PUSH_RECS_SIZE": "5000"}, "recs_size"),
+    ({"BANDIT_PUSH_SEGMENT_COUNT": "0"}, "segment_count"),
+    ({"BANDIT_PUSH_MF_REFIT_HOURS": "0"}, "mf_refit_hours"),
+    ({"BANDIT_PUSH_REFIT_RETRIES": "-1"}, "refit_retries"),
     ({"BANDIT_PUSH_MF_FACTORS": "0"}, "mf_factors"),
     ({"BANDIT_PUSH_MF_HALF_LIFE_DAYS": "-1"}, "mf_half_life_days"),
     ({"BANDIT_PUSH_MF_POPULAR_BLEND": "-0.5"}, "mf_popular_blend"),

@@ -1,0 +1,34 @@
+"""GET /v1/models, POST /v1/models/<name>/refit, GET /v1/jobs/<job_id>."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from api import services
+from api import validation as v
+from bandit_push import models
+from workers import queue
+
+bp = Blueprint("models", __name__)
+
+
+@bp.get("/v1/models")
+def list_models():
+    """The version of each model serving now: when and on what data it was fit, its quality."""
+    s = services()
+    return jsonify({"models": models.serving(s.store)})
+
+
+@bp.post("/v1/models/<name>/refit")
+def refit(name: str):
+    """Enqueue a refit (202), or name the refit of this model already queued or running (200)."""
+    s = services()
+    name = v.ident(name, "name", 32)
+    job_id, created = queue.enqueue_refit(s.store, s.settings, name)
+    return jsonify({"job_id": job_id, "model": name, "enqueued": created}), 202 if created else 200
+
+
+@bp.get("/v1/jobs/<job_id>")
+def job(job_id: str):
+    s = services()
+    job_id = v.ident(job_id, "job_id", 64)
+    return jsonify(queue.job_state(s.store, job_id))

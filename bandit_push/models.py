@@ -1,0 +1,148 @@
+"""The model store: versions of raw arrays with JSON meta, published by flipping one pointer.
+
+A version is one hash: ``meta`` (JSON: when, on what data, quality, params, and each array's dtype
+and shape) and ``a:<name>`` (the array's raw little-endian bytes; never pickle). Publishing writes the
+whole hash first, then sets the model's field in the ``models:current`` hash in one command, so a
+reader sees the old version or the new one, never a half-written one. Superseded versions are
+deleted once their successor has served for ``model_grace_hours`` (a reader that loaded a version
+just before the flip finishes with it). :class:`ModelCache` keeps the current version in a process
+and reloads it only when the pointer moves: one ``HGET`` per use, no per-request reload.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bandit_push.errors import NotFound
+from bandit_push.store import Store
+
+#: the models a refit can publish
+MODEL_NAMES: tuple[str, ...] = ("mf", "segments")
+#: dtypes an array may have (anything else in a stored meta is refused, never interpreted)
+DTYPES = {"<f4", "<f8", "<i4", "<u4", "<i8", "|u1", "<u2"}
+
+
+@dataclass
+class Stored:
+    """One loaded model version: its arrays and meta (``version``, ``published_at``, ...)."""
+
+    name: str
+    version: str
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    cache: dict[str, Any] = field(default_factory=dict)  #: per-process derived values (e.g. id maps)
+
+
+def publish(store: Store, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+            now: float | None = None) -> str:
+    """Write a new version of ``name`` and make it current; returns the version id (``"1"``, ``"2"``...)."""
+    now = time.time() if now is None else now
+    keys = store.keys
+    version = str(store.redis.hincrby(keys.counters(), f"model:{name}", 1))
+    key = keys.model_version(name, version)
+    shapes = {}
+    pipe = store.binary.pipeline(transaction=False)
+    for a, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+        if dt.str not in DTYPES:
+            raise ValueError(f"array {a}: dtype {arr.dtype} cannot be stored")
+        shapes[a] = {"dtype": dt.str, "shape": list(arr.shape)}
+        pipe.hset(key, f"a:{a}", arr.astype(dt, copy=False).tobytes())
+    full = {**meta, "name": name, "version": version, "published_at": now, "arrays": shapes}
+    pipe.hset(key, "meta", json.dumps(full))
+    pipe.execute()
+    flip = store.redis.pipeline(transaction=True)
+    flip.zadd(keys.model_versions(name), {version: now})
+    flip.hset(keys.model_current(), name, version)
+    flip.execute()
+    collect_garbage(store, name, now)
+    return version
+
+
+def current(store: Store, name: str) -> str | None:
+    """The version of ``name`` serving now, or None before its first publish."""
+    return store.redis.hget(store.keys.model_current(), name)
+
+
+def meta(store: Store, name: str, version: str) -> dict[str, Any] | None:
+    raw = store.redis.hget(store.keys.model_version(name, version), "meta")
+    return json.loads(raw) if raw else None
+
+
+def load(store: Store, name: str, version: str | None = None, skip: tuple[str, ...] = ()) -> Stored:
+    """Read a version (default: the current one), with all its arrays but those in ``skip``."""
+    version = version or current(store, name)
+    if version is None:
+        raise NotFound(f"model {name!r} has no published version", field="name", code="no_model")
+    key = store.keys.model_version(name, version)
+    m = meta(store, name, version)
+    if m is None:
+        raise NotFound(f"model {name!r} version {version} does not exist (collected?)", field="version")
+    names = [a for a in m["arrays"] if a not in skip]
+    raw = store.binary.hmget(key, [f"a:{a}" for a in names]) if names else []
+    out = {}
+    for a, buf in zip(names, raw):
+        spec = m["arrays"][a]
+        if spec["dtype"] not in DTYPES or buf is None:
+            raise ValueError(f"model {name} v{version}: array {a} is missing or has a bad dtype")
+        out[a] = np.frombuffer(buf, dtype=np.dtype(spec["dtype"])).reshape(spec["shape"])
+    return Stored(name, version, out, m)
+
+
+def serving(store: Store) -> list[dict[str, Any]]:
+    """The meta of every model's current version (arrays summarised by shape)."""
+    cur = store.redis.hgetall(store.keys.model_current())
+    out = []
+    for name in MODEL_NAMES:
+        if name in cur:
+            m = meta(store, name, cur[name])
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def collect_garbage(store: Store, name: str, now: float | None = None) -> list[str]:
+    """Delete versions superseded more than ``model_grace_hours`` ago; returns their ids."""
+    now = time.time() if now is None else now
+    keys = store.keys
+    grace = store.settings.model_grace_hours * 3600.0
+    cur = current(store, name)
+    versions = store.redis.zrange(keys.model_versions(name), 0, -1, withscores=True)
+    doomed = [v for (v, _), (_, succ_t) in zip(versions, versions[1:]) if v != cur and now - succ_t > grace]
+    if doomed:
+        pipe = store.redis.pipeline(transaction=False)
+        for v in doomed:
+            pipe.delete(keys.model_version(name, v))
+        pipe.zrem(keys.model_versions(name), *doomed)
+        pipe.execute()
+    return doomed
+
+
+class ModelCache:
+    """The current version of each model, held in this process and reloaded when the pointer moves."""
+
+    def __init__(self, skip: dict[str, tuple[str, ...]] | None = None):
+        self._skip = skip or {}
+        self._held: dict[str, Stored] = {}
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, name: str) -> Stored | None:
+        """The current version of ``name`` (None before the first publish): one HGET when unchanged."""
+        version = current(store, name)
+        if version is None:
+            return None
+        held = self._held.get(name)
+        if held is not None and held.version == version:
+            return held
+        with self._lock:
+            held = self._held.get(name)
+            if held is None or held.version != version:
+                held = load(store, name, version, self._skip.get(name, ()))
+                self._held[name] = held
+        return held

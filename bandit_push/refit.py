@@ -1,0 +1,226 @@
+"""Refits: the MF model and the segmentation, each under a lock, publishing a new version or nothing.
+
+A refit holds ``lock:refit:<name>`` (a redis-py :class:`~redis.lock.Lock` whose token names the
+holder: an RQ job id or ``cli:<host>:<pid>``) for its whole run, so two refits of one model never
+run at once, whoever started them. The lock expires ``refit_timeout_s`` (+60 s) after its last
+renewal, so a killed holder cannot block refits for longer. Anything that fails before the
+version pointer flips leaves the previous version serving: publishing is the last step that matters.
+"""
+from __future__ import annotations
+
+import socket
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bandit_push import interactions, models, recs, toplists, users
+from bandit_push.config import Settings
+from bandit_push.errors import Conflict, NotFound
+from bandit_push.store import Store
+
+Progress = Callable[[float, str], None]
+K = 10  #: the cut-off of the quality figures (recall@10)
+
+
+class RefitRunning(Conflict):
+    """A refit of this model is already running; ``holder`` names it (a job id or ``cli:...``)."""
+
+    code = "refit_running"
+
+    def __init__(self, name: str, holder: str | None):
+        super().__init__(f"a refit of model {name!r} is already running ({holder})", field="name")
+        self.holder = holder
+
+
+def cli_owner() -> str:
+    return f"cli:{socket.gethostname()}:{os.getpid()}"
+
+
+def lock(store: Store, name: str, settings: Settings):
+    """The refit lock of ``name`` (not yet acquired)."""
+    return store.redis.lock(store.keys.refit_lock(name), timeout=settings.refit_timeout_s + 60,
+                            blocking=False, thread_local=False)
+
+
+def claim(store: Store, settings: Settings, name: str, owner: str) -> str | None:
+    """Take the lock for ``owner`` if free; returns None if taken now, else the current holder."""
+    if lock(store, name, settings).acquire(token=owner):
+        return None
+    return store.redis.get(store.keys.refit_lock(name))
+
+
+def run(store: Store, settings: Settings, name: str, owner: str, progress: Progress | None = None,
+        now: float | None = None) -> dict[str, Any]:
+    """Run the refit of ``name`` holding its lock (taken here, or already taken for ``owner``)."""
+    if name not in REFITS:
+        raise NotFound(f"unknown model {name!r}; one of {list(REFITS)}", field="name", code="unknown_model")
+    lk = lock(store, name, settings)
+    if not lk.acquire(token=owner):
+        lk.local.token = owner.encode()
+        if not lk.owned():
+            raise RefitRunning(name, store.redis.get(store.keys.refit_lock(name)))
+        lk.reacquire()
+    renewed = [time.monotonic()]
+
+    def report(fraction: float, stage: str) -> None:
+        if time.monotonic() - renewed[0] > 10:  # keep the lock while making progress
+            lk.reacquire()
+            renewed[0] = time.monotonic()
+        if progress is not None:
+            progress(min(max(fraction, 0.0), 1.0), stage)
+
+    started = time.time()
+    try:
+        with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads only contend
+            summary = REFITS[name](store, settings, report, now)
+    finally:
+        try:
+            lk.release()
+        except Exception:  # noqa: BLE001 - expired or taken over: nothing of ours to release
+            pass
+    summary["seconds"] = round(time.time() - started, 3)
+    return summary
+
+
+# -- MF -----------------------------------------------------------------------------------------------
+
+def _read_all(store: Store) -> np.ndarray:
+    chunks = list(interactions.read(store))
+    if not chunks:
+        return np.zeros(0, dtype=interactions.RECORD)
+    return np.concatenate(chunks)
+
+
+def _holdout(rows: np.ndarray, n_users: int, settings: Settings) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Mask of training rows, and the held-out target items of up to ``quality_users`` users.
+
+    A user with at least 5 item interactions may be drawn; their latest 20% (in time) are held out,
+    and the targets are the held-out items they had not interacted with before.
+    """
+    rng = np.random.default_rng(settings.seed if settings.seed is not None else 0)
+    counts = np.bincount(rows["user"], minlength=n_users)
+    eligible = np.flatnonzero(counts >= 5)
+    chosen = rng.choice(eligible, size=min(settings.quality_users, len(eligible)), replace=False)
+    train = np.ones(len(rows), dtype=bool)
+    targets: dict[int, np.ndarray] = {}
+    order = np.argsort(rows["user"], kind="stable")
+    starts = np.searchsorted(rows["user"][order], np.arange(n_users + 1))
+    for u in chosen:
+        idx = order[starts[u]:starts[u + 1]]
+        idx = idx[np.argsort(rows["ts"][idx], kind="stable")]
+        cut = int(np.ceil(len(idx) * 0.8))
+        before, after = idx[:cut], idx[cut:]
+        new = np.setdiff1d(rows["item"][after], rows["item"][before])
+        if len(new):
+            train[after] = False
+            targets[int(u)] = new
+    return train, targets
+
+
+def _recall(ranked: dict[int, np.ndarray], targets: dict[int, np.ndarray]) -> float:
+    if not targets:
+        return float("nan")
+    return float(np.mean([len(np.intersect1d(ranked[u][:K], t)) / len(t) for u, t in targets.items()]))
+
+
+def refit_mf(store: Store, settings: Settings, progress: Progress, now: float | None = None) -> dict[str, Any]:
+    """Read interactions, fit, measure on a held-out slice, publish, precompute every user's list."""
+    progress(0.0, "read")
+    keys = store.keys
+    all_rows = _read_all(store)
+    rows = all_rows[all_rows["item"] != interactions.NO_ITEM]
+    if not len(rows):
+        raise NotFound("no item interactions to fit a model on", field="name", code="no_data")
+    n_users = max(int(store.redis.hget(keys.counters(), "users") or 0), int(rows["user"].max()) + 1)
+    n_items = max(int(store.redis.llen(keys.item_ids())), int(rows["item"].max()) + 1)
+    now = float(rows["ts"].max()) if now is None else now
+    train, targets = _holdout(rows, n_users, settings)
+    progress(0.1, "matrix")
+    tr = rows[train]
+    matrix = recs.build_matrix(tr["user"], tr["item"], tr["type"], tr["ts"], n_users, n_items, now, settings)
+    pop = recs.popularity(tr["item"], tr["type"], tr["ts"], n_items, now, settings)
+    progress(0.15, "fit")
+    model = recs.fit(matrix, settings, progress=lambda f: progress(0.15 + 0.65 * f, "fit"), popularity=pop)
+    progress(0.8, "quality")
+    quality = _quality(model, settings, rows, train, targets, n_items)
+    progress(0.85, "publish")
+    order = np.lexsort((rows["ts"], rows["user"]))
+    srt = rows[order]
+    arrays = dict(model.arrays)
+    arrays.update(ix_indptr=np.searchsorted(srt["user"], np.arange(n_users + 1)).astype(np.uint32),
+                  ix_items=srt["item"].astype(np.uint32), ix_types=srt["type"].astype(np.uint8),
+                  ix_ts=srt["ts"].astype(np.uint32))
+    _write_item_names(store, n_items)
+    meta = {"fit_at": time.time(), "data_until": now, "rows": int(len(rows)), "train_rows": int(train.sum()),
+            "users": int(len(np.unique(rows["user"]))), "items": int(len(np.unique(rows["item"]))),
+            "shape": [n_users, n_items], "quality": quality, "model": model.meta,
+            "model_arrays": sorted(model.arrays), "params": {"recs_size": settings.recs_size,
+                                                             "allow_repurchase": settings.allow_repurchase}}
+    version = models.publish(store, "mf", arrays, meta)
+    progress(0.9, "lists")
+    stored = models.Stored("mf", version, arrays, {**meta, "version": version})
+    written = _precompute(store, settings, stored, model, targets, progress)
+    progress(1.0, "done")
+    return {"model": "mf", "version": version, "rows": meta["rows"], "users": meta["users"],
+            "items": meta["items"], "quality": quality, "lists": written}
+
+
+def _quality(model: recs.Model, settings: Settings, rows, train, targets, n_items) -> dict[str, Any]:
+    """recall@10 of the model and of popularity (both without the user's earlier purchases) on the held-out users."""
+    tr = rows[train]
+    pop_scores = np.bincount(tr["item"], minlength=n_items).astype(np.float32)
+    by_user, pop = {}, {}
+    pop_model = recs.Model(arrays={"item_factors": pop_scores[:, None]})
+    for u in targets:
+        mine = tr[tr["user"] == u]
+        by_user[u] = toplists.rank(model, settings, model.arrays["user_factors"][u], mine["item"], mine["type"])[0]
+        pop[u] = toplists.rank(pop_model, settings, np.ones(1, np.float32), mine["item"], mine["type"])[0]
+    return {"users": len(targets), f"recall@{K}": _recall(by_user, targets),
+            f"popular_recall@{K}": _recall(pop, targets)}
+
+
+def _write_item_names(store: Store, n_items: int, batch: int = 5000) -> None:
+    """The index -> id hash for every item of the model (idempotent: indices never change)."""
+    keys = store.keys
+    for start in range(0, n_items, batch):
+        ids = store.redis.lrange(keys.item_ids(), start, min(start + batch, n_items) - 1)
+        if ids:
+            store.redis.hset(keys.item_by_index(), mapping={str(start + i): x for i, x in enumerate(ids)})
+
+
+def _precompute(store: Store, settings: Settings, stored: models.Stored, model: recs.Model,
+                targets: dict[int, np.ndarray], progress: Progress) -> int:
+    """Every known user's packed list; held-out users are folded in on all their interactions."""
+    version = int(stored.version)
+    ptr = stored.arrays["ix_indptr"]
+    n_users = len(ptr) - 1
+    total = max(int(store.redis.hget(store.keys.counters(), "users") or 1), 1)
+    seen = [0]
+
+    def lists():
+        for batch in users.scan(store, ["ix"]):
+            for uid, (ix,) in batch:
+                seen[0] += 1
+                if ix is None or int(ix) >= n_users or ptr[int(ix)] == ptr[int(ix) + 1]:
+                    continue
+                u = int(ix)
+                items, types, ts = toplists.user_history(stored, u)
+                vec = (recs.fold_in(model, items, types, ts, stored.meta["data_until"], settings) if u in targets
+                       else model.arrays["user_factors"][u])
+                top, scores = toplists.rank(model, settings, vec, items, types)
+                yield uid, toplists.pack(version, top, scores)
+            progress(0.9 + 0.1 * min(seen[0] / total, 1.0), "lists")
+
+    return toplists.write_lists(store, lists())
+
+
+def refit_segments(store: Store, settings: Settings, progress: Progress, now: float | None = None) -> dict[str, Any]:
+    from bandit_push import segmentation
+
+    return segmentation.refit(store, settings, progress, now)
+
+
+REFITS: dict[str, Callable[..., dict[str, Any]]] = {"mf": refit_mf, "segments": refit_segments}

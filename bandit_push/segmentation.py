@@ -1,0 +1,201 @@
+"""Behavioural segments: features from the user hashes -> k-means -> segment ids stable across refits.
+
+Features per user (readable units, see :data:`FEATURES`): days since the last purchase and since the
+last event (capped at a year), and per-30-day rates of purchases, purchase value, views, add-to-carts,
+searches and app opens over the user's tenure (at least 30 days, so a new user's burst is not read
+as a habit). They are ``log1p``-transformed and standardised; k-means (scipy's ``kmeans2``, k-means++
+seeding, the best of :data:`N_INIT` runs) clusters users with at least ``segment_min_events`` events;
+the others stay ``new``. Segment ids stay stable: new centroids are matched to the previous version's
+with the Hungarian assignment (``linear_sum_assignment``) on their distance in the new scaling.
+
+Between refits, a ``new`` user whose events cross the threshold is assigned the nearest centroid in
+Python right after the events script (:func:`assign_new`); before the first clustering such users go
+to ``default``. Every change of ``sg`` goes through the SET_SEGMENT script, which moves the segment
+sizes with it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import numpy.typing as npt
+from scipy.cluster.vq import kmeans2
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+from bandit_push import models, users
+from bandit_push.config import EVENT_TYPES, Settings
+from bandit_push.errors import NotFound
+from bandit_push.store import Store
+
+FEATURES: tuple[str, ...] = ("days since last purchase", "days since last event", "purchases/30d",
+                             "purchase value/30d", "views/30d", "add_to_carts/30d", "searches/30d", "app_opens/30d")
+FIELDS = [f"f:{t}" for t in EVENT_TYPES] + ["ff", "fl", "fm", "fp"]
+N_INIT = 8
+ITER = 100  #: Lloyd iterations (kmeans2 runs them all): enough to converge, so a warm start is a fixed point
+KEEP_MARGIN = 0.05  #: a fresh clustering replaces the continued one only if it is this much tighter
+CAP_DAYS = 365.0
+NEW, DEFAULT = "new", "default"
+
+
+def events_of(values: list) -> int:
+    """Total shopping events in a user's hash values (in :data:`FIELDS` order)."""
+    return sum(int(v or 0) for v in values[:len(EVENT_TYPES)])
+
+
+def features(values: list, now: float) -> npt.NDArray[np.float64]:
+    """The raw (readable-unit) feature vector of one user's hash values, in :data:`FIELDS` order."""
+    c = {t: float(v or 0) for t, v in zip(EVENT_TYPES, values)}
+    ff, fl, fm, fp = (float(x) if x is not None else None for x in values[len(EVENT_TYPES):])
+    tenure = max((now - ff) / 86400.0 if ff is not None else 0.0, 30.0)
+    rate = 30.0 / tenure
+
+    def since(t):
+        return CAP_DAYS if t is None else min(max((now - t) / 86400.0, 0.0), CAP_DAYS)
+
+    return np.maximum(0.0, [since(fp), since(fl), c["purchase"] * rate, (fm or 0.0) * rate, c["view"] * rate,
+                     c["add_to_cart"] * rate, c["search"] * rate, c["app_open"] * rate])
+
+
+def _kmeans(x: npt.NDArray, k: int, seed: int, init: npt.NDArray | None = None) -> tuple[npt.NDArray, npt.NDArray]:
+    """k-means (centroids, labels): the lowest-inertia of :data:`N_INIT` seeded k-means++ runs, unless the run
+    started from the previous centroids (``init``) is within :data:`KEEP_MARGIN` of it — then that one,
+    so that a refit on similar data keeps its clusters instead of hopping between near-equal optima."""
+    def inertia(cents, labels):
+        return float(((x - cents[labels]) ** 2).sum())
+
+    best = None
+    rng = np.random.default_rng(seed)
+    for _ in range(N_INIT):
+        cents, labels = kmeans2(x, k, iter=ITER, minit="++", seed=rng)
+        score = inertia(cents, labels)
+        if best is None or score < best[0] - 1e-9:
+            best = (score, cents, labels)
+    if init is not None and len(init) == k:
+        cents, labels = kmeans2(x, init, iter=ITER, minit="matrix")
+        if len(np.unique(labels)) == k and inertia(cents, labels) <= best[0] * (1 + KEEP_MARGIN):
+            return cents, labels
+    return best[1], best[2]
+
+
+def match_ids(new_std: npt.NDArray, old_std: npt.NDArray | None, old_ids: list[str]) -> list[str]:
+    """Ids for new centroids: the matched old centroid's id (Hungarian, on distance), else a fresh one."""
+    ids: list[str | None] = [None] * len(new_std)
+    if old_std is not None and len(old_std):
+        rows, cols = linear_sum_assignment(cdist(new_std, old_std))
+        for r, c in zip(rows, cols):
+            ids[r] = old_ids[c]
+    used = [int(i[1:]) for i in old_ids if i[1:].isdigit()]
+    nxt = max(used, default=0) + 1
+    for i in range(len(ids)):
+        if ids[i] is None:
+            ids[i] = f"s{nxt}"
+            nxt += 1
+    return ids  # type: ignore[return-value]
+
+
+def refit(store: Store, settings: Settings, progress: Callable[[float, str], None],
+          now: float | None = None) -> dict[str, Any]:
+    """Cluster every user with enough history, publish a ``segments`` version, write ``sg`` and the sizes."""
+    progress(0.0, "read")
+    uids, raw, events = [], [], []
+    for batch in users.scan(store, FIELDS):
+        for uid, values in batch:
+            uids.append(uid)
+            raw.append(values)
+            events.append(events_of(values))
+    if now is None:  # replayed history: "now" is the latest activity, not the wall clock
+        lasts = [float(v[len(EVENT_TYPES) + 1]) for v in raw if v[len(EVENT_TYPES) + 1] is not None]
+        now = max(lasts) if lasts else time.time()
+    eligible = [i for i, n in enumerate(events) if n >= settings.segment_min_events]
+    if not eligible:
+        raise NotFound("no user has enough history to cluster", field="name", code="no_data")
+    x = np.log1p(np.array([features(raw[i], now) for i in eligible]))
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    std[std == 0] = 1.0
+    z = (x - mean) / std
+    k = min(settings.segment_count, len(eligible))
+    progress(0.2, "cluster")
+    prev = models.current(store, "segments")
+    seed = (settings.seed or 0) * 1000 + int(prev or 0)  # a different run each refit: the matching keeps ids
+    old_std, old_ids = None, []
+    if prev is not None:
+        old = models.load(store, "segments", prev)
+        old_std, old_ids = (old.arrays["centroids"] - mean) / std, old.meta["ids"]
+    cents, labels = _kmeans(z, k, seed, init=old_std)
+    ids = match_ids(cents, old_std, old_ids)
+    centroids = cents * std + mean  # kept in log1p space: comparable whatever the next scaling
+    sizes = np.bincount(labels, minlength=k)
+    meta = {"fit_at": time.time(), "data_until": now, "users": len(uids), "clustered": len(eligible),
+            "ids": ids, "features": list(FEATURES), "sizes": {i: int(s) for i, s in zip(ids, sizes)},
+            "inertia": float(((z - cents[labels]) ** 2).sum()),
+            "params": {"segment_count": settings.segment_count, "segment_min_events": settings.segment_min_events}}
+    progress(0.6, "publish")
+    version = models.publish(store, "segments", {"centroids": centroids.astype(np.float64),
+                                                 "mean": mean, "std": std}, meta)
+    progress(0.7, "assign")
+    target = [NEW] * len(uids)
+    for i, lab in zip(eligible, labels):
+        target[i] = ids[lab]
+    moved = set_segments(store, zip(uids, target))
+    progress(1.0, "done")
+    return {"model": "segments", "version": version, "users": len(uids), "clustered": len(eligible),
+            "segments": meta["sizes"], "moved": moved}
+
+
+def set_segments(store: Store, assignments: Iterable[tuple[str, str]], expect: str = "",
+                 batch: int = 1000) -> int:
+    """Write each user's segment (and the sizes) in pipelined batches; returns how many changed.
+
+    With ``expect``, a user is moved only if still in that segment (a refit may have moved them).
+    """
+    keys = store.keys
+    changed, n = 0, 0
+    pipe = store.redis.pipeline(transaction=False)
+    for uid, seg in assignments:
+        store.set_segment_script(keys=[keys.user(uid), keys.segment_sizes()], args=[seg, expect], client=pipe)
+        n += 1
+        if n % batch == 0:
+            changed += sum(int(x) for x in pipe.execute())
+    changed += sum(int(x) for x in pipe.execute())
+    return changed
+
+
+def nearest(stored: models.Stored, raw: list, now: float) -> str:
+    """The id of the centroid nearest to one user's features (in that version's scaling)."""
+    a = stored.arrays
+    z = (np.log1p(features(raw, now)) - a["mean"]) / a["std"]
+    cz = (a["centroids"] - a["mean"]) / a["std"]
+    return stored.meta["ids"][int(np.argmin(((cz - z) ** 2).sum(axis=1)))]
+
+
+def assign_new(store: Store, settings: Settings, cache: models.ModelCache, user_ids: list[str],
+               now: float | None = None) -> int:
+    """Move users still in ``new`` whose history crossed ``segment_min_events`` to their nearest segment
+    (``default`` before the first clustering); returns how many moved."""
+    if not user_ids:
+        return 0
+    now = time.time() if now is None else now
+    pipe = store.redis.pipeline(transaction=False)
+    for uid in user_ids:
+        pipe.hmget(store.keys.user(uid), FIELDS)
+    stored = cache.get(store, "segments")
+    moves = []
+    for uid, values in zip(user_ids, pipe.execute()):
+        if events_of(values) >= settings.segment_min_events:
+            moves.append((uid, nearest(stored, values, now) if stored is not None else DEFAULT))
+    return set_segments(store, moves, expect=NEW) if moves else 0
+
+
+def describe(store: Store) -> dict[str, Any] | None:
+    """The current segmentation: version and each segment's centroid in readable units."""
+    version = models.current(store, "segments")
+    if version is None:
+        return None
+    stored = models.load(store, "segments", version)
+    cents = np.expm1(stored.arrays["centroids"])
+    return {"version": version, "fit_at": stored.meta["fit_at"], "data_until": stored.meta["data_until"],
+            "centroids": {sid: {f: round(float(v), 2) for f, v in zip(FEATURES, row)}
+                          for sid, row in zip(stored.meta["ids"], cents)},
+            "sizes_at_fit": stored.meta["sizes"]}

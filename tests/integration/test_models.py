@@ -1,0 +1,297 @@
+"""Background learning on a real sample of UCI Online Retail: refits, publishing, serving, segments, jobs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+import retail
+from bandit_push import models, refit, segmentation, toplists
+from bandit_push.config import QUEUE
+from bandit_push.decide import ranked_items
+from bandit_push.errors import NotFound
+
+END = max(e.ts for e in retail.sample(200))  # 2011-12-09: the sample's last purchase
+LATER = END + 30 * 86400
+
+
+@pytest.fixture
+def worker_env(monkeypatch, settings, store):
+    """The environment an RQ worker reads its settings from: this test's Redis and prefix; an empty queue
+    (RQ's keys are not under the test's prefix: another test's job must not run on this test's data)."""
+    Queue(QUEUE, connection=store.binary, serializer=JSONSerializer).empty()
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("BANDIT_PUSH_PREFIX", settings.prefix)
+    monkeypatch.setenv("BANDIT_PUSH_QUIET_HOURS", "off")
+    monkeypatch.setenv("BANDIT_PUSH_SEED", str(settings.seed))
+
+
+def work(store) -> None:
+    """Run every queued job with a real RQ worker (in process, JSON serializer, burst)."""
+    queue = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer)
+    SimpleWorker([queue], connection=store.binary, serializer=JSONSerializer).work(burst=True)
+
+
+def fit(store, settings, name="mf"):
+    return refit.run(store, settings, name, "test", lambda f, stage: None)
+
+
+def test_refit_job_beats_popularity_on_held_out_items(client, store, settings, worker_env):
+    retail.ingest(store, settings, retail.sample(400))
+    resp = client.post("/v1/models/mf/refit")
+    assert resp.status_code == 202
+    job_id = resp.get_json()["job_id"]
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["state"] == "queued"
+    work(store)
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["state"] == "finished", job
+    res = job["result"]
+    print(f"held-out users {res['quality']['users']}: recall@10 model {res['quality']['recall@10']:.3f}, "
+          f"popularity {res['quality']['popular_recall@10']:.3f}")
+    assert res["quality"]["users"] >= 100
+    assert res["quality"]["recall@10"] > 1.5 * res["quality"]["popular_recall@10"]
+    assert res["version"] == "1" and res["users"] == 400 and res["rows"] == len(retail.sample(400))
+    assert job["progress"] == 1.0 and job["started_at"] <= job["ended_at"]
+    served = client.get("/v1/models").get_json()["models"]
+    assert [(m["name"], m["version"], m["rows"]) for m in served] == [("mf", "1", res["rows"])]
+    assert served[0]["arrays"]["item_factors"]["dtype"] == "<f4"
+
+
+def test_failed_refit_leaves_the_old_model_serving(client, store, settings):
+    sample = retail.sample(200)
+    retail.ingest(store, settings, sample)
+    fit(store, settings)
+    users = sorted({e.user_id for e in sample})[:20]
+    before = [client.get(f"/v1/users/{u}/items?k=5&now={LATER}").get_json() for u in users]
+    assert {b["items_source"] for b in before} == {"model"} and {b["model"] for b in before} == {"mf:1"}
+
+    def boom(fraction, stage):
+        if stage == "fit" and fraction > 0.4:
+            raise RuntimeError("killed midway through the fit")
+
+    retail.ingest(store, settings, retail.extra(200, 300))  # new data the failed refit would use
+    with pytest.raises(RuntimeError):
+        refit.run(store, settings, "mf", "test", boom)
+    assert models.current(store, "mf") == "1"
+    assert [client.get(f"/v1/users/{u}/items?k=5&now={LATER}").get_json() for u in users] == before
+    assert not store.redis.exists(store.keys.refit_lock("mf"))  # released: the next refit runs
+    assert fit(store, settings)["version"] == "2"
+    assert models.current(store, "mf") == "2"
+
+
+def test_a_killed_refit_process_leaves_the_old_model_serving(store, settings, worker_env):
+    sample = retail.sample(200)
+    retail.ingest(store, settings, sample)
+    fit(store, settings)
+    retail.ingest(store, settings, retail.extra(200, 400))
+    proc = subprocess.Popen([sys.executable, "-m", "bandit_push.cli", "refit", "mf"], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # kill -9 once it reports the fit under way
+        if " fit" in line:
+            proc.kill()
+            break
+    proc.wait(30)
+    assert proc.returncode == -9
+    assert models.current(store, "mf") == "1"
+    uid = sample[0].user_id
+    assert ranked_items(store, settings, uid, 5, now=LATER)["model"] == "mf:1"
+    # the dead holder's lock blocks refits until it expires, never for longer than refit_timeout_s + 60
+    assert 0 < store.redis.ttl(store.keys.refit_lock("mf")) <= settings.refit_timeout_s + 60
+
+
+def test_new_version_served_without_restart(client, store, settings):
+    sample = retail.sample(200)
+    retail.ingest(store, settings, sample)
+    fit(store, settings)
+    uid = sample[0].user_id
+    d1 = client.post("/v1/decide", json={"user_id": uid, "now": LATER}).get_json()
+    assert d1["items_source"] == "model"
+    assert store.redis.hget(store.keys.decision(d1["decision_id"]), "m") == "mf:1"
+    assert fit(store, settings)["version"] == "2"  # same app instance: its next request serves version 2
+    d2 = client.post("/v1/decide", json={"user_id": uid, "now": LATER + 86400}).get_json()
+    assert store.redis.hget(store.keys.decision(d2["decision_id"]), "m") == "mf:2"
+    cache = client.application.extensions["bandit_push"].models
+    client.post("/v1/events", json={"user_id": uid, "item_id": sample[1].item_id, "type": "view", "ts": LATER})
+    assert cache.get(store, "mf").version == "2"
+
+
+def test_new_events_move_recommendations_before_the_next_refit(client, store, settings):
+    sample = retail.sample(200)
+    retail.ingest(store, settings, sample)
+    fit(store, settings)
+    uid = sample[0].user_id
+    before = client.get(f"/v1/users/{uid}/items?k=10&now={LATER}").get_json()
+    assert before["items_source"] == "model"
+    bought = [i["item_id"] for i in before["items"][:3]]
+    # they buy three of their recommendations and look at items their list did not have
+    others = [e.item_id for e in sample if e.user_id != uid][:5]
+    events = [{"user_id": uid, "item_id": i, "type": "purchase", "ts": LATER - 60, "value": 5} for i in bought]
+    events += [{"user_id": uid, "item_id": i, "type": "add_to_cart", "ts": LATER - 30} for i in others]
+    assert client.post("/v1/events", json={"events": events}).status_code == 200
+    after = client.get(f"/v1/users/{uid}/items?k=10&now={LATER}").get_json()
+    ids = [i["item_id"] for i in after["items"]]
+    assert after["items_source"] == "model" and after["model"] == "mf:1"
+    assert not set(bought) & set(ids)  # bought: excluded (allow_repurchase is off)
+    assert ids != [i["item_id"] for i in before["items"]][3:13]
+    # a second batch keeps the first one's events (kept since the refit), adding its own
+    client.post("/v1/events", json={"user_id": uid, "item_id": others[0], "type": "view", "ts": LATER})
+    again = [i["item_id"] for i in client.get(f"/v1/users/{uid}/items?k=10&now={LATER}").get_json()["items"]]
+    assert not set(bought) & set(again)
+    # a user the model has never seen gets a model list from their first item events
+    fresh = client.post("/v1/events", json={"events": [
+        {"user_id": "newcomer", "item_id": i, "type": "purchase", "ts": LATER} for i in others]})
+    assert fresh.status_code == 200
+    got = client.get(f"/v1/users/newcomer/items?k=5&now={LATER}").get_json()
+    assert got["items_source"] == "model" and not set(others) & {i["item_id"] for i in got["items"]}
+
+
+def test_items_endpoint_equals_what_decide_serves(client, store, settings):
+    sample = retail.sample(200)
+    retail.ingest(store, settings, sample)
+    fit(store, settings)
+    from bandit_push import popular
+    popular.refresh(store, settings, now=END)
+    users = [sample[0].user_id, sample[-1].user_id, "never-seen"]
+    now = LATER
+    sources = set()
+    for rnd in range(3):  # the second and third rounds exclude what the first ones pushed
+        for uid in users:
+            now += 5 * 3600
+            shown = client.get(f"/v1/users/{uid}/items?k=4&now={now}").get_json()
+            d = client.post("/v1/decide", json={"user_id": uid, "now": now, "k": 4}).get_json()
+            assert d["items"] == shown["items"] and d["items_source"] == shown["items_source"], (rnd, uid)
+            sources.add(d["items_source"])
+    assert sources == {"model", "popular_segment"}  # never-seen is in "new", whose popular list exists
+
+
+def test_concurrent_refit_requests_run_once(live_server, store, settings, worker_env):
+    retail.ingest(store, settings, retail.sample(100))
+    barrier = threading.Barrier(8)
+
+    def post(_):
+        barrier.wait()
+        r = requests.post(f"{live_server}/v1/models/mf/refit", timeout=10)
+        return r.status_code, r.json()["job_id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(8)))
+    assert sorted(code for code, _ in answers) == [200] * 7 + [202]
+    assert len({job for _, job in answers}) == 1
+    assert refit.claim(store, settings, "mf", "cli:other") == answers[0][1]  # the CLI is refused too
+    work(store)
+    assert models.current(store, "mf") == "1"
+    assert store.redis.hget(store.keys.counters(), "model:mf") == "1"  # one refit ran
+    r = requests.post(f"{live_server}/v1/models/mf/refit", timeout=10)  # finished: a new request enqueues
+    assert r.status_code == 202 and r.json()["job_id"] != answers[0][1]
+
+
+def test_refit_errors(client, store, settings):
+    r = client.post("/v1/models/nope/refit")
+    assert r.status_code == 404 and "'nope'" in r.get_json()["message"] and r.get_json()["error"] == "unknown_model"
+    assert client.get("/v1/jobs/no-such-job").status_code == 404
+    with pytest.raises(NotFound):
+        fit(store, settings)  # nothing to fit on: no version, no lock left behind
+    assert models.current(store, "mf") is None and not store.redis.exists(store.keys.refit_lock("mf"))
+
+
+def test_same_data_refit_twice_keeps_every_segment_id(client, store, settings):
+    sample = retail.sample(300)
+    retail.ingest(store, settings, sample)
+    users = sorted({e.user_id for e in sample})
+
+    def segs():
+        pipe = store.redis.pipeline()
+        for u in users:
+            pipe.hget(store.keys.user(u), "sg")
+        return pipe.execute()
+
+    first = fit(store, settings, "segments")
+    a = segs()
+    second = fit(store, settings, "segments")
+    assert second["version"] == "2" and second["moved"] == 0
+    assert segs() == a and first["segments"] == second["segments"]
+    assert len(set(a) - {"new"}) == settings.segment_count
+    sizes = store.redis.hgetall(store.keys.segment_sizes())
+    assert {k: int(v) for k, v in sizes.items() if int(v)} == {s: a.count(s) for s in set(a)}
+    body = client.get("/v1/segments").get_json()
+    assert body["segmentation"]["version"] == "2"
+    seg = next(s for s in body["segments"] if s["segment"] == "s1")
+    assert set(seg["centroid"]) == set(segmentation.FEATURES) and seg["size"] == a.count("s1")
+
+
+def test_hungarian_matching_restores_ids_of_permuted_centroids():
+    rng = np.random.default_rng(3)
+    old = rng.normal(size=(6, 8))
+    ids = ["s1", "s2", "s3", "s4", "s5", "s6"]
+    perm = rng.permutation(6)
+    new = old[perm] + rng.normal(scale=0.01, size=(6, 8))
+    assert segmentation.match_ids(new, old, ids) == [ids[p] for p in perm]
+    grown = np.vstack([new, rng.normal(size=(1, 8)) + 10])  # one more segment: a fresh id
+    assert segmentation.match_ids(grown, old, ids) == [ids[p] for p in perm] + ["s7"]
+
+
+def test_users_crossing_the_history_threshold_get_the_nearest_segment(client, store, settings):
+    sample = retail.sample(200)
+    retail.ingest(store, settings, sample)
+    fit(store, settings, "segments")
+    stored = models.load(store, "segments")
+    twin = sample[0].user_id  # a newcomer who behaves exactly like this customer
+    like = [e for e in sample if e.user_id == twin]
+    client.post("/v1/events", json={"user_id": "late", "item_id": like[0].item_id, "type": "purchase",
+                                    "ts": like[0].ts, "value": like[0].value})
+    assert client.get("/v1/users/late").get_json()["segment"] == "new"  # one event: too little history
+    body = [{"user_id": "late", "item_id": e.item_id, "type": "purchase", "ts": e.ts, "value": e.value}
+            for e in like[1:]]
+    client.post("/v1/events", json={"events": body})
+    seg = client.get("/v1/users/late").get_json()["segment"]
+    values = store.redis.hmget(store.keys.user("late"), segmentation.FIELDS)
+    assert seg == segmentation.nearest(stored, values, max(e.ts for e in like)) != "new"
+
+
+def test_packed_lists_round_trip_and_stay_small(store, settings):
+    items = np.array([0, 7, 70000, 2**24 - 1], dtype=np.uint32)
+    scores = np.array([2.5, 1.0, 0.25, -0.5], dtype=np.float32)
+    version, got_items, got_scores = toplists.unpack(toplists.pack(9, items, scores))
+    assert version == 9 and (got_items == items).all()
+    assert np.allclose(got_scores, scores, atol=3.0 / 65535)
+    assert len(toplists.pack(1, np.arange(50), np.linspace(1, 0, 50))) == 12 + 5 * 50
+
+
+def test_superseded_versions_are_collected_after_the_grace_period(store, settings):
+    arrays = {"x": np.arange(4, dtype=np.float32)}
+    v1 = models.publish(store, "mf", arrays, {}, now=1000.0)
+    v2 = models.publish(store, "mf", arrays, {}, now=2000.0)
+    grace = settings.model_grace_hours * 3600
+    assert models.collect_garbage(store, "mf", now=2000.0 + grace - 1) == []
+    assert models.load(store, "mf", v1).arrays["x"].tolist() == [0, 1, 2, 3]
+    assert models.collect_garbage(store, "mf", now=2000.0 + grace + 1) == [v1]
+    assert not store.redis.exists(store.keys.model_version("mf", v1)) and models.current(store, "mf") == v2
+
+
+def test_a_scheduled_refit_finding_the_lock_taken_skips(store, settings, worker_env):
+    from workers import jobs
+
+    retail.ingest(store, settings, retail.sample(100))
+    assert refit.claim(store, settings, "mf", "cli:elsewhere:1") is None  # a CLI refit holds the lock
+    queue = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer)
+    job = queue.enqueue(jobs.refit_mf)
+    work(store)
+    assert job.return_value() == {"model": "mf", "skipped": "a refit of this model is already running",
+                                  "holder": "cli:elsewhere:1"}
+    assert models.current(store, "mf") is None
+
+
+def test_the_schedule_has_both_refits_at_their_intervals(settings):
+    from workers import jobs
+    from workers.schedule import periodic
+
+    s = settings.replace(mf_refit_hours=2, segments_refit_hours=12, refit_timeout_s=900)
+    table = {func: (interval, timeout) for func, interval, timeout in periodic(s)}
+    assert table[jobs.refit_mf] == (7200, 900) and table[jobs.refit_segments] == (43200, 900)
