@@ -61,6 +61,8 @@ for i in range(n):
         keys.append(k.experiments_version())
     if hasattr(k, "decision_log"):
         keys.append(k.decision_log(int(now // 3600)))
+    if hasattr(k, "user_recs"):
+        keys += [k.user_recs(u), k.item_by_index()]
     calls.append((keys, [u, did, repr(now), repr(rng.random()), 5, "push", *version], did))
 t = time.perf_counter()
 for i in range(0, n, 1000):
