@@ -31,7 +31,7 @@ def services() -> Services:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Tests pass settings; production reads the environment (``BANDIT_PUSH_*``, ``REDIS_URL``)."""
     from api import auth, errors
-    from api.routes import decide, events, experiments, feedback, health, models, segments, users
+    from api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
 
     settings = settings or Settings.from_env()
     if not settings.redis_url:
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bandit_push_openapi"] = resources.files("api").joinpath("openapi.json").read_text()
     errors.register(app)
     auth.install(app, settings, store)
-    for module in (decide, feedback, events, experiments, users, segments, models, health):
+    for module in (decide, feedback, events, experiments, users, segments, models, decisions, health):
         app.register_blueprint(module.bp)
     logging.getLogger(__name__).info("bandit-push API on %s, policy %s", _safe(settings.redis_url), settings.policy)
     return app

@@ -140,6 +140,95 @@ def refit(args: argparse.Namespace) -> int:
             server.stop()
 
 
+def _timestamp(text: str) -> float:
+    """Epoch seconds or ISO 8601 (UTC unless an offset is given), for --since/--until."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not epoch seconds or an ISO 8601 timestamp") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def export_log(args: argparse.Namespace) -> int:
+    """Write the decision log of a time window as newline-delimited JSON, with a progress bar."""
+    from tqdm import tqdm
+
+    from bandit_push import decision_log
+    from bandit_push.store import Store
+
+    settings = Settings.from_env()
+    server = None if settings.redis_url else embedded.start(settings.data_dir)
+    if server is not None:
+        settings = settings.replace(redis_url=server.url)
+    store = Store.connect(settings)
+    now = time.time() if args.now is None else args.now
+    since = now - settings.decision_ttl_hours * 3600.0 if args.since is None else args.since
+    until = now if args.until is None else args.until
+    written = 0
+    try:
+        total = decision_log.count_hint(store, settings, since, until, now, args.include_open)
+        with open(args.out, "w", encoding="utf-8") as out, \
+                tqdm(total=total, unit=" decisions", disable=args.quiet, file=sys.stderr) as bar:
+            for row in decision_log.export(store, settings, since, until, now, include_open=args.include_open):
+                out.write(json.dumps(row, separators=(",", ":")) + "\n")
+                written += 1
+                bar.update(1)
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+    print(f"{written} decisions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Estimate what each candidate policy would have earned on a decision-log file (no Redis)."""
+    from bandit_push.errors import InvalidArgument
+    from bandit_push.ope import evaluate as ev
+    from bandit_push.ope.log import read_log
+    from bandit_push.ope.report import format_report
+
+    settings = Settings.from_env()
+    configs = []
+    for i, text in enumerate(args.policy):
+        try:
+            configs.append(json.loads(text))
+        except ValueError:
+            raise InvalidArgument(f"--policy #{i + 1} is not JSON like '{{\"name\": \"thompson\", \"cost\": 0.2}}': "
+                                  f"{text!r}", field=f"policy[{i}]") from None
+    try:
+        log = read_log(args.log)
+    except OSError as e:
+        raise InvalidArgument(f"cannot read --log {args.log}: {e.strerror}", field="log") from None
+    except UnicodeDecodeError as e:
+        raise InvalidArgument(f"--log {args.log} is not UTF-8 text ({e.reason} at byte {e.start})", field="log") from None
+    reports = [ev.evaluate(c, log, settings, clip=args.clip, n_bootstrap=args.bootstrap, seed=args.seed,
+                           field=f"policy[{i}]") for i, c in enumerate(configs)]
+    logged = ev.observed(log, n_bootstrap=args.bootstrap, seed=args.seed)
+    if args.json:
+        print(json.dumps({"log": args.log, "clip": args.clip, "observed": logged,
+                          "candidates": [r.to_json() for r in reports]}, indent=2))
+    else:
+        print(format_report(logged, reports, clip=args.clip))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bandit-push", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")
     p.add_argument("model", choices=["mf", "segments"])
     p.set_defaults(func=refit)
+    p = sub.add_parser("export-log", help="write the decision log (newline-delimited JSON) of a time window")
+    p.add_argument("--since", type=_timestamp, help="epoch seconds or ISO 8601 (default: the retention's start)")
+    p.add_argument("--until", type=_timestamp, help="epoch seconds or ISO 8601 (default: now)")
+    p.add_argument("--now", type=_timestamp, help="the clock that decides which attribution windows have closed")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--include-open", action="store_true",
+                   help="also write decisions still inside their attribution window (closed: false)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=export_log)
+    p = sub.add_parser("evaluate", help="off-policy evaluation of candidate policies on a decision-log file")
+    p.add_argument("--log", required=True, help="a file written by export-log (or GET /v1/decisions/export)")
+    p.add_argument("--policy", action="append", required=True,
+                   help='candidate policy JSON, e.g. \'{"name": "thompson", "cost": 0.2}\' (repeatable)')
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--clip", type=_positive, help="clip importance weights at this value")
+    p.add_argument("--bootstrap", type=int, default=1000, choices=range(0, 100_001), metavar="N",
+                   help="bootstrap replicates (default 1000; 0: no intervals)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=evaluate)
     experiments_cli.add_parser(sub)
     args = parser.parse_args(argv)
     try:

@@ -101,6 +101,7 @@ class Settings:
 
     attribution_window_hours: float = 24.0
     decision_ttl_hours: float = 72.0       #: decision records (and their dedup flags) expire after this
+    export_batch: int = 500                #: decision records read per pipelined round trip by the log export
     exclude_pushed_days: float = 3.0       #: items pushed this recently are not pushed again
     popular_window_days: int = 7
     popular_size: int = 100                #: items kept per segment's popular list
@@ -195,7 +196,7 @@ class Settings:
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",
-                     "popular_window_days", "popular_size", "interaction_retention_days",
+                     "popular_window_days", "popular_size", "interaction_retention_days", "export_batch",
                      "recs_size", "quality_users", "refit_timeout_s", "segment_count", "segment_min_events"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")

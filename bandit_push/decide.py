@@ -10,13 +10,11 @@ and reads its answer.
 from __future__ import annotations
 
 import math
-import os
 import random
 import re
 import secrets
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,7 +189,6 @@ class DecisionEngine:
         self._variants: dict[tuple[int, int], dict[str, Any]] = {}  # (experiment, variant) -> config
         self._compiled: _Compiled | None = None
         self._lock = threading.Lock()
-        self._local = threading.local()
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
 
     def _script_for(self, snapshot: Snapshot) -> _Compiled:
@@ -247,6 +244,7 @@ class DecisionEngine:
                 dids.append(f"{token}.{x.space(vi)}")
                 kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
                 args.append(vi)
+            kk.append(keys.decision_log(int(now // 3600)))
             kk += [keys.user_recs(user_id), keys.item_by_index()]
             if rate_limit is not None:  # the caller's token, taken in the same script
                 kk.append(keys.rate_bucket(rate_limit.key_id))
@@ -283,7 +281,7 @@ class DecisionEngine:
         and reconnect under the connection's own retry policy, as ``Redis.execute_command`` does;
         NOSCRIPT (a restarted or flushed server) loads the script and runs it again.
         """
-        conn = self._connection()
+        conn = self.store.thread_connection()
 
         def run() -> Any:
             conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -294,18 +292,3 @@ class DecisionEngine:
         except NoScriptError:
             script.sha = self.store.redis.script_load(script.script)
             return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
-
-    def _connection(self):
-        """This thread's connection, taken from the store's pool once (again after a fork).
-
-        It goes back to the pool when the thread ends: a server that starts a thread per request
-        (werkzeug's threaded server) would otherwise exhaust the pool after ``max_connections`` requests.
-        """
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            pool = self.store.redis.connection_pool
-            local.conn = conn = pool.get_connection()
-            local.pid = os.getpid()
-            weakref.finalize(threading.current_thread(), pool.release, conn)
-        return conn

@@ -65,3 +65,9 @@ class RateLimited(BanditPushError):
     def __init__(self, message: str, retry_after: float, field: str | None = None, code: str | None = None):
         super().__init__(message, field=field, code=code)
         self.retry_after = retry_after
+
+
+class InvalidLog(InvalidArgument):
+    """A decision-log file that does not follow its schema; the message names the line."""
+
+    code = "invalid_log"

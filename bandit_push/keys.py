@@ -34,6 +34,11 @@ class Keys:
         """Hash: one decision record, with its per-event dedup flags. Expires."""
         return f"{self.prefix}d:{decision_id}"
 
+    def decision_log(self, hour: int) -> str:
+        """String: the ids of the decisions made in one UTC hour (hours since epoch), space-separated,
+        appended by decide; the export reads it in ranges. Expires an hour after the hour's last record."""
+        return f"{self.prefix}dlog:{hour}"
+
     def arms(self, space: str) -> str:
         """Hash: arm statistics of one policy space (``default`` or an experiment variant).
 

@@ -217,8 +217,9 @@ DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 -- KEYS[7] = experiments registry version
 -- then per running experiment j = 1..n (oldest first): KEYS[5 + 3j] = the decision record if decided under it,
 --   KEYS[6 + 3j] = arms of the user's variant in it, KEYS[7 + 3j] = its per-user counters (XREC)
--- then KEYS[8 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[9 + 3n] = item index -> id hash
--- optional, last: KEYS[10 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
+-- then KEYS[8 + 3n] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
+-- then KEYS[9 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[10 + 3n] = item index -> id hash
+-- optional, last: KEYS[11 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
 -- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
 -- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
@@ -233,7 +234,7 @@ DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 local conf = CONFIG
 local nx = #conf.xs
 if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[7] then return {'stale'} end
-local bucket = KEYS[10 + 3 * nx]
+local bucket = KEYS[11 + 3 * nx]
 if bucket then
   local allowed, wait = take_token(bucket, tonumber(ARGV[8 + nx]), tonumber(ARGV[9 + nx]), 1)
   if allowed == 0 then return {-1, wait} end
@@ -283,7 +284,7 @@ if lp then
   for i, e in ipairs(cfg.rec) do if now - lp < e then rec = i - 1; break end end
 end
 
-local reason, send, prop = 'policy', false, 1
+local reason, send, prop, seen = 'policy', false, 1, nil
 local arm_field = seg .. '|' .. rec .. '|' .. dp
 local arm, tot
 local quiet = false
@@ -300,29 +301,31 @@ else
   local raw = redis.call('HMGET', akey, arm_field, seg .. '|N')
   arm = arm_load(raw[1], 2 + #cfg.w)
   tot = arm_load(raw[2], 2)
+  -- the arm as every policy sees it now; recorded whatever the policy, so the log can evaluate others
+  local view = {}
+  for i = 1, #arm do view[i] = arm[i] end
+  arm_decay_to(view, now, cfg.hl)
+  local mu, var = posterior(view, cfg)
+  local n = tot[2]
+  if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
+  local gap = 0 / 0  -- NaN: never pushed
+  if lp then gap = now - lp end
+  seen = struct.pack('<dddd', mu, var, n, gap)
   if cfg.kind == 'cadence' then
     send = (not lp) or (now - lp >= cfg.gap)
+  elseif cfg.kind == 'thompson' then
+    local p = phi((mu - cfg.cost) / math.sqrt(var))
+    send = u < p
+    if send then prop = p else prop = 1 - p end
   else
-    local view = {}
-    for i = 1, #arm do view[i] = arm[i] end
-    arm_decay_to(view, now, cfg.hl)
-    local mu, var = posterior(view, cfg)
-    if cfg.kind == 'thompson' then
-      local p = phi((mu - cfg.cost) / math.sqrt(var))
-      send = u < p
-      if send then prop = p else prop = 1 - p end
-    else
-      local n = tot[2]
-      if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
-      send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
-    end
+    send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
   end
 end
 
 -- items: the user's precomputed list, then the segment's popular list, then the global one,
 -- minus items pushed recently (see PICK_ITEMS)
 local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)
-local items, source, model = pick_items(KEYS[8 + 3 * nx], KEYS[9 + 3 * nx], KEYS[4], seg, k, excluded)
+local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)
 
 local ts = fmt(now)
 if send then
@@ -340,10 +343,20 @@ if send then
 end
 local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
-redis.call('HSET', dkey, 'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
+local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
-  'c', ARGV[6], 'm', model)
+  'c', ARGV[6], 'm', model}
+-- for off-policy evaluation: what the policy saw, as four little-endian doubles (exact, 32 bytes):
+-- the net value's posterior mean and variance, the segment's decayed sends, the seconds since the
+-- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
+if seen then record[#record + 1] = 'z'; record[#record + 1] = seen
+elseif lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
+redis.call('HSET', dkey, unpack(record))
 redis.call('EXPIRE', dkey, cfg.ttl)
+-- the decision log's index of this hour: the id of the record written ("<token>.<space>")
+local lkey = KEYS[8 + 3 * nx]
+redis.call('APPEND', lkey, string.sub(did, 1, string.find(did, '.', 1, true)) .. cfg.space .. ' ')
+redis.call('EXPIRE', lkey, cfg.ttl + 3600)
 -- the first exposure creates the user's counters (that is the exposure log); a send counts in them
 local first = 0
 if xi > 0 then

@@ -1,6 +1,9 @@
 """The Redis store: one client per process, the Lua scripts registered once on it."""
 from __future__ import annotations
 
+import os
+import threading
+
 import redis
 
 from bandit_push import scripts
@@ -31,6 +34,7 @@ class Store:
         self.experiment_transition_script = client.register_script(scripts.EXPERIMENT_TRANSITION)
         self.experiment_update_script = client.register_script(scripts.EXPERIMENT_UPDATE)
         self._binary: redis.Redis | None = None
+        self._local = threading.local()
 
     @classmethod
     def connect(cls, settings: Settings) -> "Store":
@@ -53,6 +57,18 @@ class Store:
             self._binary = redis.Redis(connection_pool=pool)
         return self._binary
 
+    def thread_connection(self) -> redis.connection.Connection:
+        """This thread's own connection for hot-path commands (decide), taken from the pool once.
+
+        Sending on it skips taking and returning a pool connection per call. It goes back to the pool
+        when the thread ends (the holder lives only in this thread-local): a server that starts a thread
+        per request (werkzeug's threaded server) would otherwise exhaust the pool. Renewed after a fork.
+        """
+        held = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():
+            self._local.held = held = _Held(self.redis.connection_pool)
+        return held.conn
+
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
@@ -60,3 +76,17 @@ class Store:
         self.redis.close()
         if self._binary is not None:
             self._binary.close()
+
+
+class _Held:
+    """A pool connection one thread holds; released when the holder is dropped (the thread ended)."""
+
+    __slots__ = ("pool", "conn", "pid")
+
+    def __init__(self, pool: redis.ConnectionPool):
+        self.pool, self.conn, self.pid = pool, None, os.getpid()
+        self.conn = pool.get_connection()  # may raise (Redis down): then there is nothing to give back
+
+    def __del__(self) -> None:
+        if self.conn is not None and self.pid == os.getpid():
+            self.pool.release(self.conn)

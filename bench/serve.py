@@ -261,6 +261,9 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
     compacted = interactions.compact(store, now=plan.t_end)  # every population day is closed by t_end
     compact_s = time.perf_counter() - t
     ix_mem = sum(_usage(r, day_keys))
+    # the decision log's hourly id index (appended by decide), per decision it lists
+    log_keys = list(r.scan_iter(match=f"{store.settings.prefix}dlog:*", count=1000))
+    log_ids = sum(len((r.get(k) or "").split()) for k in log_keys)
     info = r.info("memory")
     n_ix = ix_len / 13
     return {
@@ -274,6 +277,7 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
         "user_recent_items_bytes": sum(len(x.split("\n", 1)[1]) for x in recent) / len(recent),
         "decision_bytes": sum(d_mem) / max(len(d_mem), 1), "decision_sample": len(d_mem),
         "decision_bytes_p99": _pct(d_mem, 0.99),
+        "decision_index_bytes": sum(_usage(r, log_keys)) / max(log_ids, 1), "decision_index_ids": log_ids,
         "interaction_bytes": ix_mem / max(n_ix, 1), "interactions": int(n_ix), "interaction_days": len(day_keys),
         "interaction_bytes_appended": ix_appended / max(n_ix, 1), "interaction_days_compacted": compacted,
         "compact_s": round(compact_s, 3),
@@ -368,7 +372,8 @@ def print_report(res: dict) -> None:
         print(f"   heavy users (pushed to the guardrails' limit for 3 days): mean {m['heavy_user_bytes']:.0f} B, "
               f"max {m['heavy_user_bytes_max']} B, {m['heavy_pi_items']:.1f} recently pushed items each")
     print(f"   decision record: mean {m['decision_bytes']:.0f} B, p99 {m['decision_bytes_p99']} "
-          f"over {m['decision_sample']} records")
+          f"over {m['decision_sample']} records; the decision log's hourly id index adds "
+          f"{m['decision_index_bytes']:.1f} B per decision ({m['decision_index_ids']} ids)")
     print(f"   interactions: {m['interactions']} in {m['interaction_days']} day strings: {m['interaction_bytes']:.1f} B "
           f"each once interactions.compact (hourly job) re-allocated the closed days "
           f"({m['interaction_days_compacted']} days, {m['compact_s']:.2f} s); {m['interaction_bytes_appended']:.1f} B "

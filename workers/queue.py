@@ -1,6 +1,7 @@
 """Enqueueing refits and reading jobs back, for the API (which must not import RQ itself)."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from redis import Redis
@@ -19,7 +20,12 @@ DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCE
 RETRY_INTERVALS = [30, 120, 600]
 
 
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def _fetch(connection: Redis, job_id: str) -> Job | None:
+    if not _JOB_ID.match(job_id):  # RQ refuses other ids with a ValueError: no such job can exist
+        return None
     try:
         return Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:

@@ -1,7 +1,7 @@
 """Send policies behind one interface, found by name."""
 from __future__ import annotations
 
-from bandit_push.policies.base import ArmView, Policy, Prior, net_value_posterior, phi
+from bandit_push.policies.base import ArmView, LoggedArms, Policy, Prior, net_value_posterior, phi, phi_array
 from typing import Any
 
 from bandit_push.config import Settings
@@ -31,5 +31,5 @@ def from_config(config: Any, settings: Settings, field: str = "policy") -> Polic
         raise InvalidArgument(e.message.replace("policy", field, 1),
                               field=(e.field or field).replace("policy", field, 1)) from None
 
-__all__ = ["POLICIES", "ArmView", "Policy", "Prior", "net_value_posterior", "phi",
+__all__ = ["POLICIES", "ArmView", "LoggedArms", "Policy", "Prior", "net_value_posterior", "phi", "phi_array",
            "FixedCadence", "Holdout", "ThompsonSampling", "UCB", "from_config"]

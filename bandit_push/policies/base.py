@@ -33,6 +33,16 @@ def phi(z: float) -> float:
     return 0.5 * (1 + y) if z >= 0 else 0.5 * (1 - y)
 
 
+def phi_array(z: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """:func:`phi` elementwise on an array (same polynomial, same operation order)."""
+    z = np.asarray(z, dtype=np.float64)
+    x = np.abs(z) / math.sqrt(2)
+    t = 1 / (1 + 0.3275911 * x)
+    y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+             + 0.254829592) * t * np.exp(-x * x)
+    return np.where(z >= 0, 0.5 * (1 + y), 0.5 * (1 - y))
+
+
 @dataclass(frozen=True)
 class Prior:
     """Beta prior pseudo-counts per outcome, in :data:`OUTCOMES` order."""
@@ -77,6 +87,22 @@ class ArmView:
     hours_since_push: float | None
 
 
+@dataclass(frozen=True)
+class LoggedArms:
+    """What the decision log keeps of the arm each policy saw, one row per decision (arrays of shape (n,)).
+
+    ``mean``/``var``: the net value's posterior at decision time (counts decayed to then, the service's
+    prior and weights); ``segment_sends``: the segment's decayed sends (UCB's N);
+    ``seconds_since_push``: since the user's last push, NaN if never pushed. Enough for every policy's
+    send probability without the live arms (off-policy evaluation).
+    """
+
+    mean: npt.NDArray[np.float64]
+    var: npt.NDArray[np.float64]
+    segment_sends: npt.NDArray[np.float64]
+    seconds_since_push: npt.NDArray[np.float64]
+
+
 class Policy:
     """A send policy. Subclasses set ``name``, ``kind`` (the Lua kernel branch) and their settings.
 
@@ -111,6 +137,11 @@ class Policy:
 
     def send_probability(self, arm: ArmView) -> float:
         """Probability that this policy sends in this context (guardrails aside)."""
+        raise NotImplementedError
+
+    def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:
+        """Vectorised send probability from logged arm statistics, the decide script's arithmetic
+        (guardrails aside: callers keep a refusal a refusal)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:

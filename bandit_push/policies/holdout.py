@@ -1,7 +1,10 @@
 """Holdout: never sends. The control arm that measures what pushing adds at all."""
 from __future__ import annotations
 
-from bandit_push.policies.base import ArmView, Policy
+import numpy as np
+import numpy.typing as npt
+
+from bandit_push.policies.base import ArmView, LoggedArms, Policy
 
 
 class Holdout(Policy):
@@ -13,3 +16,6 @@ class Holdout(Policy):
 
     def send_probability(self, arm: ArmView) -> float:
         return 0.0
+
+    def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:
+        return np.zeros_like(arms.mean)

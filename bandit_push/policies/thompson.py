@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
-from bandit_push.policies.base import ArmView, Policy, net_value_posterior, phi
+from bandit_push.policies.base import ArmView, LoggedArms, Policy, net_value_posterior, phi, phi_array
 
 
 class ThompsonSampling(Policy):
@@ -22,3 +23,6 @@ class ThompsonSampling(Policy):
     def send_probability(self, arm: ArmView) -> float:
         mean, var = net_value_posterior(np.array([arm.n]), arm.counts[None, :], self.prior)
         return phi((float(mean[0]) - self.params["cost"]) / math.sqrt(float(var[0])))
+
+    def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:
+        return phi_array((arms.mean - self.params["cost"]) / np.sqrt(arms.var))

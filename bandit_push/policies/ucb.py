@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
-from bandit_push.policies.base import ArmView, Policy, net_value_posterior
+from bandit_push.policies.base import ArmView, LoggedArms, Policy, net_value_posterior
 
 
 class UCB(Policy):
@@ -24,3 +25,7 @@ class UCB(Policy):
         mean, var = net_value_posterior(np.array([arm.n]), arm.counts[None, :], self.prior)
         bound = float(mean[0]) + self.params["ucb_c"] * math.sqrt(float(var[0]) * 2 * math.log(arm.segment_sends + 2))
         return 1.0 if bound > self.params["cost"] else 0.0
+
+    def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:
+        bound = arms.mean + self.params["ucb_c"] * np.sqrt(arms.var * 2 * np.log(arms.segment_sends + 2))
+        return (bound > self.params["cost"]).astype(np.float64)

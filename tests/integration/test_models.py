@@ -196,6 +196,7 @@ def test_refit_errors(client, store, settings):
     r = client.post("/v1/models/nope/refit")
     assert r.status_code == 404 and "'nope'" in r.get_json()["message"] and r.get_json()["error"] == "unknown_model"
     assert client.get("/v1/jobs/no-such-job").status_code == 404
+    assert client.get("/v1/jobs/a.b:c").status_code == 404  # not an id RQ accepts (it raises on them)
     with pytest.raises(NotFound):
         fit(store, settings)  # nothing to fit on: no version, no lock left behind
     assert models.current(store, "mf") is None and not store.redis.exists(store.keys.refit_lock("mf"))

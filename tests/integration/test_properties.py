@@ -95,8 +95,8 @@ def test_feedback_credit_does_not_depend_on_arrival_order(store, outcomes, data)
         copies = {}
         for i, did in enumerate(dids):
             new = f"{did.split('.')[0]}.{space}{tag}"
-            record = store.redis.hgetall(store.keys.decision(did))
-            store.redis.hset(store.keys.decision(new), mapping={**record, "v": f"{space}{tag}"})
+            record = store.binary.hgetall(store.keys.decision(did))  # binary: the logged arm state is packed
+            store.binary.hset(store.keys.decision(new), mapping={**record, b"v": f"{space}{tag}".encode()})
             copies[i] = new
         fb.record(store, s, [fb.FeedbackEvent(copies[i], ev, T0 + 60) for i, ev in order])
         arms[space] = store.redis.hgetall(store.keys.arms(f"{space}{tag}"))

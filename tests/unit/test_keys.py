@@ -8,6 +8,7 @@ def test_key_strings_are_pinned():
     assert k.user_pushes("alice") == "bp:u:{alice}:pushed"
     assert k.event_seen("alice", "e1") == "bp:u:{alice}:ev:e1"
     assert k.decision("ab12.default") == "bp:d:ab12.default"
+    assert k.decision_log(493000) == "bp:dlog:493000"
     assert k.arms("default") == "bp:arms:{default}"
     assert k.segment_sizes() == "bp:segsize"
     assert k.popular_day(20000) == "bp:pop:20000"

@@ -1,0 +1,32 @@
+"""GET /v1/decisions/export: the decision log as newline-delimited JSON, streamed."""
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from api import services
+from api import validation as v
+from bandit_push import decision_log
+from bandit_push.errors import InvalidArgument
+
+bp = Blueprint("decisions", __name__)
+
+
+@bp.get("/v1/decisions/export")
+def export():
+    s = services()
+    v.only(request.args, ("since", "until", "now", "include_open"))
+    now = v.query_timestamp("now", default=time.time())
+    since = v.query_timestamp("since", default=now - s.settings.decision_ttl_hours * 3600.0)
+    until = v.query_timestamp("until", default=now)
+    if until < since:
+        raise InvalidArgument("until must not be before since", field="until")
+    raw = request.args.get("include_open", "false")
+    if raw not in ("true", "false"):
+        raise InvalidArgument("include_open must be true or false", field="include_open")
+    rows = decision_log.export(s.store, s.settings, since, until, now, include_open=raw == "true")
+    # bounded memory: one line at a time from batches of records (a Redis error mid-stream cuts the body)
+    lines = (json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+    return Response(stream_with_context(lines), mimetype="application/x-ndjson")

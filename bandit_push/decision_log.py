@@ -1,0 +1,172 @@
+"""The decision log: every decision with its context, action, propensity and attributed outcomes.
+
+Decide writes one record hash per decision (see :mod:`bandit_push.scripts`) and appends the decision's
+id to an index string for its UTC hour (:meth:`~bandit_push.keys.Keys.decision_log`, about 28 bytes
+per decision). :func:`export` walks the hours of a time window, reads each index in fixed-size
+ranges and the records in pipelined batches, so memory stays bounded for any window and every
+decision comes out exactly once (an id is appended once; SCAN could repeat keys).
+
+Retention is ``decision_ttl_hours``: records, and with them the index, expire after it. A decision
+is **closed** once its attribution window (``attribution_window_hours``) has passed; only closed
+decisions have their final outcomes, so the export leaves the others out unless asked for them
+(then ``closed`` is false). Decisions are therefore exportable for ``decision_ttl_hours -
+attribution_window_hours`` after they close (48 h by default): export at least that often to keep a
+complete log (``bandit-push export-log``).
+
+One line per decision, schema version :data:`SCHEMA_VERSION` (README, "Off-policy evaluation")::
+
+    {"schema_version": 1, "decision_id": "...", "ts": 1767268800.0, "user_id": "u1",
+     "segment": "new", "recency": "<3h", "daypart": "morning", "channel": null,
+     "policy": "thompson", "policy_space": "default", "model": "popular", "items": ["sku1"],
+     "sent": true, "propensity": 0.62, "reason": "policy",
+     "arm": {"mean": 0.05, "var": 0.01, "segment_sends": 12.0}, "seconds_since_push": 3600.0,
+     "outcomes": {"clicked": {"ts": 1767269000.0, "attributed": true}}, "reward": 1.0, "closed": true}
+
+``propensity`` is the logging policy's probability of the action it took (send or not); ``arm`` is
+null when a guardrail refused before the policy ran (``reason`` names the guardrail);
+``seconds_since_push`` is null if the user was never pushed; ``reward`` is the net value of the
+attributed outcomes under the service's outcome weights (feedback after the attribution window is
+listed with ``attributed: false`` and earns nothing).
+"""
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Iterator
+
+from bandit_push.config import OUTCOMES, Settings
+from bandit_push.store import Store
+
+SCHEMA_VERSION = 1
+#: bytes of an hour's index read per GETRANGE (about 2,300 ids)
+INDEX_CHUNK = 1 << 16
+
+
+def decision_ids(store: Store, hour: int, chunk: int = INDEX_CHUNK) -> Iterator[str]:
+    """The ids appended to one hour's index, in order, reading ``chunk`` bytes at a time."""
+    key = store.keys.decision_log(hour)
+    offset, carry = 0, ""
+    while True:
+        part = store.redis.getrange(key, offset, offset + chunk - 1)
+        if not part:
+            break
+        offset += len(part)  # ids and separators are ASCII: characters are bytes
+        ids = (carry + part).split(" ")
+        carry = ids.pop()  # an id cut by the chunk's end (or '' after the trailing space)
+        yield from (i for i in ids if i)
+        if len(part) < chunk:
+            break
+    if carry:
+        yield carry
+
+
+def export(store: Store, settings: Settings, since: float, until: float, now: float, *,
+           include_open: bool = False, batch: int | None = None, chunk: int = INDEX_CHUNK) -> Iterator[dict[str, Any]]:
+    """Decisions with ``since <= ts < until`` as schema rows, hour by hour, each exactly once.
+
+    Without ``include_open``, decisions whose attribution window has not closed by ``now`` are left
+    out. (Records expire on the server's clock, ``ts`` is the gateway's, which a replay runs faster:
+    so the window is not clamped to the retention; empty hours cost a pipelined STRLEN each.)
+    """
+    batch = batch or settings.export_batch
+    window = settings.attribution_window_hours * 3600.0
+    if not include_open:
+        until = min(until, now - window)
+    if until <= since:
+        return
+    ids: list[str] = []
+    for hour, size in _hour_sizes(store, since, until):
+        if not size:
+            continue
+        for did in decision_ids(store, hour, chunk):
+            ids.append(did)
+            if len(ids) >= batch:
+                yield from _rows(store, settings, ids, since, until, now, window)
+                ids = []
+    if ids:
+        yield from _rows(store, settings, ids, since, until, now, window)
+
+
+def _rows(store: Store, settings: Settings, ids: list[str], since: float, until: float, now: float,
+          window: float) -> Iterator[dict[str, Any]]:
+    pipe = store.binary.pipeline(transaction=False)  # the arm statistics are packed doubles
+    for did in ids:
+        pipe.hgetall(store.keys.decision(did))
+    recency, dayparts = settings.recency_labels(), [name for _, name in settings.dayparts]
+    for did, rec in zip(ids, pipe.execute()):
+        if not rec:
+            continue  # expired
+        row = to_row(did, decode(rec), settings, now, window, recency, dayparts)
+        if since <= row["ts"] < until:
+            yield row
+
+
+def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """A record read as bytes: text fields decoded; the packed ``z`` (what the policy saw) unpacked to
+    ``z`` = (mean, var, segment sends) and ``l`` = seconds since the last push (absent if never)."""
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        name = k.decode()
+        if name == "z":
+            mean, var, sends, gap = struct.unpack("<dddd", v)
+            out["z"] = (mean, var, sends)
+            if not math.isnan(gap):
+                out["l"] = repr(gap)
+        else:
+            out[name] = v.decode()
+    return out
+
+
+def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window: float,
+           recency: list[str], dayparts: list[str]) -> dict[str, Any]:
+    """One stored decision record (:func:`decode`) as a schema row (see the module docstring)."""
+    ts = float(rec["t"])
+    bucket, _, dp = rec["a"].partition("|")
+    arm = None
+    if "z" in rec:
+        mean, var, sends = rec["z"]
+        arm = {"mean": mean, "var": var, "segment_sends": sends}
+    outcomes: dict[str, Any] = {}
+    reward = 0.0
+    for name in OUTCOMES:
+        flag = rec.get("e:" + name)
+        if flag is None:
+            continue
+        parts = flag.split()
+        entry: dict[str, Any] = {"ts": float(parts[0]), "attributed": "late" not in parts}
+        for p in parts[1:]:
+            if p.startswith("v="):
+                entry["value"] = float(p[2:])
+        outcomes[name] = entry
+        if entry["attributed"]:
+            reward += float(settings.weights.get(name, 0.0))
+    return {
+        "schema_version": SCHEMA_VERSION, "decision_id": did, "ts": ts, "user_id": rec["u"],
+        "segment": rec["s"], "recency": recency[int(bucket)], "daypart": dayparts[int(dp)],
+        "channel": rec.get("c") or None, "policy": rec["p"], "policy_space": rec["v"], "model": rec.get("m"),
+        "items": rec.get("i", "").split(), "sent": rec["x"] == "1", "propensity": float(rec["q"]),
+        "reason": rec["r"], "arm": arm,
+        "seconds_since_push": float(rec["l"]) if "l" in rec else None,
+        "outcomes": outcomes, "reward": reward, "closed": ts + window <= now,
+    }
+
+
+def _hour_sizes(store: Store, since: float, until: float, per_call: int = 1000) -> Iterator[tuple[int, int]]:
+    """(hour, bytes of its index) for every hour the window touches, a thousand hours per round trip."""
+    hours = range(math.floor(since / 3600), math.floor(until / 3600) + 1)
+    for start in range(0, len(hours), per_call):
+        part = hours[start:start + per_call]
+        pipe = store.redis.pipeline(transaction=False)
+        for hour in part:
+            pipe.strlen(store.keys.decision_log(hour))
+        yield from zip(part, pipe.execute())
+
+
+def count_hint(store: Store, settings: Settings, since: float, until: float, now: float,
+               include_open: bool = False) -> int:
+    """About how many decisions the window's hours hold (index bytes / id length), for progress bars."""
+    if not include_open:
+        until = min(until, now - settings.attribution_window_hours * 3600.0)
+    if until <= since:
+        return 0
+    return sum(size for _, size in _hour_sizes(store, since, until)) // 29  # 20 hex, '.', 'default', ' '
