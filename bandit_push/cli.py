@@ -229,6 +229,61 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate(args: argparse.Namespace) -> int:
+    """Baselines on the simulated population, then each learned policy through a fresh service over HTTP."""
+    from bandit_push.sim import evaluate, report
+    from bandit_push.sim.params import SimParams
+    from bandit_push.sim.population import Population
+
+    settings = Settings.from_env()
+    server = None if settings.redis_url else embedded.start(settings.data_dir)
+    if server is not None:
+        settings = settings.replace(redis_url=server.url)
+    try:
+        params = SimParams(users=args.users, days=args.days, warmup_days=args.warmup_days, seed=args.seed, mix=args.mix)
+        pop = Population(params)
+        print(f"population: {params.users} users ({params.mix}, seed {params.seed}), {len(pop.ev_ts)} organic events, "
+              f"{len(pop.opp_ts)} push opportunities over {params.days} days after {params.warmup_days} days of warm-up",
+              flush=True)
+        t = time.perf_counter()
+        base = evaluate.run_baselines(pop, settings, jobs=args.jobs)
+        print(f"{len(base)} baselines (local replica of the cadence policy) in {time.perf_counter() - t:.1f} s", flush=True)
+        learned_results, learned = [], {}
+        for raw in args.policy:
+            try:
+                policy = json.loads(raw) if raw.lstrip().startswith("{") else {"name": raw}
+            except json.JSONDecodeError:
+                print(f"bandit-push: --policy {raw!r} is neither a policy name nor JSON", file=sys.stderr)
+                return 2
+            name = policy.get("name")
+
+            shown = [-1]
+
+            def bar(frac: float, name=name, shown=shown) -> None:
+                done = int(frac * 30)
+                if done != shown[0]:  # redraw only when the bar grows (logs stay short)
+                    shown[0] = done
+                    end = "" if sys.stdout.isatty() else "\n"
+                    print(f"\r{name:>10} [{'#' * done}{'.' * (30 - done)}] {100 * frac:5.1f}%", end=end, flush=True)
+            res, segs = evaluate.run_learned(pop, settings, policy, progress=bar)
+            print(f"  {res.seconds:.0f} s, {res.requests} HTTP requests ({res.requests / res.seconds:.0f}/s)", flush=True)
+            learned_results.append(res)
+            learned[res.label] = segs
+        orc = evaluate.oracle(pop, base)
+        rows, best_fixed = evaluate.summarise(learned_results + base, orc)
+        table = evaluate.format_table(rows)
+        print(table)
+        print(f"best fixed cadence: {best_fixed.label}; {orc.label}")
+        if args.report:
+            paths = report.write(args.report, rows, table, learned_results + base + [orc], learned,
+                                 evaluate.truth_by_context(pop, settings))
+            print("report: " + ", ".join(paths))
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bandit-push", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
     p = sub.add_parser("refresh-popular", help="recompute the popular-items lists now")
     p.set_defaults(func=refresh_popular)
+    p = sub.add_parser("simulate", help="learned policies vs fixed cadences on a simulated population, over HTTP")
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--warmup-days", type=int, default=14)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--mix", choices=["balanced", "enthusiastic", "casual"], default="balanced")
+    p.add_argument("--policy", action="append", default=None,
+                   help="a policy name or its JSON, e.g. thompson or '{\"name\": \"ucb\", \"ucb_c\": 0.5}'; repeatable")
+    p.add_argument("--jobs", type=int, default=2, help="processes for the baselines (default 2)")
+    p.add_argument("--report", metavar="DIR", help="write the table, JSON and figures here")
+    p.set_defaults(func=simulate)
     p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")
     p.add_argument("model", choices=["mf", "segments"])
     p.set_defaults(func=refit)
@@ -265,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=evaluate)
     experiments_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "simulate" and not args.policy:
+        args.policy = ["thompson", "ucb"]
     try:
         return args.func(args)
     except BanditPushError as e:

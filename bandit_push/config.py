@@ -7,6 +7,7 @@ written ``key=value,key=value``; the quiet hours ``HH:MM-HH:MM`` or ``off``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import os
@@ -276,6 +277,7 @@ class Settings:
         return [f"<{e[0]}"] + [f"{a}-{b}" for a, b in zip(e, e[1:])] + [f">={e[-1]}"]
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(host: str | None) -> bool:
     """True for 127.0.0.0/8, ::1 and ``localhost``: a bind address, or a client's address."""
     if host is None:

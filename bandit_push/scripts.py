@@ -355,8 +355,9 @@ redis.call('HSET', dkey, unpack(record))
 redis.call('EXPIRE', dkey, cfg.ttl)
 -- the decision log's index of this hour: the id of the record written ("<token>.<space>")
 local lkey = KEYS[8 + 3 * nx]
-redis.call('APPEND', lkey, string.sub(did, 1, string.find(did, '.', 1, true)) .. cfg.space .. ' ')
-redis.call('EXPIRE', lkey, cfg.ttl + 3600)
+local entry = string.sub(did, 1, string.find(did, '.', 1, true)) .. cfg.space .. ' '
+-- the hour's first entry sets the expiry (later decides of the hour need not: saves a call per decide)
+if redis.call('APPEND', lkey, entry) == #entry then redis.call('EXPIRE', lkey, cfg.ttl + 3600) end
 -- the first exposure creates the user's counters (that is the exposure log); a send counts in them
 local first = 0
 if xi > 0 then

@@ -1,0 +1,194 @@
+"""The evaluation: learned policies through the real service, against baselines on the same stream.
+
+Baselines (all the service's ``cadence`` policy under some guardrail settings, answered by the
+exact :class:`~bandit_push.sim.gateway.LocalGateway` replica, so that twenty of them cost seconds):
+
+* ``never`` (nobody is pushed);
+* ``always``: push at every opportunity the default guardrails allow (quiet hours 22-08, 3 a day,
+  4 h apart);
+* daily caps ``cap N/day``: as ``always`` with at most N pushes in 24 h;
+* fixed cadences ``every G h`` for G in 2 h .. 1 week, with quiet hours (``+quiet``) and without,
+  with no other guardrail (the cadence is the rule);
+* the ``oracle``: knows each user's true type and gives every type its best fixed rule above
+  (``never`` included), chosen after the fact on this very stream — an upper benchmark.
+
+Learned policies run against a fresh service (gunicorn, its own key prefix) with the default
+guardrails. Everyone meets the same users, opportunities and per-opportunity random numbers.
+"""
+from __future__ import annotations
+
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any, Callable
+
+import numpy as np
+
+from bandit_push import segments
+from bandit_push.config import Settings
+from bandit_push.policies import from_config
+from bandit_push.sim.driver import Result, run
+from bandit_push.sim.gateway import Answer, HttpGateway, LocalGateway
+from bandit_push.sim.population import DAY, HOUR, Population
+from bandit_push.sim.service import Service
+
+CADENCE_HOURS = (2, 4, 8, 12, 24, 48, 72, 168)
+CAPS = (1, 2)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    label: str
+    gap_hours: float | None          #: None: never push
+    changes: dict[str, Any]          #: guardrail settings of this baseline
+    fixed_cadence: bool = False      #: one of the "every G h" rules (the best of them is the reference)
+
+
+def baselines() -> list[Baseline]:
+    out = [Baseline("never", None, {}), Baseline("always", 1e-6, {})]
+    out += [Baseline(f"cap {c}/day", 1e-6, {"max_per_day": c}) for c in CAPS]
+    for g in CADENCE_HOURS:
+        for quiet in (True, False):
+            out.append(Baseline(f"every {g}h" + ("+quiet" if quiet else ""), float(g),
+                                {"min_gap_hours": 0.0, "max_per_day": 24,
+                                 **({} if quiet else {"quiet_hours": "off"})}, fixed_cadence=True))
+    return out
+
+
+class _Never:
+    """The gateway of a policy that never pushes (decisions still counted)."""
+
+    def put_users(self, users): pass
+    def post_events(self, rows): return len(rows)
+    def post_feedback(self, rows): return {}
+    def refresh_popular(self, now): pass
+
+    def decide_many(self, asks):
+        return [Answer(False, [], "", "default", "holdout", ("", "")) for _ in asks]
+
+
+def run_baseline(pop: Population, settings: Settings, b: Baseline) -> Result:
+    weights = dict(settings.weights)
+    if b.gap_hours is None:
+        return run(pop, _Never(), b.label, weights)
+    gw = LocalGateway(settings.replace(**b.changes), b.gap_hours, dict(zip(pop.user_ids, pop.tz_rule)))
+    return run(pop, gw, b.label, weights)
+
+
+def run_baselines(pop: Population, settings: Settings, jobs: int = 2) -> list[Result]:
+    """Every baseline of :func:`baselines`, over ``jobs`` processes (each baseline is independent)."""
+    todo = baselines()
+    if jobs <= 1:
+        return [run_baseline(pop, settings, b) for b in todo]
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(run_baseline, [pop] * len(todo), [settings] * len(todo), todo))
+
+
+def oracle(pop: Population, results: list[Result]) -> Result:
+    """Each true type gets the baseline that earned most on it; the pieces add up (users are independent)."""
+    first = results[0]
+    n_types = len(first.type_value)
+    best = [max(results, key=lambda r: r.type_value[t]) for t in range(n_types)]
+    o = Result("oracle", first.users, first.days, first.weights, day_sends=np.zeros(first.days),
+               day_value=np.zeros(first.days), type_users=first.type_users.copy(), type_sends=np.zeros(n_types),
+               type_value=np.zeros(n_types), type_unsub=np.zeros(n_types))
+    for t, r in enumerate(best):
+        o.type_sends[t], o.type_value[t], o.type_unsub[t] = r.type_sends[t], r.type_value[t], r.type_unsub[t]
+        for i, _, ts, events in r.pushes:
+            if pop.type[i] != t:
+                continue
+            day = int((ts - pop.params.start) // DAY)
+            o.sends += 1
+            o.day_sends[day] += 1
+            v = sum(o.weights.get(e, 0.0) for e, _ in events)
+            o.day_value[day] += v
+            for e, _ in events:
+                o.outcomes[e] += 1
+    o.value = float(o.type_value.sum())
+    o.unsubscribed_users = int(o.type_unsub.sum())
+    o.label = "oracle (" + ", ".join(f"{pop.params.types[t].name}: {r.label}" for t, r in enumerate(best)) + ")"
+    return o
+
+
+def run_learned(pop: Population, settings: Settings, policy: dict[str, Any], threads: int = 4,
+                progress: Callable[[float], None] | None = None) -> tuple[Result, list[dict[str, Any]]]:
+    """One learned policy through a fresh service over HTTP; also returns what it learned (per segment)."""
+    label = policy["name"] + "".join(f" {k}={v}" for k, v in policy.items() if k != "name")
+    with Service(settings, policy) as svc:
+        gw = HttpGateway(svc.url, threads=threads, refresh=svc.refresh)
+        try:
+            res = run(pop, gw, label, dict(settings.weights), progress=progress)
+        finally:
+            gw.close()
+        assert svc.store is not None
+        learned = segments.report(svc.store, svc.settings, from_config(policy, svc.settings), now=pop.t_end)
+    return res, learned
+
+
+def truth_by_context(pop: Population, settings: Settings) -> dict[tuple[str, ...], float]:
+    """The simulator's expected net value of a push per context (recency bucket, daypart[, activity bucket]):
+    fatigue from one earlier push at the bucket's middle (none for the open-ended bucket), items of average
+    match, averaged over the daypart's local hours and over the users in the activity bucket (their shopping
+    events per week over the whole run, as the service counts them)."""
+    edges = list(settings.recency_edges_hours)
+    mids = [edges[0] / 2] + [(a + b) / 2 for a, b in zip(edges, edges[1:])] + [math.inf]
+    labels = settings.recency_labels()
+    dp_of = settings.daypart_of_hour()
+    tau = pop.params.fatigue_recovery_hours
+    n_types = len(pop.params.types)
+    w = dict(settings.weights)
+    groups: dict[tuple[str, ...], np.ndarray] = {}
+    if getattr(settings, "activity_edges_per_week", None):  # an activity context, where the service has one
+        weeks = max((pop.t_end - pop.t0) / (7 * DAY), 1.0)
+        rate = np.bincount(pop.ev_user, minlength=pop.params.users) / weeks
+        bucket = np.searchsorted(np.asarray(settings.activity_edges_per_week), rate, side="right")
+        for b, label in enumerate(settings.activity_labels()):
+            if (bucket == b).any():
+                groups[(label,)] = np.bincount(pop.type[bucket == b], minlength=n_types) / (bucket == b).sum()
+    else:
+        groups[()] = np.bincount(pop.type, minlength=n_types) / len(pop.type)
+    values = {(t, h, r): pop.expected_value(t, h, 0.0 if math.isinf(mid) else math.exp(-mid / tau), 0.5, w)
+              for t in range(n_types) for h in range(24) for r, mid in enumerate(mids)}
+    out = {}
+    for r in range(len(mids)):
+        for d, (_, name) in enumerate(settings.dayparts):
+            hours = [h for h in range(24) if dp_of[h] == d]
+            for group, shares in groups.items():
+                out[(labels[r], name, *group)] = float(sum(
+                    shares[t] * np.mean([values[(t, h, r)] for h in hours]) for t in range(n_types)))
+    return out
+
+
+def summarise(results: list[Result], oracle_result: Result) -> tuple[list[dict[str, Any]], Result]:
+    """Table rows with the ratios to the best fixed cadence and to the oracle."""
+    fixed = [r for r in results if r.label.startswith("every ")]
+    best_fixed = max(fixed, key=lambda r: r.value)
+    rows = []
+    for r in results + [oracle_result]:
+        row = r.row()
+        row["vs_best_fixed"] = r.value / best_fixed.value if best_fixed.value > 0 else float("nan")
+        row["vs_oracle"] = r.value / oracle_result.value if oracle_result.value > 0 else float("nan")
+        rows.append(row)
+    return rows, best_fixed
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = ("policy", "sends/user/day", "CTR", "conv.", "unsub users", "unsub/send", "net value/user",
+            "x best fixed", "x oracle")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["policy"], f"{r['sends_per_user_day']:.2f}", f"{100 * r['ctr']:.2f}%", f"{100 * r['conversion']:.2f}%",
+            f"{100 * r['unsub_users']:.1f}%", f"{100 * r['unsub_per_send']:.3f}%", f"{r['value_per_user']:+.3f}",
+            _ratio(r["vs_best_fixed"]), _ratio(r["vs_oracle"])]) + " |")
+    return "\n".join(lines)
+
+
+def _ratio(x: float) -> str:
+    """A ratio, or n/a when the reference earned nothing or lost (a ratio to a loss means nothing)."""
+    return "n/a" if math.isnan(x) else f"{x:.2f}"
+
+
+__all__ = ["Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned", "truth_by_context", "summarise",
+           "format_table", "HOUR"]

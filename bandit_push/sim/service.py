@@ -1,0 +1,105 @@
+"""A fresh bandit-push service for one simulated policy run: gunicorn on its own key prefix.
+
+The service runs in child processes (``gunicorn 'api:create_app()'``, configured through
+``BANDIT_PUSH_*`` like any deployment), so this module imports no Flask. The run's keys are
+deleted when it stops.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+from bandit_push import popular
+from bandit_push.config import Settings
+from bandit_push.policies import from_config
+from bandit_push.store import Store
+
+
+def policy_env(settings: Settings, policy: dict[str, Any]) -> dict[str, str]:
+    """``BANDIT_PUSH_*`` variables that make a service run ``policy`` (validated by :func:`from_config`)."""
+    pol = from_config(policy, settings)
+    env = {"BANDIT_PUSH_POLICY": pol.name}
+    for k, v in pol.params.items():
+        env[f"BANDIT_PUSH_{k.upper()}"] = repr(v)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """``with Service(settings, policy) as svc:`` — ``svc.url``, ``svc.refresh(now)``; keys removed at exit."""
+
+    def __init__(self, settings: Settings, policy: dict[str, Any], workers: int = 2, threads: int = 4,
+                 env: dict[str, str] | None = None):
+        self.settings = settings.replace(prefix=f"{settings.prefix}sim{uuid.uuid4().hex[:8]}:")
+        self.policy = policy
+        self.workers, self.threads = workers, threads
+        self.extra_env = env or {}
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.store: Store | None = None
+
+    def __enter__(self) -> "Service":
+        s = self.settings
+        env = dict(os.environ, REDIS_URL=s.redis_url or "", BANDIT_PUSH_PREFIX=s.prefix,
+                   BANDIT_PUSH_QUIET_HOURS=s.quiet_hours, BANDIT_PUSH_MAX_PER_DAY=str(s.max_per_day),
+                   BANDIT_PUSH_MIN_GAP_HOURS=repr(s.min_gap_hours), **policy_env(s, self.policy), **self.extra_env)
+        if s.seed is not None:
+            env["BANDIT_PUSH_SEED"] = str(s.seed)
+        cmd = [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--threads", str(self.threads),
+               "--worker-class", "gthread" if self.threads > 1 else "sync", "--bind", f"127.0.0.1:{self.port}",
+               "--log-level", "warning", "api:create_app()"]
+        self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        self.store = Store.connect(s)
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    self.__exit__(None, None, None)
+                    raise RuntimeError(f"the service for {self.policy} did not start") from None
+                time.sleep(0.2)
+        return self
+
+    def refresh(self, now: float) -> None:
+        """The scheduler's popular-items job at the simulated time ``now``."""
+        assert self.store is not None
+        popular.refresh(self.store, self.settings, now=now)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.store is not None:
+            clean(self.store, self.settings.prefix)
+            self.store.close()
+
+
+def clean(store: Store, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a run's own prefix)."""
+    batch = []
+    for key in store.redis.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            store.redis.delete(*batch)
+            batch = []
+    if batch:
+        store.redis.delete(*batch)

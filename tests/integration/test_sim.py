@@ -1,0 +1,90 @@
+"""The simulation driver against the real service over HTTP, on a tiny population (seconds)."""
+import contextlib
+import dataclasses
+import threading
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+
+from bandit_push import popular
+from bandit_push.sim.driver import run
+from bandit_push.sim.gateway import HttpGateway, LocalGateway
+from bandit_push.sim.params import SimParams
+from bandit_push.sim.population import HOUR, Population
+from bandit_push.sim.service import clean
+from bandit_push.store import Store
+
+TINY = SimParams(users=25, days=3, warmup_days=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def pop():
+    return Population(TINY)
+
+
+@contextlib.contextmanager
+def served(make_app, **changes):
+    """A service with these settings on its own prefix, on a real HTTP server; yields (gateway, store)."""
+    app = make_app(prefix=f"bpt:{uuid.uuid4().hex[:10]}:", **changes)
+    settings = app.extensions["bandit_push"].settings
+    store = Store.connect(settings)
+    # one request at a time: a threaded werkzeug server starts a thread per connection, and the decision
+    # engine keeps a Redis connection per thread, which would exhaust the pool over thousands of requests
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    gw = HttpGateway(f"http://127.0.0.1:{server.server_port}", threads=4,
+                     refresh=lambda now: popular.refresh(store, settings, now=now))
+    try:
+        yield gw, store
+    finally:
+        gw.close()
+        server.shutdown()
+        thread.join(5)
+        clean(store, settings.prefix)
+        store.close()
+
+
+def test_never_sends_nothing(make_app, pop):
+    with served(make_app, policy="holdout") as (gw, _):
+        res = run(pop, gw, "never", {})
+    assert res.decisions == len(pop.opp_ts) and res.sends == 0 and set(res.reasons) == {"holdout"}
+
+
+def test_always_sends_at_the_guardrail_limits(make_app, pop, settings):
+    with served(make_app, policy="cadence", cadence_gap_hours=1e-6, min_gap_hours=4, max_per_day=3) as (gw, _):
+        res = run(pop, gw, "always", {})
+    assert res.sends > 0 and set(res.reasons) <= {"policy", "min_gap", "daily_cap", "opted_out"}
+    assert res.reasons["policy"] == res.sends  # every opportunity the guardrails allow is a push
+    by_user: dict[int, list[float]] = {}
+    for i, _, ts, _ in res.pushes:
+        by_user.setdefault(i, []).append(ts)
+    for times in by_user.values():
+        assert all(b - a >= 4 * HOUR for a, b in zip(times, times[1:]))
+        assert all(sum(1 for u in times if t - 24 * HOUR < u <= t) <= 3 for t in times)
+
+
+def test_feedback_in_redis_matches_what_the_simulator_generated(make_app, pop):
+    with served(make_app, policy="thompson", min_gap_hours=0) as (gw, store):
+        res = run(pop, gw, "thompson", dict(store.settings.weights))
+        generated = sum(len(events) for *_, events in res.pushes)
+        assert res.sends > 0 and generated > 0
+        assert res.feedback_status["accepted"] == generated and res.feedback_status.get("unknown", 0) == 0
+        for _, did, _, events in res.pushes:
+            key = store.keys.decision(did)  # (field by field: the record's logged arm state is packed binary)
+            assert store.redis.hget(key, "x") == "1"
+            assert {f[2:] for f in store.redis.hkeys(key) if f.startswith("e:")} == {e for e, _ in events}
+
+
+def test_local_replica_equals_the_service_and_http_runs_repeat(make_app, pop, settings):
+    changes = dict(min_gap_hours=0.0, max_per_day=24, quiet_hours="22:00-08:00")
+    runs = []
+    for _ in range(2):
+        with served(make_app, policy="cadence", cadence_gap_hours=8, **changes) as (gw, store):
+            runs.append(run(pop, gw, "every 8h", dict(store.settings.weights)))
+    local = run(pop, LocalGateway(dataclasses.replace(settings, **changes), 8, dict(zip(pop.user_ids, pop.tz_rule))),
+                "every 8h", dict(settings.weights))
+    strip = [[(i, ts, events) for i, _, ts, events in r.pushes] for r in runs + [local]]
+    assert runs[0].sends > 0 and strip[0] == strip[1] == strip[2]
+    assert runs[0].value == runs[1].value == local.value and dict(runs[0].reasons) == dict(local.reasons)
