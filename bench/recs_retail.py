@@ -9,13 +9,19 @@ recall@10 (hits / min(10, held-out)) and NDCG@10 (binary gains) averaged over al
 
 The test run goes through the service: the training purchases are posted with
 ``bandit_push.events.ingest`` (batches of 1,000) into a real Redis under a prefix of their own
-(cleaned before and after), read back with ``bandit_push.interactions.read``, turned into the
-confidence matrix and fitted (``bandit_push.recs``), and ranked with ``recs.top_k`` excluding what
-the user bought, exactly as serving does. In the same run and on the same records:
+(cleaned before and after); the MF refit is ``bandit_push.refit.run(..., "mf", ...)`` (what the RQ job
+``workers.jobs.refit`` and ``bandit-push refit mf`` run: read the interaction store, build the matrix
+and popularity, fit, measure its held-out slice, publish a model version, write every user's packed
+list), with ``now`` at the split; each test user's top 10 is ``bandit_push.decide.ranked_items``
+(``GET /v1/users/<id>/items``: decide's ``PICK_ITEMS`` over the precomputed list, which excludes what
+the user bought, ``allow_repurchase`` being off by default). In the same run and on the same records
+(read back with ``bandit_push.interactions.read``):
 (a) popularity over the 30 days before the split, excluding what the user bought;
 (b) ``implicit``'s ALS with its defaults on the binary user x item matrix (its ``recommend``,
-which filters what the user bought). Timings: our end-to-end refit (read from Redis, build the
-matrices, fit) against the bare ``implicit`` fit (best of 3 each), and fold-in per test user.
+which filters what the user bought). Timings: the refit end-to-end and up to its publish step
+against the bare ``implicit`` fit (best of 3 each, interleaved); fold-in per test user: the
+computation (``recs.fold_in`` on the published version's stored history) and the real-time path
+between refits (``toplists.refresh_users`` for one new event: Redis reads, fold-in, rank, write).
 
 ``--validate`` never looks at the test users: it trains before 2011-10-01, evaluates on October,
 in memory, and prints the chosen defaults beside one-at-a-time changes of them.
@@ -36,8 +42,9 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from bandit_push import interactions, recs  # noqa: E402
+from bandit_push import interactions, models, recs, refit, toplists  # noqa: E402
 from bandit_push.config import EVENT_TYPES, Settings  # noqa: E402
+from bandit_push.decide import ranked_items  # noqa: E402
 from bandit_push.events import ShopEvent, ingest  # noqa: E402
 from bandit_push.store import Store  # noqa: E402
 
@@ -232,10 +239,29 @@ def user_index(store: Store, user_ids: list[str]) -> dict[str, int]:
     return {u: int(ix) for u, ix in zip(user_ids, pipe.execute()) if ix is not None}
 
 
-def refit_from_redis(store: Store, now: int, settings: Settings) -> recs.Model:
-    """The refit job's work minus publishing: read the interaction store, build the matrices, fit."""
-    data = read_back(store)
-    return fit_ours(data, now, settings)
+def run_refit(store: Store, settings: Settings, now: int) -> tuple[dict, float, dict[str, float]]:
+    """The real MF refit (``bandit_push.refit``, what ``workers.jobs.refit`` and ``bandit-push refit mf`` run).
+
+    Returns (summary, wall seconds, seconds at which each stage started, from the progress reports).
+    """
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def progress(fraction: float, stage: str) -> None:
+        stages.setdefault(stage, time.perf_counter() - t0)
+
+    summary = refit.run(store, settings, "mf", refit.cli_owner(), progress, now=float(now))
+    return summary, time.perf_counter() - t0, stages
+
+
+def rank_served(store: Store, settings: Settings, held, now: int) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Each test user's top 10 from ``decide.ranked_items`` (``GET /v1/users/<id>/items``, decide's PICK_ITEMS)."""
+    out, sources = {}, {}
+    for u in held:
+        got = ranked_items(store, settings, u, K, now=float(now))
+        out[u] = [x["item_id"] for x in got["items"]]
+        sources[got["items_source"]] = sources.get(got["items_source"], 0) + 1
+    return out, sources
 
 
 def test_split(d: dict[str, np.ndarray], args: argparse.Namespace) -> None:
@@ -252,50 +278,79 @@ def test_split(d: dict[str, np.ndarray], args: argparse.Namespace) -> None:
         print(f"  ingested {n_events:,} purchases in {ingest_s:.1f} s ({n_events / ingest_s:,.0f}/s); "
               f"read back {data.users.size:,} records, {data.n_users:,} users, {data.n_items:,} items", flush=True)
 
-        bare_s, ours_s = [], []
+        bare_s, ours_s, pre_s, runs = [], [], [], []
         for _ in range(args.repeats):
             als, binary, took = bare_als(data)
             bare_s.append(took)
-            t0 = time.perf_counter()
-            model = refit_from_redis(store, cut, settings)
-            ours_s.append(time.perf_counter() - t0)
-        print(f"  fits: bare implicit {min(bare_s):.2f} s, ours end-to-end {min(ours_s):.2f} s (best of {args.repeats})",
-              flush=True)
+            summary, took, stages = run_refit(store, settings, cut)
+            ours_s.append(took)
+            pre_s.append(stages["publish"])
+            runs.append(stages)
+        best = int(np.argmin(ours_s))
+        print(f"  fits: bare implicit {min(bare_s):.2f} s; refit end-to-end {min(ours_s):.2f} s, "
+              f"before publish {min(pre_s):.2f} s (best of {args.repeats}); last version {summary['version']}, "
+              f"{summary['lists']:,} lists, quality slice {summary['quality']}", flush=True)
 
-        folded, fold_ms, fold_best = {}, [], []
-        order = np.argsort(data.users, kind="stable")
-        bounds = np.searchsorted(data.users[order], np.arange(data.n_users + 1))
+        served, sources = rank_served(store, settings, held, cut)
+
+        # fold-in: the service's computation (recs.fold_in on the version's stored history, then toplists.rank)
+        cache = models.ModelCache()
+        stored = cache.get(store, "mf")
+        model = toplists.as_model(stored)
+        folded, fold_ms, fold_best, sizes = {}, [], [], []
         for u in held:
-            ix = data.user_ix[u]
-            sel = order[bounds[ix]:bounds[ix + 1]]
-            runs = []
+            items, types, ts = toplists.user_history(stored, data.user_ix[u])
+            sizes.append(len(items))
+            runs_ms = []
             for _ in range(5):  # single shots on a shared machine are mostly scheduler noise at the tail
                 t0 = time.perf_counter()
-                vec = recs.fold_in(model, data.items[sel], data.types[sel], data.ts[sel], cut, settings)
-                runs.append((time.perf_counter() - t0) * 1e3)
-            fold_ms.append(runs[0])
-            fold_best.append(min(runs))
-            top, _ = recs.top_k(model, vec, K, exclude=data.items_of(ix))
-            folded[u] = [data.item_ids[i] for i in top]
-        sizes = np.diff(bounds)[[data.user_ix[u] for u in held]]
+                vec = recs.fold_in(model, items, types, ts, stored.meta["data_until"], settings)
+                runs_ms.append((time.perf_counter() - t0) * 1e3)
+            fold_ms.append(runs_ms[0])
+            fold_best.append(min(runs_ms))
+            top, _ = toplists.rank(model, settings, vec, items, types)
+            folded[u] = [data.item_ids[i] for i in top[:K]]
+        sizes = np.array(sizes)
 
         pop = evaluate(rank_popular(data, cut, held), held)
         base = evaluate(rank_bare(als, binary, data, held), held)
-        ours = evaluate(rank_ours(model, data, held), held)
+        ours = evaluate(served, held)
         ours_fold = evaluate(folded, held)
+
+        # the real-time path between refits: toplists.refresh_users for one new event of each test user
+        # (reads the user's index and recent events, folds in, ranks, writes the list); changes the lists,
+        # so it runs after they were scored
+        refresh_ms = []
+        for u in held:
+            last = data.item_ids[int(toplists.user_history(stored, data.user_ix[u])[0][-1])]
+            ev = ShopEvent(user_id=u, type="view", ts=float(cut), item_id=last)
+            t0 = time.perf_counter()
+            n = toplists.refresh_users(store, settings, cache, [ev], now=float(cut))
+            refresh_ms.append((time.perf_counter() - t0) * 1e3)
+            assert n == 1, u
+        refresh_ms = np.array(refresh_ms)
+
         print(f"\nOnline Retail, split {SPLIT}, {len(held):,} test users, {data.users.size:,} training purchases")
         print(f"  {'model':44} {'recall@10':>9} {'vs b':>5} {'NDCG@10':>9}  vs (a)")
         row("(a) popular, last 30 days, minus bought", pop, base)
         row("(b) implicit ALS, defaults, binary matrix", base, base, f"{base[0] / pop[0]:.2f}x")
-        row("ours (bandit_push.recs, via Redis)", ours, base, f"{ours[0] / pop[0]:.2f}x")
+        row("ours: refit job + decide.ranked_items", ours, base, f"{ours[0] / pop[0]:.2f}x")
         row("ours, user vectors by fold-in", ours_fold, base, f"{ours_fold[0] / pop[0]:.2f}x")
-        print(f"  refit end-to-end / bare implicit fit: {min(ours_s) / min(bare_s):.2f}x "
-              f"({min(ours_s):.2f} s / {min(bare_s):.2f} s)")
+        print(f"  served lists' sources: {sources}")
+        print(f"  refit end-to-end (bandit_push.refit.run: read, matrix, fit, quality, publish, per-user lists) "
+              f"/ bare implicit fit: {min(ours_s) / min(bare_s):.2f}x ({min(ours_s):.2f} s / {min(bare_s):.2f} s); "
+              f"before publish: {min(pre_s) / min(bare_s):.2f}x ({min(pre_s):.2f} s)")
+        order = sorted(runs[best], key=runs[best].get)
+        spans = [f"{st} {(runs[best][nx] if nx else ours_s[best]) - runs[best][st]:.2f}"
+                 for st, nx in zip(order, order[1:] + [None]) if st != "done"]
+        print(f"  refit stages of the best run (s): {', '.join(spans)}")
         typical = (sizes >= 50) & (sizes <= 150)
         for label, ms in (("first call", np.array(fold_ms)), ("best of 5", np.array(fold_best))):
-            print(f"  fold-in per test user ({label}): median {np.median(ms):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms; "
-                  f"users with 50-150 records: median {np.median(ms[typical]):.3f} ms, "
-                  f"p99 {np.percentile(ms[typical], 99):.3f} ms")
+            print(f"  fold-in computation per test user ({label}): median {np.median(ms):.3f} ms, "
+                  f"p99 {np.percentile(ms, 99):.3f} ms; users with 50-150 records: median "
+                  f"{np.median(ms[typical]):.3f} ms, p99 {np.percentile(ms[typical], 99):.3f} ms")
+        print(f"  toplists.refresh_users, one event of one user (Redis reads, fold-in, rank, write): "
+              f"median {np.median(refresh_ms):.3f} ms, p99 {np.percentile(refresh_ms, 99):.3f} ms")
         print(f"  records per test user: median {int(np.median(sizes))}, p99 {int(np.percentile(sizes, 99))}")
         print(f"  ingestion: {n_events / ingest_s:,.0f} purchases/s through bandit_push.events.ingest "
               f"(batches of {args.batch})")
