@@ -10,8 +10,14 @@ thread, several threads.
 service: the same guardrails (opt-out, quiet hours by the same time-zone rule,
 the rolling 24 h cap, the minimum gap), the same cadence rule, and items from a
 replica of the popular lists (same window, weights, refresh times and exclusion
-of recently pushed items). It makes the many fixed-cadence baselines cheap;
-``tests/integration/test_sim.py`` checks it against the service on the same stream.
+of recently pushed items): the user's segment's list first, then the global one,
+as decide picks them when there are no MF recommendations (the simulator runs no
+refit). Segments follow the service without a segmentation model: a user is
+``new`` until ``segment_min_events`` events, then ``default``; an event counts
+towards the popularity of the segment the user was in when it arrived, and the
+move happens after each batch of events, as ``POST /v1/events`` does it. It makes
+the many fixed-cadence baselines cheap; ``tests/integration/test_sim.py`` checks
+it against the service on the same stream.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
@@ -83,7 +90,10 @@ class HttpGateway:
         list(self._pool.map(lambda u: self._call("PUT", f"/v1/users/{u[0]}", {"timezone": u[1]}), users))
 
     def post_events(self, rows: list[dict]) -> int:
-        return sum(r["accepted"] for r in self._batched("/v1/events", rows)) if rows else 0
+        # one batch after the other, in order: a user's segment moves (``new`` -> ``default``) after each
+        # batch and credits the popularity of their later events, so concurrent batches could race
+        chunks = [rows[i:i + self.batch] for i in range(0, len(rows), self.batch)]
+        return sum(self._call("POST", "/v1/events", {"events": c})["accepted"] for c in chunks)
 
     def post_feedback(self, rows: list[dict]) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -112,7 +122,7 @@ class HttpGateway:
 class LocalGateway:
     """The service's ``cadence`` policy and guardrails, replicated in-process (see the module doc)."""
 
-    def __init__(self, settings: Settings, gap_hours: float, tz_rules: dict[str, str]):
+    def __init__(self, settings: Settings, gap_hours: float, tz_rules: dict[str, str], batch: int = 1000):
         FixedCadence(settings, cadence_gap_hours=gap_hours)  # the same validation as the service's parser
         self.s = settings
         self.gap = gap_hours * 3600.0
@@ -121,9 +131,12 @@ class LocalGateway:
         self.pushes: dict[str, list[float]] = defaultdict(list)
         self.pushed_items: dict[str, list[tuple[str, float]]] = defaultdict(list)
         self.opted_out: set[str] = set()
-        self.has_events: set[str] = set()
-        self.day_scores: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self.top: list[str] = []
+        self.batch = batch  #: as HttpGateway's: segments move after each batch of events
+        self.segment: dict[str, str] = {}
+        self.n_events: dict[str, int] = defaultdict(int)
+        #: day -> segment ('*': all) -> item -> score; Decimal, as Redis's HINCRBYFLOAT sums the weights
+        self.day_scores: dict[int, dict[str, dict[str, Decimal]]] = {}
+        self.top: dict[str, list[str]] = {}
         self.seq = 0
         self.decisions: dict[str, str] = {}
         self._offsets: dict[tuple[str, int], int | bool] = {}
@@ -132,11 +145,23 @@ class LocalGateway:
         pass  # time zones come from tz_rules
 
     def post_events(self, rows: list[dict]) -> int:
-        for r in rows:
-            self.has_events.add(r["user_id"])
-            w = float(self.s.event_weights.get(r["type"], 0.0))
-            if r.get("item_id") and w > 0:
-                self.day_scores[int(r["ts"] // 86400)][r["item_id"]] += w
+        for start in range(0, len(rows), self.batch):
+            newcomers = set()
+            for r in rows[start:start + self.batch]:
+                user = r["user_id"]
+                seg = self.segment.setdefault(user, "new")
+                if seg == "new":
+                    newcomers.add(user)
+                self.n_events[user] += 1
+                w = float(self.s.event_weights.get(r["type"], 0.0))
+                if r.get("item_id") and w > 0:
+                    day = self.day_scores.setdefault(int(r["ts"] // 86400), {})
+                    for key in (seg, "*"):
+                        scores = day.setdefault(key, {})
+                        scores[r["item_id"]] = scores.get(r["item_id"], Decimal(0)) + Decimal(repr(w))
+            for user in newcomers:  # segmentation.assign_new without a segments model
+                if self.n_events[user] >= self.s.segment_min_events:
+                    self.segment[user] = "default"
         return len(rows)
 
     def post_feedback(self, rows: list[dict]) -> dict[str, int]:
@@ -147,11 +172,13 @@ class LocalGateway:
 
     def refresh_popular(self, now: float) -> None:
         last = int(now // 86400)
-        totals: dict[str, float] = defaultdict(float)
+        totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for day in range(last - self.s.popular_window_days + 1, last + 1):
-            for item, score in self.day_scores.get(day, {}).items():
-                totals[item] += score
-        self.top = [i for i, _ in heapq.nlargest(self.s.popular_size, totals.items(), key=lambda kv: (kv[1], kv[0]))]
+            for seg, scores in self.day_scores.get(day, {}).items():
+                for item, score in scores.items():
+                    totals[seg][item] += float(score)
+        self.top = {seg: [i for i, _ in heapq.nlargest(self.s.popular_size, c.items(), key=lambda kv: (kv[1], kv[0]))]
+                    for seg, c in totals.items()}
 
     def _offset(self, rule: str, now: float) -> int:
         """The rule's UTC offset at ``now``, cached per hour (an hour with a transition is computed exactly)."""
@@ -168,7 +195,7 @@ class LocalGateway:
         self.seq += 1
         did = f"local{self.seq}"
         self.decisions[did] = user
-        seg = "default" if user in self.has_events else "new"
+        seg = self.segment.get(user, "new")
         pushes = self.pushes[user]
         lp = pushes[-1] if pushes else None
         lsec = (now + self._offset(self.tz_rules[user], now)) % 86400
@@ -186,7 +213,13 @@ class LocalGateway:
         items: list[str] = []
         if send:  # the items of a decision that does not send are never used by the simulation
             excluded = {i for i, t in self.pushed_items[user] if t > now - s.exclude_pushed_days * 86400.0}
-            items = [i for i in self.top if i not in excluded][:k]
+            picked: set[str] = set()
+            for item in self.top.get(seg, []) + self.top.get("*", []):  # the segment's list, then the global one
+                if len(items) >= k:
+                    break
+                if item not in excluded and item not in picked:
+                    picked.add(item)
+                    items.append(item)
             pushes.append(now)
             self.pushed_items[user] = [(i, t) for i, t in self.pushed_items[user] if i in excluded] + \
                 [(i, now) for i in items]

@@ -88,3 +88,5 @@ def test_local_replica_equals_the_service_and_http_runs_repeat(make_app, pop, se
     strip = [[(i, ts, events) for i, _, ts, events in r.pushes] for r in runs + [local]]
     assert runs[0].sends > 0 and strip[0] == strip[1] == strip[2]
     assert runs[0].value == runs[1].value == local.value and dict(runs[0].reasons) == dict(local.reasons)
+    # the replica puts users in the service's segments (new, then default), whose popular lists it pushes
+    assert runs[0].segment_day == runs[1].segment_day == local.segment_day
