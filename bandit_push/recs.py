@@ -189,3 +189,35 @@ def top_k(model: Model, user_vec: npt.NDArray[np.float32], k: int, exclude=None,
     part = np.argpartition(-s, k - 1)[:k]
     order = part[np.lexsort((part, -s[part]))]  # ties: lower index first, so results are deterministic
     return order.astype(np.int64), s[order]
+
+
+def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, excludes=None,
+               blend: float | None = None, chunk: int = 512) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+    """:func:`top_k` for many users at once (one matrix product per ``chunk`` users): the same scores,
+    exclusions and tie order; ``excludes`` is one array of item indices (or None) per user."""
+    if blend is None:
+        blend = float(model.arrays["popular_blend"][0]) if "popular_blend" in model.arrays else 0.0
+    items = model.arrays["item_factors"]
+    pop = model.arrays.get("popularity")
+    vecs = np.asarray(user_vecs, dtype=np.float32)
+    out: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
+    for start in range(0, len(vecs), chunk):
+        s = vecs[start:start + chunk] @ items.T
+        scale = np.abs(s).max(axis=1, keepdims=True) if s.shape[1] else np.zeros((len(s), 1), np.float32)
+        s = np.where(scale > 1e-12, s / np.where(scale > 1e-12, scale, 1), 0).astype(np.float32)
+        if pop is not None and blend:
+            s += np.float32(blend) * pop[:s.shape[1]]
+        for r in range(len(s)):
+            row = s[r]
+            ex = excludes[start + r] if excludes is not None else None
+            if ex is not None and len(ex):
+                ex = np.asarray(ex, dtype=np.int64)
+                row[ex[(ex >= 0) & (ex < row.size)]] = -np.inf
+            kk = int(min(max(k, 0), np.isfinite(row).sum()))
+            if kk == 0:
+                out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)))
+                continue
+            part = np.argpartition(-row, kk - 1)[:kk]
+            order = part[np.lexsort((part, -row[part]))]
+            out.append((order.astype(np.int64), row[order]))
+    return out

@@ -172,12 +172,16 @@ def _quality(model: recs.Model, settings: Settings, rows, train, targets, n_item
     """recall@10 of the model and of popularity (both without the user's earlier purchases) on the held-out users."""
     tr = rows[train]
     pop_scores = np.bincount(tr["item"], minlength=n_items).astype(np.float32)
-    by_user, pop = {}, {}
     pop_model = recs.Model(arrays={"item_factors": pop_scores[:, None]})
-    for u in targets:
-        mine = tr[tr["user"] == u]
-        by_user[u] = toplists.rank(model, settings, model.arrays["user_factors"][u], mine["item"], mine["type"])[0]
-        pop[u] = toplists.rank(pop_model, settings, np.ones(1, np.float32), mine["item"], mine["type"])[0]
+    users_ = np.fromiter(targets, dtype=np.int64, count=len(targets))
+    order = np.argsort(tr["user"], kind="stable")
+    srt = tr[order]
+    bounds = np.searchsorted(srt["user"], np.stack([users_, users_ + 1]))
+    excludes = [toplists.excluded(settings, srt["item"][a:b], srt["type"][a:b]) for a, b in bounds.T]
+    ranked = recs.top_k_many(model, model.arrays["user_factors"][users_], settings.recs_size, excludes)
+    popular = recs.top_k_many(pop_model, np.ones((len(users_), 1), np.float32), settings.recs_size, excludes)
+    by_user = {int(u): r[0] for u, r in zip(users_, ranked)}
+    pop = {int(u): r[0] for u, r in zip(users_, popular)}
     return {"users": len(targets), f"recall@{K}": _recall(by_user, targets),
             f"popular_recall@{K}": _recall(pop, targets)}
 
@@ -202,16 +206,19 @@ def _precompute(store: Store, settings: Settings, stored: models.Stored, model: 
 
     def lists():
         for batch in users.scan(store, ["ix"]):
-            for uid, (ix,) in batch:
-                seen[0] += 1
-                if ix is None or int(ix) >= n_users or ptr[int(ix)] == ptr[int(ix) + 1]:
-                    continue
-                u = int(ix)
-                items, types, ts = toplists.user_history(stored, u)
-                vec = (recs.fold_in(model, items, types, ts, stored.meta["data_until"], settings) if u in targets
-                       else model.arrays["user_factors"][u])
-                top, scores = toplists.rank(model, settings, vec, items, types)
-                yield uid, toplists.pack(version, top, scores)
+            seen[0] += len(batch)
+            todo = [(uid, int(ix)) for uid, (ix,) in batch
+                    if ix is not None and int(ix) < n_users and ptr[int(ix)] != ptr[int(ix) + 1]]
+            if todo:
+                vecs, excludes = [], []
+                for _, u in todo:
+                    items, types, ts = toplists.user_history(stored, u)
+                    vecs.append(recs.fold_in(model, items, types, ts, stored.meta["data_until"], settings)
+                                if u in targets else model.arrays["user_factors"][u])
+                    excludes.append(toplists.excluded(settings, items, types))
+                ranked = recs.top_k_many(model, np.stack(vecs), settings.recs_size, excludes)
+                for (uid, _), (top, scores) in zip(todo, ranked):
+                    yield uid, toplists.pack(version, top, scores)
             progress(0.9 + 0.1 * min(seen[0] / total, 1.0), "lists")
 
     return toplists.write_lists(store, lists())

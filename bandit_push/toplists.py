@@ -70,12 +70,16 @@ def user_history(stored: Stored, uix: int) -> tuple[npt.NDArray, npt.NDArray, np
     return a["ix_items"][s:e], a["ix_types"][s:e], a["ix_ts"][s:e]
 
 
+def excluded(settings: Settings, items, types) -> npt.NDArray[np.int64] | None:
+    """The items a user's list leaves out: those they bought, unless ``allow_repurchase``."""
+    if settings.allow_repurchase:
+        return None
+    return np.unique(np.asarray(items)[np.asarray(types) == PURCHASE]).astype(np.int64)
+
+
 def rank(model: recs.Model, settings: Settings, user_vec, items, types) -> tuple[npt.NDArray, npt.NDArray]:
     """The user's top ``recs_size`` items, without those they bought unless ``allow_repurchase``."""
-    exclude = None
-    if not settings.allow_repurchase:
-        exclude = np.unique(np.asarray(items)[np.asarray(types) == PURCHASE]).astype(np.int64)
-    return recs.top_k(model, user_vec, settings.recs_size, exclude=exclude)
+    return recs.top_k(model, user_vec, settings.recs_size, exclude=excluded(settings, items, types))
 
 
 def write_lists(store: Store, lists: Iterable[tuple[str, bytes]], batch: int = 1000) -> int:

@@ -167,3 +167,17 @@ def test_fit_reports_progress_and_returns_raw_arrays_and_json_meta():
     assert json.loads(json.dumps(model.meta))["params"]["mf_factors"] == 8
     # without a popularity vector, the matrix's column sums stand in (scaled to max 1)
     np.testing.assert_allclose(model.arrays["popularity"], [0.5, 1.0, 0.5])
+
+
+def test_top_k_many_is_top_k_for_each_user(fitted):
+    model = fitted[0]
+    vecs = model.arrays["user_factors"][:300]
+    rng = np.random.default_rng(3)
+    n_items = model.arrays["item_factors"].shape[0]
+    excludes = [rng.choice(n_items, size=int(rng.integers(0, 20)), replace=False) if i % 3 else None
+                for i in range(len(vecs))]
+    many = recs.top_k_many(model, vecs, 25, excludes, chunk=64)
+    for v, ex, (idx, sc) in zip(vecs, excludes, many):
+        one_idx, one_sc = recs.top_k(model, v, 25, exclude=ex)
+        assert np.array_equal(idx, one_idx)
+        np.testing.assert_allclose(sc, one_sc, rtol=1e-5, atol=1e-6)
