@@ -3,6 +3,10 @@
 Used as ``gunicorn -c python:api.gunicorn_conf 'api:create_app()'`` (Procfile, ``bandit-push serve``).
 The app itself also refuses non-loopback clients when no key is configured (:mod:`api.auth`), so a
 gunicorn started without this file is still closed; this makes the mistake fail at start, loudly.
+
+Shutdown: on SIGTERM gunicorn stops accepting, lets each worker finish its request in flight, and
+kills those still busy after ``graceful_timeout``, here ``shutdown_timeout_s`` (a ``--graceful-timeout``
+on the command line wins).
 """
 from __future__ import annotations
 
@@ -10,6 +14,16 @@ import sys
 
 from bandit_push.config import Settings, is_loopback
 from bandit_push.errors import ConfigError
+
+
+def _graceful_timeout() -> int:
+    try:
+        return Settings.from_env().shutdown_timeout_s
+    except ConfigError:
+        return Settings.shutdown_timeout_s  # on_starting reports the bad setting and exits
+
+
+graceful_timeout = _graceful_timeout()
 
 
 def on_starting(server) -> None:

@@ -21,13 +21,15 @@ from bandit_push.errors import BanditPushError
 
 
 
-def _children(args: argparse.Namespace, url: str) -> list[tuple[str, list[str]]]:
+def _children(args: argparse.Namespace, url: str, settings: Settings) -> list[tuple[str, list[str]]]:
     py = sys.executable
     procs = [("web", [py, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
                       "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
-                      "--graceful-timeout", "10", "--log-level", "warning", "api:create_app()"])]
+                      "--graceful-timeout", str(settings.shutdown_timeout_s), "--log-level", "warning",
+                      "api:create_app()"])]
     if not args.no_worker:
         procs.append(("worker", [py, "-c", "from rq.cli import main; main()", "worker", "--url", url,
+                                 "--worker-class", "workers.worker.Worker", "--with-scheduler",
                                  "--serializer", "rq.serializers.JSONSerializer", "--logging_level", "WARNING",
                                  QUEUE]))
         procs.append(("scheduler", [py, "-m", "workers.scheduler"]))
@@ -35,7 +37,13 @@ def _children(args: argparse.Namespace, url: str) -> list[tuple[str, list[str]]]
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Start everything, wait for Ctrl-C (or SIGTERM) or a child's death, stop everything."""
+    """Start everything, wait for Ctrl-C (or SIGTERM) or a child's death, stop everything.
+
+    Stopping is graceful and bounded: every child gets SIGTERM; gunicorn finishes the requests in
+    flight (``graceful_timeout``) and the RQ worker its job in flight (warm shutdown), both within
+    ``shutdown_timeout_s``. A worker still busy then gets a second SIGTERM (RQ's cold shutdown: its
+    job is killed, and retried or failed as abandoned); whatever is left 5 s later is SIGKILLed with
+    its process group."""
     settings = Settings.from_env()
     if not settings.api_keys:
         if not is_loopback(args.host):
@@ -63,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
-        for name, cmd in _children(args, url):
+        for name, cmd in _children(args, url, settings):
             procs.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
         print(f"bandit-push serving on http://{args.host}:{args.port} (policy {settings.policy}); Ctrl-C stops",
               flush=True)
@@ -75,20 +83,37 @@ def serve(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.2)
     finally:
-        for _, p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.time() + 15
-        for _, p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the graceful stop short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_children(procs, settings.shutdown_timeout_s)
         if server is not None:
             server.stop()
         print("bandit-push stopped", flush=True)
     return code
+
+
+def _stop_children(procs: list[tuple[str, subprocess.Popen]], bound: float) -> None:
+    """SIGTERM all, wait ``bound`` s; a busy worker gets a second SIGTERM (cold); SIGKILL what is left."""
+    for _, p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + bound + 2  # gunicorn kills its own busy workers at the bound itself
+    for name, p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"bandit-push: {name} still busy after {bound:g} s; stopping it", file=sys.stderr, flush=True)
+            p.send_signal(signal.SIGTERM if name == "worker" else signal.SIGKILL)
+    for _, p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # the children lead their own process groups: take their own children (work-horse) too
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        p.wait()
 
 
 def refresh_popular(args: argparse.Namespace) -> int:

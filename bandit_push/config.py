@@ -117,6 +117,10 @@ class Settings:
     model_grace_hours: float = 24.0        #: superseded model versions are deleted after this
     refit_timeout_s: int = 3600            #: an RQ refit job is killed after this; the refit lock expires with it
     refit_retries: int = 2                 #: RQ retries of a failed refit job
+    refit_retry_interval_s: int = 30       #: first retry this long after a failure, then 4x and 20x as long (0: at once)
+    job_heartbeat_s: int = 30              #: an RQ worker renews its running job's heartbeat this often
+    job_abandon_grace_s: int = 60          #: a running job whose heartbeat is this late is abandoned: retried or failed
+    shutdown_timeout_s: int = 30           #: SIGTERM: in-flight requests and jobs get this long to finish
     mf_refit_hours: float = 6.0            #: the MF refit runs periodically at this interval
     segments_refit_hours: float = 24.0     #: the segmentation refit runs periodically at this interval
     segment_count: int = 6                 #: behavioural segments the clustering makes
@@ -203,6 +207,11 @@ class Settings:
                 raise bad(name, "must be >= 1")
         if self.refit_retries < 0:
             raise bad("refit_retries", "must be >= 0")
+        if self.refit_retry_interval_s < 0:
+            raise bad("refit_retry_interval_s", "must be >= 0")
+        for name in ("job_heartbeat_s", "job_abandon_grace_s", "shutdown_timeout_s"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be >= 1")
         if self.recs_size > 4000:
             raise bad("recs_size", "must be <= 4000 (a per-user list is kept in memory)")
         if self.default_k > self.max_k:

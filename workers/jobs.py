@@ -37,7 +37,8 @@ def compact_interactions() -> int:
 def refit(name: str) -> dict[str, Any]:
     """Refit model ``name`` (``mf`` or ``segments``) under its lock; progress goes to the job's meta.
 
-    A refit already running under another holder makes this one return ``{"skipped": ...}``.
+    A refit already running under another holder makes this one return ``{"skipped": ...}``; a holder
+    job that has ended, or whose worker died (RQ abandoned it), has its lock taken over.
     """
     settings = Settings.from_env()
     store = Store.connect(settings)
@@ -53,7 +54,15 @@ def refit(name: str) -> dict[str, Any]:
         job.save_meta()
 
     try:
-        return refits.run(store, settings, name, owner, progress)
+        try:
+            return refits.run(store, settings, name, owner, progress)
+        except refits.RefitRunning as e:
+            from workers.queue import take_over  # the queue module imports this one
+
+            # a holder whose worker died (abandoned) or that ended without releasing: take the lock over
+            if job is None or e.holder is None or not take_over(store, settings, name, e.holder, owner):
+                raise
+            return refits.run(store, settings, name, owner, progress)
     except refits.RefitRunning as e:
         return {"model": name, "skipped": "a refit of this model is already running", "holder": e.holder}
     finally:

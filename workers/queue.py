@@ -8,6 +8,7 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from bandit_push import refit as refits
@@ -17,7 +18,7 @@ from bandit_push.store import Store
 from workers import jobs
 
 DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
-RETRY_INTERVALS = [30, 120, 600]
+RETRY_FACTORS = [1, 4, 20]  #: retry n waits refit_retry_interval_s times this (30 s, 2 min, 10 min by default)
 
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -32,6 +33,35 @@ def _fetch(connection: Redis, job_id: str) -> Job | None:
         return None
 
 
+def reap_abandoned(connection: Redis) -> None:
+    """RQ's own cleanup of the queue's running jobs whose heartbeat has lapsed (their worker died):
+    each is retried if it has retries left, else failed with ``AbandonedJobError``. A live worker
+    does this only every ``maintenance_interval`` (10 min); readers call it so a dead worker's job
+    shows as failed or requeued as soon as its heartbeat lapses, worker or no worker."""
+    StartedJobRegistry(QUEUE, connection=connection, serializer=JSONSerializer).cleanup()
+
+
+def holder_ended(connection: Redis, holder: str) -> bool:
+    """Whether the refit lock's holder is an RQ job that will not run again: ended, or abandoned by a
+    dead worker with no retry left. A CLI holder, a job being retried and a job id not stored yet
+    (a concurrent request is enqueueing it) count as running."""
+    if holder.startswith("cli:"):
+        return False
+    job = _fetch(connection, holder)
+    if job is not None and job.get_status() == JobStatus.STARTED:
+        reap_abandoned(connection)
+        job = _fetch(connection, holder)
+    return job is not None and job.get_status() in DONE
+
+
+def take_over(store: Store, settings: Settings, name: str, holder: str, owner: str) -> bool:
+    """Make ``owner`` hold the refit lock of ``name`` if ``holder`` still holds it and has ended."""
+    if not holder_ended(store.binary, holder):
+        return False
+    return store.redis.set(store.keys.refit_lock(name), owner, xx=True, ex=settings.refit_timeout_s + 60,
+                           get=True) == holder
+
+
 def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, bool]:
     """Enqueue a refit of ``name``, or name the one running: (job id, True if enqueued now).
 
@@ -43,30 +73,33 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
         raise NotFound(f"unknown model {name!r}; one of {list(refits.REFITS)}", field="name", code="unknown_model")
     conn = store.binary
     queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
-    job = queue.create_job(jobs.refit, args=(name,), timeout=settings.refit_timeout_s,
-                           retry=Retry(max=settings.refit_retries,
-                                       interval=RETRY_INTERVALS[:max(settings.refit_retries, 1)]),
+    retry = (Retry(max=settings.refit_retries,
+                   interval=[settings.refit_retry_interval_s * f for f in RETRY_FACTORS[:settings.refit_retries]])
+             if settings.refit_retries else None)  # RQ refuses Retry(max=0)
+    job = queue.create_job(jobs.refit, args=(name,), timeout=settings.refit_timeout_s, retry=retry,
                            result_ttl=7 * 86400, failure_ttl=7 * 86400)
     for _ in range(3):
         holder = refits.claim(store, settings, name, job.id)
+        if holder is None and store.redis.get(store.keys.refit_lock(name)) != job.id:  # released meanwhile
+            continue
         if holder is None:
             queue.enqueue_job(job)
             return job.id, True
-        # a holder job not stored yet is being enqueued by a concurrent request: it counts as running
-        running = _fetch(conn, holder) if not holder.startswith("cli:") else None
-        if running is None or running.get_status() not in DONE:
-            return holder, False
-        # the holder ended without releasing (killed): take the lock over from exactly that holder
-        if store.redis.set(store.keys.refit_lock(name), job.id, xx=True, ex=settings.refit_timeout_s + 60,
-                           get=True) == holder:
+        # the holder ended without releasing (killed, abandoned): take the lock over from exactly that holder
+        if take_over(store, settings, name, holder, job.id):
             queue.enqueue_job(job)
             return job.id, True
+        if not holder_ended(conn, holder):
+            return holder, False
     return store.redis.get(store.keys.refit_lock(name)) or job.id, False
 
 
 def job_state(store: Store, job_id: str) -> dict[str, Any]:
     """State, timings, progress and result summary (or error) of a job."""
     job = _fetch(store.binary, job_id)
+    if job is not None and job.get_status() == JobStatus.STARTED:
+        reap_abandoned(store.binary)  # its worker may be dead: report it failed or requeued, not running
+        job = _fetch(store.binary, job_id)
     if job is None:
         raise NotFound(f"job {job_id!r} is unknown or has expired", field="job_id", code="unknown_job")
     status = job.get_status()

@@ -1,0 +1,66 @@
+"""The RQ worker class the service runs: RQ's forking worker with a configurable abandonment grace.
+
+RQ keeps a running job in its StartedJobRegistry until ``now + heartbeat TTL``, renewed every
+``job_monitoring_interval`` by the worker's main process; the TTL is that interval plus a fixed 60 s.
+When the worker dies with its work-horse (SIGKILL of the process group, OOM, a lost machine), nobody
+renews it, and once it lapses RQ's registry cleanup retries the job (``Retry``) or moves it to the
+failed registry with ``AbandonedJobError``. This class takes the interval from ``job_heartbeat_s`` and
+replaces the 60 s with ``job_abandon_grace_s`` (both ``BANDIT_PUSH_*`` settings), so a deployment or a
+test can choose how soon a dead worker's job is given up.
+
+RQ runs each job in a forked work-horse in its own process group, which outlives a SIGKILLed worker
+and would go on running the job unwatched while the job is declared abandoned and run again. This
+class's work-horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux, else within 0.2 s), so a dead worker's job is
+never running twice: it is retried or failed, and a refit it was doing publishes nothing. Run:
+``rq worker --worker-class workers.worker.Worker --with-scheduler --serializer rq.serializers.JSONSerializer bandit-push``.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from rq import Worker as RQWorker
+from rq.job import Job
+from rq.queue import Queue
+
+from bandit_push.config import Settings
+
+
+class Worker(RQWorker):
+    """A forking RQ worker whose jobs are abandoned ``job_abandon_grace_s`` after their last heartbeat."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        settings = Settings.from_env()
+        self.job_monitoring_interval = settings.job_heartbeat_s
+        self.abandon_grace = settings.job_abandon_grace_s
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        parent = os.getppid()
+        _die_with_parent()
+
+        def watch() -> None:  # orphaned (the worker was killed): die too, with nothing more done
+            while True:
+                if os.getppid() != parent:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, name="worker-watch", daemon=True).start()
+        super().main_work_horse(job, queue)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return super().get_heartbeat_ttl(job, working_time) - 60 + self.abandon_grace
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process the moment its parent dies (``PR_SET_PDEATHSIG``);
+    elsewhere the polling thread of :meth:`Worker.main_work_horse` does it within 0.2 s."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
