@@ -207,17 +207,22 @@ def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, exclude
         s = np.where(scale > 1e-12, s / np.where(scale > 1e-12, scale, 1), 0).astype(np.float32)
         if pop is not None and blend:
             s += np.float32(blend) * pop[:s.shape[1]]
-        for r in range(len(s)):
-            row = s[r]
+        for r in range(len(s)):  # exclusions: one fancy assignment per user with any
             ex = excludes[start + r] if excludes is not None else None
             if ex is not None and len(ex):
                 ex = np.asarray(ex, dtype=np.int64)
-                row[ex[(ex >= 0) & (ex < row.size)]] = -np.inf
-            kk = int(min(max(k, 0), np.isfinite(row).sum()))
-            if kk == 0:
-                out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)))
-                continue
-            part = np.argpartition(-row, kk - 1)[:kk]
-            order = part[np.lexsort((part, -row[part]))]
-            out.append((order.astype(np.int64), row[order]))
+                s[r, ex[(ex >= 0) & (ex < s.shape[1])]] = -np.inf
+        finite = np.isfinite(s).sum(axis=1)
+        kk = int(min(max(k, 0), s.shape[1]))
+        if kk == 0:
+            out.extend((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(len(s)))
+            continue
+        part = np.sort(np.argpartition(-s, kk - 1, axis=1)[:, :kk], axis=1)  # by index, then
+        vals = np.take_along_axis(s, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")  # by score: ties keep the lower index first
+        top = np.take_along_axis(part, order, axis=1)
+        top_vals = np.take_along_axis(vals, order, axis=1)
+        for r in range(len(s)):
+            n = int(min(kk, finite[r]))  # a catalogue smaller than k once exclusions are gone
+            out.append((top[r, :n].astype(np.int64), top_vals[r, :n]))
     return out

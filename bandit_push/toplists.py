@@ -37,8 +37,7 @@ def pack(version: int, items: npt.NDArray, scores: npt.NDArray) -> bytes:
     q = np.zeros(len(scores), dtype=np.uint16) if hi <= lo else \
         np.rint((scores - lo) / (hi - lo) * 65535).astype(np.uint16)
     body = np.empty((len(items), 5), dtype=np.uint8)
-    for b in range(3):
-        body[:, b] = (items >> (8 * b)) & 0xFF
+    body[:, :3] = items.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]  # 3 little-endian bytes
     body[:, 3:] = q.view(np.uint8).reshape(-1, 2)
     return head + body.tobytes()
 
@@ -74,7 +73,7 @@ def excluded(settings: Settings, items, types) -> npt.NDArray[np.int64] | None:
     """The items a user's list leaves out: those they bought, unless ``allow_repurchase``."""
     if settings.allow_repurchase:
         return None
-    return np.unique(np.asarray(items)[np.asarray(types) == PURCHASE]).astype(np.int64)
+    return np.asarray(items)[np.asarray(types) == PURCHASE].astype(np.int64)  # repeats are harmless
 
 
 def rank(model: recs.Model, settings: Settings, user_vec, items, types) -> tuple[npt.NDArray, npt.NDArray]:
