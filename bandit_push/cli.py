@@ -118,32 +118,16 @@ def _stop_children(procs: list[tuple[str, subprocess.Popen]], bound: float) -> N
 
 def refresh_popular(args: argparse.Namespace) -> int:
     from bandit_push import popular
-    from bandit_push.store import Store
 
-    settings = Settings.from_env()
-    server = None if settings.redis_url else embedded.start(settings.data_dir)
-    if server is not None:
-        settings = settings.replace(redis_url=server.url)
-    store = Store.connect(settings)
-    try:
+    with embedded.session(Settings.from_env()) as (settings, store):
         print(json.dumps(popular.refresh(store, settings)))
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
     return 0
 
 
 def refit(args: argparse.Namespace) -> int:
     """Run a refit in this process under the same lock as the RQ job; progress on stderr, summary on stdout."""
     from bandit_push import refit as refits
-    from bandit_push.store import Store
 
-    settings = Settings.from_env()
-    server = None if settings.redis_url else embedded.start(settings.data_dir)
-    if server is not None:
-        settings = settings.replace(redis_url=server.url)
-    store = Store.connect(settings)
     shown = {"pct": -1, "stage": ""}
 
     def progress(fraction: float, stage: str) -> None:
@@ -152,17 +136,14 @@ def refit(args: argparse.Namespace) -> int:
             shown.update(pct=pct, stage=stage)
             print(f"refit {args.model}: {pct:3d}% {stage}", file=sys.stderr, flush=True)
 
-    try:
-        summary = refits.run(store, settings, args.model, refits.cli_owner(), progress)
-        print(json.dumps(summary))
-        return 0
-    except refits.RefitRunning as e:
-        print(f"bandit-push: {e.message}", file=sys.stderr)
-        return 1
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
+    with embedded.session(Settings.from_env()) as (settings, store):
+        try:
+            summary = refits.run(store, settings, args.model, refits.cli_owner(), progress)
+        except refits.RefitRunning as e:
+            print(f"bandit-push: {e.message}", file=sys.stderr)
+            return 1
+    print(json.dumps(summary))
+    return 0
 
 
 def _timestamp(text: str) -> float:
@@ -195,18 +176,12 @@ def export_log(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bandit_push import decision_log
-    from bandit_push.store import Store
 
-    settings = Settings.from_env()
-    server = None if settings.redis_url else embedded.start(settings.data_dir)
-    if server is not None:
-        settings = settings.replace(redis_url=server.url)
-    store = Store.connect(settings)
-    now = time.time() if args.now is None else args.now
-    since = now - settings.decision_ttl_hours * 3600.0 if args.since is None else args.since
-    until = now if args.until is None else args.until
     written = 0
-    try:
+    with embedded.session(Settings.from_env()) as (settings, store):
+        now = time.time() if args.now is None else args.now
+        since = now - settings.decision_ttl_hours * 3600.0 if args.since is None else args.since
+        until = now if args.until is None else args.until
         total = decision_log.count_hint(store, settings, since, until, now, args.include_open)
         with open(args.out, "w", encoding="utf-8") as out, \
                 tqdm(total=total, unit=" decisions", disable=args.quiet, file=sys.stderr) as bar:
@@ -214,10 +189,6 @@ def export_log(args: argparse.Namespace) -> int:
                 out.write(json.dumps(row, separators=(",", ":")) + "\n")
                 written += 1
                 bar.update(1)
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
     print(f"{written} decisions written to {args.out}", file=sys.stderr)
     return 0
 
@@ -260,11 +231,7 @@ def simulate(args: argparse.Namespace) -> int:
     from bandit_push.sim.params import SimParams
     from bandit_push.sim.population import Population
 
-    settings = Settings.from_env()
-    server = None if settings.redis_url else embedded.start(settings.data_dir)
-    if server is not None:
-        settings = settings.replace(redis_url=server.url)
-    try:
+    with embedded.session(Settings.from_env()) as (settings, _store):
         params = SimParams(users=args.users, days=args.days, warmup_days=args.warmup_days, seed=args.seed, mix=args.mix)
         pop = Population(params)
         print(f"population: {params.users} users ({params.mix}, seed {params.seed}), {len(pop.ev_ts)} organic events, "
@@ -303,9 +270,6 @@ def simulate(args: argparse.Namespace) -> int:
             paths = report.write(args.report, rows, table, learned_results + base + [orc], learned,
                                  evaluate.truth_by_context(pop, settings))
             print("report: " + ", ".join(paths))
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 

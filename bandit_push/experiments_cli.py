@@ -130,20 +130,13 @@ def format_report(rep: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    server = None if settings.redis_url else embedded.start(settings.data_dir)
-    if server is not None:
-        settings = settings.replace(redis_url=server.url)
-    store = Store.connect(settings)
-    try:
-        return _run(args, store, settings)
-    except BanditPushError as e:
-        print(f"bandit-push experiments: {e.message}" + (f" (field {e.field})" if e.field else ""), file=sys.stderr)
-        return 2
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
+    with embedded.session(Settings.from_env()) as (settings, store):
+        try:
+            return _run(args, store, settings)
+        except BanditPushError as e:
+            print(f"bandit-push experiments: {e.message}" + (f" (field {e.field})" if e.field else ""),
+                  file=sys.stderr)
+            return 2
 
 
 def _run(args: argparse.Namespace, store: Store, settings: Settings) -> int:

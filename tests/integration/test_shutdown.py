@@ -20,16 +20,8 @@ import retail
 from bandit_push import models
 from bandit_push.config import Settings
 from bandit_push.store import Store
-from redis_proc import RedisProcess, free_port
+from redis_proc import free_port
 from workers.queue import job_state
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisProcess(str(tmp_path), aof=False)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -22,20 +22,11 @@ from rq.serializers import JSONSerializer
 import retail
 from bandit_push import models, refit
 from bandit_push.config import QUEUE, Settings
-from redis_proc import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT, GRACE = 1, 2
 #: a heavier fit than the default (100 ALS sweeps of 128 factors, ~2 s): the kill lands well inside it
 SLOW_FIT = {"mf_iterations": 100, "mf_factors": 128}
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisProcess(str(tmp_path), aof=False)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
