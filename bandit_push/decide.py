@@ -78,7 +78,7 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
     cfg: dict[str, Any] = {
         "kind": policy.kind, "policy": policy.name, "space": space, "model": model,
         "w": [float(x) for x in policy.prior.weights], "pa": [float(x) for x in policy.prior.alpha],
-        "pb": [float(x) for x in policy.prior.beta],
+        "pb": [float(x) for x in policy.prior.beta], "pool": policy.prior.pool,
         "hl": settings.half_life_hours * 3600.0,
         "cap": settings.max_per_day, "min_gap": settings.min_gap_hours * 3600.0,
         "rec": [h * 3600.0 for h in settings.recency_edges_hours],

@@ -88,21 +88,36 @@ local function phi(z)
   return 0.5 * (1 - y)
 end
 
--- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors
-local function posterior(a, cfg)
-  local n, mu, var = a[2], 0, 0
+-- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors.
+-- With cfg.pool > 0 and the parents given (sg: the segment's totals, al: the whole space's, decayed like a),
+-- the prior is pooled: policies/base.py (pooled_prior) is the reference, operation for operation.
+local function posterior(a, cfg, sg, al)
+  local n, mu, var, pool = a[2], 0, 0, cfg.pool or 0
   for i = 1, #cfg.w do
     local w = cfg.w[i]
     if w ~= 0 then
       local s = a[2 + i]
-      local al = cfg.pa[i] + s
-      local be = cfg.pb[i] + math.max(n - s, 0)
-      local ab = al + be
-      mu = mu + w * al / ab
-      var = var + w * w * al * be / (ab * ab * (ab + 1))
+      local pa, pb = cfg.pa[i], cfg.pb[i]
+      if pool > 0 and sg then
+        local g = (pool + al[2 + i]) / (pool / (pa / (pa + pb)) + math.max(al[2], al[2 + i]))
+        local r = math.min((pool + sg[2 + i]) / (pool / g + math.max(sg[2], sg[2 + i])), 0.999999)
+        pa, pb = pool, pool * (1 - r) / r
+      end
+      local al_ = pa + s
+      local be = pb + math.max(n - s, 0)
+      local ab = al_ + be
+      mu = mu + w * al_ / ab
+      var = var + w * w * al_ * be / (ab * ab * (ab + 1))
     end
   end
   return mu, var
+end
+-- a copy of an arm decayed to t
+local function arm_at(a, t, hl)
+  local v = {}
+  for i = 1, #a do v[i] = a[i] end
+  arm_decay_to(v, t, hl)
+  return v
 end
 """
 
@@ -286,7 +301,7 @@ end
 
 local reason, send, prop, seen = 'policy', false, 1, nil
 local arm_field = seg .. '|' .. rec .. '|' .. dp
-local arm, tot
+local arm, tot, all
 local quiet = false
 if cfg.quiet then
   local qs, qe = cfg.quiet[1], cfg.quiet[2]
@@ -298,16 +313,15 @@ elseif quiet then reason = 'quiet_hours'
 elseif recent >= cfg.cap then reason = 'daily_cap'
 elseif lp and now - lp < cfg.min_gap then reason = 'min_gap'
 else
-  local raw = redis.call('HMGET', akey, arm_field, seg .. '|N')
+  -- the context's arm, its segment's totals and the whole space's ('*|N'): the pooled prior's parents
+  local raw = redis.call('HMGET', akey, arm_field, seg .. '|N', '*|N')
   arm = arm_load(raw[1], 2 + #cfg.w)
-  tot = arm_load(raw[2], 2)
+  tot = arm_load(raw[2], 2 + #cfg.w)
+  all = arm_load(raw[3], 2 + #cfg.w)
   -- the arm as every policy sees it now; recorded whatever the policy, so the log can evaluate others
-  local view = {}
-  for i = 1, #arm do view[i] = arm[i] end
-  arm_decay_to(view, now, cfg.hl)
-  local mu, var = posterior(view, cfg)
-  local n = tot[2]
-  if now > tot[1] then n = n * math.pow(2, -(now - tot[1]) / cfg.hl) end
+  local sv = arm_at(tot, now, cfg.hl)
+  local mu, var = posterior(arm_at(arm, now, cfg.hl), cfg, sv, arm_at(all, now, cfg.hl))
+  local n = sv[2]
   local gap = 0 / 0  -- NaN: never pushed
   if lp then gap = now - lp end
   seen = struct.pack('<dddd', mu, var, n, gap)
@@ -339,7 +353,8 @@ if send then
   redis.call('SET', KEYS[6], table.concat(pushes, ' ') .. '\n' .. table.concat(kept_pi, ' '), 'EX', cfg.keep)
   arm_add(arm, 2, now, cfg.hl, 1)
   arm_add(tot, 2, now, cfg.hl, 1)
-  redis.call('HSET', akey, arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot))
+  arm_add(all, 2, now, cfg.hl, 1)
+  redis.call('HSET', akey, arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot), '*|N', arm_dump(all))
 end
 local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
@@ -406,11 +421,17 @@ if late then flag = flag .. ' late' end
 if ARGV[7] ~= '' then flag = flag .. ' v=' .. ARGV[7] end
 if redis.call('HSETNX', KEYS[1], 'e:' .. ARGV[2], flag) == 0 then return {'duplicate', r[5], r[6]} end
 if late then return {'late', r[5], r[6]} end
-local field = r[2] .. '|' .. r[3]
-local arm = arm_load(redis.call('HGET', KEYS[2], field), 2 + tonumber(ARGV[6]))
--- credit at the decision's time, so outcome counts and send counts decay together
-arm_add(arm, 2 + tonumber(ARGV[1]), t, tonumber(ARGV[5]), 1)
-redis.call('HSET', KEYS[2], field, arm_dump(arm))
+-- the context's arm, its segment's totals and the whole space's (the pooled prior's parents)
+local fields = {r[2] .. '|' .. r[3], r[2] .. '|N', '*|N'}
+local raw = redis.call('HMGET', KEYS[2], fields[1], fields[2], fields[3])
+local set = {}
+for j = 1, 3 do
+  local arm = arm_load(raw[j], 2 + tonumber(ARGV[6]))
+  -- credit at the decision's time, so outcome counts and send counts decay together
+  arm_add(arm, 2 + tonumber(ARGV[1]), t, tonumber(ARGV[5]), 1)
+  set[#set + 1] = fields[j]; set[#set + 1] = arm_dump(arm)
+end
+redis.call('HSET', KEYS[2], unpack(set))
 if ARGV[9] == '1' then
   local raw = redis.call('HGET', KEYS[3], r[5])
   if raw then

@@ -15,6 +15,8 @@ sizes with it.
 """
 from __future__ import annotations
 
+import warnings
+
 import time
 from typing import Any, Callable, Iterable
 
@@ -73,7 +75,9 @@ def _kmeans(x: npt.NDArray, k: int, seed: int, init: npt.NDArray | None = None) 
         if best is None or score < best[0] - 1e-9:
             best = (score, cents, labels)
     if init is not None and len(init) == k:
-        cents, labels = kmeans2(x, init, iter=ITER, minit="matrix")
+        with warnings.catch_warnings():  # an emptied cluster is checked just below, not worth a warning
+            warnings.simplefilter("ignore", UserWarning)
+            cents, labels = kmeans2(x, init, iter=ITER, minit="matrix")
         if len(np.unique(labels)) == k and inertia(cents, labels) <= best[0] * (1 + KEEP_MARGIN):
             return cents, labels
     return best[1], best[2]

@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import DEFAULT_SPACE
-from bandit_push.policies import ArmView, Policy, net_value_posterior
+from bandit_push.policies import ArmView, Policy
 from bandit_push.store import Store
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
@@ -47,21 +47,22 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
             by_segment.setdefault(parts[0], []).append((int(parts[1]), int(parts[2]), raw))
     recency = settings.recency_labels()
     dayparts = [name for _, name in settings.dayparts]
+    space_totals = parse_arm(arms.get("*|N"), now, hl)
     out = []
     for seg in sorted(set(sizes) | set(by_segment)):
-        seg_sends = parse_arm(arms.get(f"{seg}|N"), now, hl)[0]
+        seg_sends, seg_counts = parse_arm(arms.get(f"{seg}|N"), now, hl)
         contexts = []
         for r, d, raw in sorted(by_segment.get(seg, [])):
             n, counts = parse_arm(raw, now, hl)
-            mean, var = net_value_posterior(np.array([n]), counts[None, :], policy.prior)
-            sd = math.sqrt(float(var[0]))
             view = ArmView(n=n, counts=counts, segment_sends=seg_sends,
-                           hours_since_push=settings.recency_edges_hours[r - 1] if r else 0.0)
+                           hours_since_push=settings.recency_edges_hours[r - 1] if r else 0.0,
+                           segment_counts=seg_counts, space=space_totals)
+            mean, var = view.posterior(policy.prior)
+            sd = math.sqrt(var)
             contexts.append({
                 "recency": recency[r], "daypart": dayparts[d], "sends": round(n, 4),
                 "outcomes": {o: round(float(c), 4) for o, c in zip(OUTCOMES, counts)},
-                "net_value": {"mean": float(mean[0]), "lo90": float(mean[0]) - Z90 * sd,
-                              "hi90": float(mean[0]) + Z90 * sd},
+                "net_value": {"mean": mean, "lo90": mean - Z90 * sd, "hi90": mean + Z90 * sd},
                 "send_probability": policy.send_probability(view),
             })
         out.append({"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts})

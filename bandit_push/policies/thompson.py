@@ -6,7 +6,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from bandit_push.policies.base import ArmView, LoggedArms, Policy, net_value_posterior, phi, phi_array
+from bandit_push.policies.base import ArmView, LoggedArms, Policy, phi, phi_array
 
 
 class ThompsonSampling(Policy):
@@ -18,11 +18,11 @@ class ThompsonSampling(Policy):
 
     name = "thompson"
     kind = "thompson"
-    defaults = {"cost": 0.0}
+    defaults = {"cost": 0.0, "pool_events": 5.0}
 
     def send_probability(self, arm: ArmView) -> float:
-        mean, var = net_value_posterior(np.array([arm.n]), arm.counts[None, :], self.prior)
-        return phi((float(mean[0]) - self.params["cost"]) / math.sqrt(float(var[0])))
+        mean, var = arm.posterior(self.prior)
+        return phi((mean - self.params["cost"]) / math.sqrt(var))
 
     def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:
         return phi_array((arms.mean - self.params["cost"]) / np.sqrt(arms.var))

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from bandit_push.policies.base import ArmView, LoggedArms, Policy, net_value_posterior
+from bandit_push.policies.base import ArmView, LoggedArms, Policy
 
 
 class UCB(Policy):
@@ -19,11 +19,11 @@ class UCB(Policy):
 
     name = "ucb"
     kind = "ucb"
-    defaults = {"cost": 0.0, "ucb_c": 1.0}
+    defaults = {"cost": 0.0, "ucb_c": 1.0, "pool_events": 5.0}
 
     def send_probability(self, arm: ArmView) -> float:
-        mean, var = net_value_posterior(np.array([arm.n]), arm.counts[None, :], self.prior)
-        bound = float(mean[0]) + self.params["ucb_c"] * math.sqrt(float(var[0]) * 2 * math.log(arm.segment_sends + 2))
+        mean, var = arm.posterior(self.prior)
+        bound = mean + self.params["ucb_c"] * math.sqrt(var * 2 * math.log(arm.segment_sends + 2))
         return 1.0 if bound > self.params["cost"] else 0.0
 
     def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:

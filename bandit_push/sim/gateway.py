@@ -248,12 +248,12 @@ class InProcessGateway:
     studies only. The figures the README reports come from :class:`HttpGateway`."""
 
     def __init__(self, store: Any, settings: Settings):
-        from bandit_push import popular
         from bandit_push.decide import DecisionEngine
+        from bandit_push.sim.service import Scheduler
 
         self.store, self.s = store, settings
         self.engine = DecisionEngine(store, settings)
-        self._popular = popular
+        self._scheduler = Scheduler(store, settings)
 
     def put_users(self, users: Sequence[tuple[str, str]]) -> None:
         from bandit_push import users as users_mod
@@ -277,7 +277,7 @@ class InProcessGateway:
         return out
 
     def refresh_popular(self, now: float) -> None:
-        self._popular.refresh(self.store, self.s, now=now)
+        self._scheduler.tick(now)
 
     def decide_many(self, asks: Sequence[tuple[str, float, int]]) -> list[Answer]:
         out = []

@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from bandit_push import popular
+from bandit_push import popular, refit
 from bandit_push.config import Settings
 from bandit_push.policies import from_config
 from bandit_push.store import Store
@@ -49,6 +49,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.store: Store | None = None
+        self.scheduler: Scheduler | None = None
 
     def __enter__(self) -> "Service":
         s = self.settings
@@ -62,6 +63,7 @@ class Service:
                "--log-level", "warning", "api:create_app()"]
         self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         self.store = Store.connect(s)
+        self.scheduler = Scheduler(self.store, s)
         deadline = time.time() + 30
         while True:
             try:
@@ -76,9 +78,9 @@ class Service:
         return self
 
     def refresh(self, now: float) -> None:
-        """The scheduler's popular-items job at the simulated time ``now``."""
-        assert self.store is not None
-        popular.refresh(self.store, self.settings, now=now)
+        """The scheduler's periodic jobs at the simulated time ``now`` (see :class:`Scheduler`)."""
+        assert self.scheduler is not None
+        self.scheduler.tick(now)
 
     def __exit__(self, *exc: Any) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -91,6 +93,23 @@ class Service:
         if self.store is not None:
             clean(self.store, self.settings.prefix)
             self.store.close()
+
+
+class Scheduler:
+    """What a deployment's scheduler runs, at simulated times: ``tick(now)`` refreshes the popular items
+    and, every ``segments_refit_hours`` (first at the first tick: the end of the organic warm-up), refits
+    the behavioural segmentation. The MF refit is left out: the baselines' replica pushes popular items,
+    and the comparison is about when to push, not which items."""
+
+    def __init__(self, store: Store, settings: Settings):
+        self.store, self.settings = store, settings
+        self.segmented_at = -float("inf")
+
+    def tick(self, now: float) -> None:
+        popular.refresh(self.store, self.settings, now=now)
+        if now - self.segmented_at >= self.settings.segments_refit_hours * 3600.0:
+            refit.run(self.store, self.settings, "segments", "simulator", now=now)
+            self.segmented_at = now
 
 
 def clean(store: Store, prefix: str) -> None:

@@ -39,7 +39,9 @@ def test_thompson_propensity_is_the_reference_probability(make_app, settings):
     policy = POLICIES["thompson"](settings)
     sends, expected = 0, []
     for i in range(300):
-        p = policy.send_probability(ArmView(float(sends), np.zeros(len(OUTCOMES)), float(sends), None))
+        zero = np.zeros(len(OUTCOMES))  # one segment, no feedback: the arm, its segment and the space agree
+        p = policy.send_probability(ArmView(float(sends), zero, float(sends), None, segment_counts=zero,
+                                            space=(float(sends), zero)))
         d = decide(c, f"user{i}")
         assert d["propensity"] == (p if d["send"] else pytest.approx(1 - p, abs=1e-15))
         sends += d["send"]
@@ -105,7 +107,7 @@ def test_policy_config_errors_name_the_field(settings):
     from bandit_push.errors import InvalidArgument
     from bandit_push.policies import from_config
     assert from_config({"name": "cadence", "cadence_gap_hours": 12}, settings).params == {"cadence_gap_hours": 12.0}
-    assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost}
+    assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost, "pool_events": settings.pool_events}
     for config, field in ((None, "variants[1].policy"), ({"name": "nope"}, "variants[1].policy.name"),
                           ({"name": "ucb", "gap": 3}, "variants[1].policy.gap"),
                           ({"name": "thompson", "cost": "high"}, "variants[1].policy.cost"),

@@ -17,7 +17,8 @@ def test_report_finds_a_planted_difference_in_sends_over_real_http(live_server, 
     api = requests.Session()
     body = {"name": "cost of a push", "variants": [
         {"name": "control", "weight": 1, "policy": {"name": "thompson", "cost": -1}},
-        {"name": "frugal", "weight": 1, "policy": {"name": "thompson", "cost": 1},
+        # unpooled (wide) priors keep the frugal variant's sends random, so that sends/user varies
+        {"name": "frugal", "weight": 1, "policy": {"name": "thompson", "cost": 1, "pool_events": 0},
          "guardrails": {"max_per_day": 2}}]}
     r = api.post(f"{live_server}/v1/experiments", json=body)
     assert r.status_code == 201

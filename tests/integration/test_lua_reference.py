@@ -67,3 +67,49 @@ def test_arm_decay_arithmetic(store):
         arm_add(a, 3, 0, 100, 1)
         return arm_dump(a)""")
     assert [float(x) for x in got.split()] == pytest.approx([100.0, 1.5, 0.5])
+
+
+def test_pooled_posterior_matches_numpy(store):
+    """The pooled prior (context <- segment <- space) in Lua equals policies/base.py's, to rounding."""
+    from bandit_push.policies.base import pooled_prior  # noqa: F401  (the reference under test)
+    prior = Prior.from_settings(Settings(pool_events=2.0))
+    rng = np.random.default_rng(3)
+    k = len(OUTCOMES)
+
+    def arms(scale):
+        n = rng.uniform(0, scale, size=40)
+        c = np.minimum(rng.uniform(0, 1, size=(40, k)) * n[:, None] * rng.uniform(0, 0.3, size=(40, 1)), n[:, None])
+        c[rng.random((40, k)) < 0.2] = 0.0  # outcomes never seen yet
+        return n, c
+
+    (n, c), (sn, sc), (an, ac) = arms(300), arms(3000), arms(30000)
+    n[:3] = 0.0  # a cold context
+    cfg = {"w": prior.weights.tolist(), "pa": prior.alpha.tolist(), "pb": prior.beta.tolist(), "pool": prior.pool}
+    rows = [[[0.0, float(x[0][i])] + x[1][i].tolist() for x in ((n, c), (sn, sc), (an, ac))] for i in range(40)]
+    got = lua(store, """
+        local cfg, out = cjson.decode(ARGV[1]), {}
+        for i, r in ipairs(cjson.decode(ARGV[2])) do
+          local mu, var = posterior(r[1], cfg, r[2], r[3])
+          out[i] = {fmt(mu), fmt(var)}
+        end
+        return out""", json.dumps(cfg), json.dumps(rows))
+    mean, var = net_value_posterior(n, c, prior, (sn, sc, an, ac))
+    np.testing.assert_allclose([float(m) for m, _ in got], mean, rtol=1e-12)
+    np.testing.assert_allclose([float(v) for _, v in got], var, rtol=1e-12)
+    # pooling moves the estimate: a cold context's mean is its segment's, not the prior rates'
+    flat, _ = net_value_posterior(n[:3], c[:3], prior)
+    assert not np.allclose(mean[:3], flat)
+
+
+def test_pooled_prior_centres_contexts_on_their_segment():
+    """pool_events pseudo-events of each outcome, centred on the segment's rate (itself shrunk to the space's,
+    the space's to the prior rates)."""
+    from bandit_push.policies.base import pooled_prior
+    prior = Prior.from_settings(Settings(pool_events=2.0))
+    k = len(OUTCOMES)
+    seg_counts = np.array([[900.0, 100.0, 40.0, 5.0, 90.0, 1.0]])
+    a, b = pooled_prior(prior, np.array([1000.0]), seg_counts, np.array([1000.0]), seg_counts)
+    g = (2.0 + seg_counts) / (2.0 / (prior.alpha / (prior.alpha + prior.beta)) + 1000.0)
+    want = (2.0 + seg_counts) / (2.0 / g + 1000.0)
+    np.testing.assert_allclose(a, np.full((1, k), 2.0))
+    np.testing.assert_allclose(a / (a + b), want)   # prior mean: the pooled segment rate

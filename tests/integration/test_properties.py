@@ -101,8 +101,12 @@ def test_feedback_credit_does_not_depend_on_arrival_order(store, outcomes, data)
         fb.record(store, s, [fb.FeedbackEvent(copies[i], ev, T0 + 60) for i, ev in order])
         arms[space] = store.redis.hgetall(store.keys.arms(f"{space}{tag}"))
     assert arms["p"] == arms["q"]
-    credited = sum(sum(float(x) for x in raw.split()[2:]) for raw in arms["p"].values())
-    assert credited == len(set(outcomes))
+    def credited(fields):
+        return sum(sum(float(x) for x in raw.split()[2:]) for f, raw in arms["p"].items() if fields(f))
+    # each (decision, event) once in its context's arm, once in its segment's totals, once in the space's
+    assert credited(lambda f: f.count("|") == 2) == len(set(outcomes))
+    assert credited(lambda f: f.endswith("|N") and not f.startswith("*")) == len(set(outcomes))
+    assert credited(lambda f: f == "*|N") == len(set(outcomes))
 
 
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]

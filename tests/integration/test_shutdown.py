@@ -106,10 +106,10 @@ def test_sigterm_lets_the_request_and_the_job_in_flight_finish(service):
     _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
     job = job_state(store, job_id)
+    assert job["state"] == "finished" and job["result"]["version"] == "1", job
     print(f"SIGTERM: slow request answered {answered:.1f} s after it (200), refit job {job['state']} "
           f"(ended {job['ended_at'] - job['started_at']:.1f} s after starting), everything stopped after "
           f"{stopped:.1f} s")
-    assert job["state"] == "finished" and job["result"]["version"] == "1", job
     assert job["started_at"] < sigterm_at < job["ended_at"]  # it was running when SIGTERM came
     assert models.current(store, "mf") == "1"
     assert store.redis.exists(store.keys.user("slow199"))  # the late half of the upload was ingested

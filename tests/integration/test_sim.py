@@ -90,3 +90,27 @@ def test_local_replica_equals_the_service_and_http_runs_repeat(make_app, pop, se
     assert runs[0].value == runs[1].value == local.value and dict(runs[0].reasons) == dict(local.reasons)
     # the replica puts users in the service's segments (new, then default), whose popular lists it pushes
     assert runs[0].segment_day == runs[1].segment_day == local.segment_day
+
+
+def test_scheduler_segments_the_population_at_the_end_of_warmup_then_daily(make_app, pop, settings):
+    """The simulated scheduler refits the behavioural segments at the first tick (the end of the organic
+    warm-up) and again only after segments_refit_hours; a learned policy then decides per learned segment."""
+    from bandit_push import models
+    from bandit_push.sim.service import Scheduler
+
+    with served(make_app, policy="thompson") as (gw, store):
+        s = store.settings
+        sched = Scheduler(store, s)
+        gw.put_users(list(zip(pop.user_ids, pop.tz)))
+        gw.post_events([{"user_id": pop.user_ids[u], "type": "view", "ts": float(t), "item_id": pop.items[0]}
+                        for u, t in zip(pop.ev_user, pop.ev_ts) if t < pop.params.start])
+        t0 = pop.params.start
+        sched.tick(t0)
+        first = models.current(store, "segments")
+        assert first is not None
+        sched.tick(t0 + 6 * HOUR)      # popular items only
+        assert models.current(store, "segments") == first
+        sched.tick(t0 + s.segments_refit_hours * HOUR)
+        assert models.current(store, "segments") != first
+        seen = {store.redis.hget(store.keys.user(u), "sg") for u in pop.user_ids}
+        assert seen - {"new", None}    # learned segments, not the placeholder ones
