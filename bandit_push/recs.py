@@ -194,35 +194,47 @@ def top_k(model: Model, user_vec: npt.NDArray[np.float32], k: int, exclude=None,
 def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, excludes=None,
                blend: float | None = None, chunk: int = 512) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
     """:func:`top_k` for many users at once (one matrix product per ``chunk`` users): the same scores,
-    exclusions and tie order; ``excludes`` is one array of item indices (or None) per user."""
+    exclusions and tie order; ``excludes`` is one array of item indices (or None) per user.
+
+    Selection avoids a partition of every row: the ``k``-th best score among a few times ``k`` popular
+    items is a lower bound of the row's ``k``-th best, so only the items scoring at least that are sorted.
+    """
     if blend is None:
         blend = float(model.arrays["popular_blend"][0]) if "popular_blend" in model.arrays else 0.0
     items = model.arrays["item_factors"]
     pop = model.arrays.get("popularity")
+    n_items = items.shape[0]
+    kk = int(min(max(k, 0), n_items))
     vecs = np.asarray(user_vecs, dtype=np.float32)
+    if kk == 0:
+        return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(len(vecs))]
+    probe = (np.argsort(-pop[:n_items], kind="stable") if pop is not None else np.arange(n_items))[:4 * kk]
     out: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
     for start in range(0, len(vecs), chunk):
         s = vecs[start:start + chunk] @ items.T
-        scale = np.abs(s).max(axis=1, keepdims=True) if s.shape[1] else np.zeros((len(s), 1), np.float32)
-        s = np.where(scale > 1e-12, s / np.where(scale > 1e-12, scale, 1), 0).astype(np.float32)
+        scale = np.maximum(s.max(axis=1, keepdims=True), -s.min(axis=1, keepdims=True))  # max |s|, no copy
+        ok = scale > 1e-12
+        np.divide(s, scale, out=s, where=ok)
+        s[~ok[:, 0]] = 0
         if pop is not None and blend:
-            s += np.float32(blend) * pop[:s.shape[1]]
-        for r in range(len(s)):  # exclusions: one fancy assignment per user with any
-            ex = excludes[start + r] if excludes is not None else None
-            if ex is not None and len(ex):
-                ex = np.asarray(ex, dtype=np.int64)
-                s[r, ex[(ex >= 0) & (ex < s.shape[1])]] = -np.inf
-        finite = np.isfinite(s).sum(axis=1)
-        kk = int(min(max(k, 0), s.shape[1]))
-        if kk == 0:
-            out.extend((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(len(s)))
-            continue
-        part = np.sort(np.argpartition(-s, kk - 1, axis=1)[:, :kk], axis=1)  # by index, then
-        vals = np.take_along_axis(s, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")  # by score: ties keep the lower index first
-        top = np.take_along_axis(part, order, axis=1)
-        top_vals = np.take_along_axis(vals, order, axis=1)
-        for r in range(len(s)):
-            n = int(min(kk, finite[r]))  # a catalogue smaller than k once exclusions are gone
-            out.append((top[r, :n].astype(np.int64), top_vals[r, :n]))
+            s += np.float32(blend) * pop[:n_items]
+        if excludes is not None:  # exclusions: one fancy assignment for the whole chunk
+            ex = [np.asarray(e, dtype=np.int64) if e is not None else np.zeros(0, np.int64)
+                  for e in excludes[start:start + chunk]]
+            rows = np.repeat(np.arange(len(ex)), [len(e) for e in ex])
+            cols = np.concatenate(ex) if ex else np.zeros(0, np.int64)
+            valid = (cols >= 0) & (cols < n_items)
+            s[rows[valid], cols[valid]] = -np.inf
+        sub = s[:, probe]
+        bound = np.partition(sub, sub.shape[1] - kk, axis=1)[:, sub.shape[1] - kk]
+        r, c = np.nonzero(s >= bound[:, None])  # at least kk per row; by row, then by index
+        v = s[r, c]
+        o = np.lexsort((-v, r))  # stable: by row, best first, ties keep the lower index first
+        r, c, v = r[o], c[o].astype(np.int64), v[o]
+        starts = np.searchsorted(r, np.arange(len(s) + 1))
+        finite = np.bincount(r[np.isfinite(v)], minlength=len(s))  # excluded items (-inf) come last
+        for row in range(len(s)):
+            a = starts[row]
+            n = min(kk, int(finite[row]))  # a catalogue smaller than k once exclusions are gone
+            out.append((c[a:a + n], v[a:a + n]))
     return out
