@@ -136,23 +136,40 @@ def fold_in(model: Model, items, types, ts, now: float, settings: Settings) -> n
     ``c_i`` of :func:`build_matrix`. Items beyond the model's item count (added since the fit) are
     ignored. Returns float32 [f]; zeros when nothing usable remains.
     """
+    return fold_in_many(model, [(items, types, ts)], now, settings)[0]
+
+
+def fold_in_many(model: Model, histories, now: float, settings: Settings) -> npt.NDArray[np.float32]:
+    """:func:`fold_in` of each ``(items, types, ts)`` in ``histories`` (float32 [n, f]), with one solve."""
     y = model.arrays["item_factors"]
     n_items, f = y.shape
+    out = np.zeros((len(histories), f), dtype=np.float32)
+    if not histories:
+        return out
+    owner = np.repeat(np.arange(len(histories)), [len(h[0]) for h in histories])
+    items, types, ts = (np.concatenate([np.asarray(h[j]) for h in histories]) for j in range(3))
     keep, w = _weights(items, types, ts, now, settings.mf_half_life_days, settings)
-    idx = np.asarray(items, dtype=np.int64)[keep]
+    idx, owner = np.asarray(items, dtype=np.int64)[keep], owner[keep]
     known = idx < n_items
     if not known.any():
-        return np.zeros(f, dtype=np.float32)
-    uniq, inverse = np.unique(idx[known], return_inverse=True)
-    c = settings.mf_alpha * np.bincount(inverse, weights=w[known])
-    yi = y[uniq].astype(np.float64)
+        return out
+    pairs, inverse = np.unique(owner[known] * n_items + idx[known], return_inverse=True)
+    c_all = settings.mf_alpha * np.bincount(inverse, weights=w[known])
+    users, starts = np.unique(pairs // n_items, return_index=True)
     gram = model.arrays.get("item_gram")
     if gram is None:  # a model stored without it: correct, only slower (one pass over all items)
         gram = y.T.astype(np.float64) @ y
-    a = gram.astype(np.float64) + (yi.T * (c - 1.0)) @ yi
-    a[np.diag_indices(f)] += settings.mf_regularization
-    b = yi.T @ c
-    return np.linalg.solve(a, b).astype(np.float32)
+    gram = gram.astype(np.float64)
+    a = np.empty((len(users), f, f))
+    b = np.empty((len(users), f, 1))
+    for j, (s, e) in enumerate(zip(starts, [*starts[1:], len(pairs)])):
+        c = c_all[s:e]
+        yi = y[pairs[s:e] % n_items].astype(np.float64)
+        a[j] = gram + (yi.T * (c - 1.0)) @ yi
+        b[j, :, 0] = yi.T @ c
+    a[:, np.arange(f), np.arange(f)] += settings.mf_regularization
+    out[users] = np.linalg.solve(a, b)[:, :, 0]
+    return out
 
 
 def scores(model: Model, user_vec: npt.NDArray[np.float32], blend: float | None = None) -> npt.NDArray[np.float32]:
@@ -196,7 +213,7 @@ def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, exclude
     """:func:`top_k` for many users at once (one matrix product per ``chunk`` users): the same scores,
     exclusions and tie order; ``excludes`` is one array of item indices (or None) per user.
 
-    Selection avoids a partition of every row: the ``k``-th best score among a few times ``k`` popular
+    Selection avoids a partition of every row: the ``k``-th best score among eight times ``k`` popular
     items is a lower bound of the row's ``k``-th best, so only the items scoring at least that are sorted.
     """
     if blend is None:
@@ -208,7 +225,7 @@ def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, exclude
     vecs = np.asarray(user_vecs, dtype=np.float32)
     if kk == 0:
         return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(len(vecs))]
-    probe = (np.argsort(-pop[:n_items], kind="stable") if pop is not None else np.arange(n_items))[:4 * kk]
+    probe = (np.argsort(-pop[:n_items], kind="stable") if pop is not None else np.arange(n_items))[:8 * kk]
     out: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
     for start in range(0, len(vecs), chunk):
         s = vecs[start:start + chunk] @ items.T
@@ -227,10 +244,11 @@ def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, exclude
             s[rows[valid], cols[valid]] = -np.inf
         sub = s[:, probe]
         bound = np.partition(sub, sub.shape[1] - kk, axis=1)[:, sub.shape[1] - kk]
-        r, c = np.nonzero(s >= bound[:, None])  # at least kk per row; by row, then by index
-        v = s[r, c]
+        flat = np.flatnonzero(s >= bound[:, None])  # at least kk per row; by row, then by index
+        r, c = np.divmod(flat, n_items)
+        v = s.ravel()[flat]
         o = np.lexsort((-v, r))  # stable: by row, best first, ties keep the lower index first
-        r, c, v = r[o], c[o].astype(np.int64), v[o]
+        r, c, v = r[o], c[o], v[o]
         starts = np.searchsorted(r, np.arange(len(s) + 1))
         finite = np.bincount(r[np.isfinite(v)], minlength=len(s))  # excluded items (-inf) come last
         for row in range(len(s)):

@@ -233,8 +233,9 @@ def _precompute(store: Store, settings: Settings, stored: models.Stored, model: 
         todo = known[start:start + batch]
         ixs = np.fromiter((ix for _, ix in todo), dtype=np.int64, count=len(todo))
         vecs = model.arrays["user_factors"][ixs]
-        for j in np.flatnonzero(np.isin(ixs, np.fromiter(targets, dtype=np.int64, count=len(targets)))):
-            vecs[j] = recs.fold_in(model, *toplists.user_history(stored, int(ixs[j])), until, settings)
+        fold = np.flatnonzero(np.isin(ixs, np.fromiter(targets, dtype=np.int64, count=len(targets))))
+        vecs[fold] = recs.fold_in_many(model, [toplists.user_history(stored, int(u)) for u in ixs[fold]],
+                                       until, settings)
         excludes = None if bought is None else [bought[bought_at[u]:bought_at[u + 1]] for u in ixs]
         ranked = recs.top_k_many(model, vecs, settings.recs_size, excludes)
         written += toplists.write_lists(store, zip((uid for uid, _ in todo), toplists.pack_many(version, ranked)))
