@@ -187,9 +187,10 @@ def _quality(model: recs.Model, settings: Settings, rows, train, targets, n_item
 
 
 def _write_item_names(store: Store, n_items: int, batch: int = 5000) -> None:
-    """The index -> id hash for every item of the model (idempotent: indices never change)."""
+    """The index -> id hash for every item of the model: the indices it lacks (indices never change, and
+    it only grows, batch by batch from index 0, so what it holds is every index below its length)."""
     keys = store.keys
-    for start in range(0, n_items, batch):
+    for start in range(int(store.redis.hlen(keys.item_by_index())), n_items, batch):
         ids = store.redis.lrange(keys.item_ids(), start, min(start + batch, n_items) - 1)
         if ids:
             store.redis.hset(keys.item_by_index(), mapping={str(start + i): x for i, x in enumerate(ids)})
