@@ -136,11 +136,21 @@ def fold_in(model: Model, items, types, ts, now: float, settings: Settings) -> n
     ``c_i`` of :func:`build_matrix`. Items beyond the model's item count (added since the fit) are
     ignored. Returns float32 [f]; zeros when nothing usable remains.
     """
-    return fold_in_many(model, [(items, types, ts)], now, settings)[0]
+    y = model.arrays["item_factors"]
+    n_items, f = y.shape
+    keep, w = _weights(items, types, ts, now, settings.mf_half_life_days, settings)
+    idx = np.asarray(items, dtype=np.int64)[keep]
+    known = idx < n_items
+    if not known.any():
+        return np.zeros(f, dtype=np.float32)
+    uniq, inverse = np.unique(idx[known], return_inverse=True)
+    c = settings.mf_alpha * np.bincount(inverse, weights=w[known])
+    a, b = _normal_equations(model, uniq, c, settings)
+    return np.linalg.solve(a, b).astype(np.float32)
 
 
 def fold_in_many(model: Model, histories, now: float, settings: Settings) -> npt.NDArray[np.float32]:
-    """:func:`fold_in` of each ``(items, types, ts)`` in ``histories`` (float32 [n, f]), with one solve."""
+    """:func:`fold_in` of each ``(items, types, ts)`` in ``histories`` (float32 [n, f]), with one batched solve."""
     y = model.arrays["item_factors"]
     n_items, f = y.shape
     out = np.zeros((len(histories), f), dtype=np.float32)
@@ -156,20 +166,24 @@ def fold_in_many(model: Model, histories, now: float, settings: Settings) -> npt
     pairs, inverse = np.unique(owner[known] * n_items + idx[known], return_inverse=True)
     c_all = settings.mf_alpha * np.bincount(inverse, weights=w[known])
     users, starts = np.unique(pairs // n_items, return_index=True)
-    gram = model.arrays.get("item_gram")
-    if gram is None:  # a model stored without it: correct, only slower (one pass over all items)
-        gram = y.T.astype(np.float64) @ y
-    gram = gram.astype(np.float64)
     a = np.empty((len(users), f, f))
     b = np.empty((len(users), f, 1))
     for j, (s, e) in enumerate(zip(starts, [*starts[1:], len(pairs)])):
-        c = c_all[s:e]
-        yi = y[pairs[s:e] % n_items].astype(np.float64)
-        a[j] = gram + (yi.T * (c - 1.0)) @ yi
-        b[j, :, 0] = yi.T @ c
-    a[:, np.arange(f), np.arange(f)] += settings.mf_regularization
+        a[j], b[j, :, 0] = _normal_equations(model, pairs[s:e] % n_items, c_all[s:e], settings)
     out[users] = np.linalg.solve(a, b)[:, :, 0]
     return out
+
+
+def _normal_equations(model: Model, uniq, c, settings: Settings) -> tuple[npt.NDArray, npt.NDArray]:
+    """``(YtY + sum_i (c_i - 1) y_i y_i^T + reg I, sum_i c_i y_i)`` in float64 for one user's items and confidences."""
+    y = model.arrays["item_factors"]
+    yi = y[uniq].astype(np.float64)
+    gram = model.arrays.get("item_gram")
+    if gram is None:  # a model stored without it: correct, only slower (one pass over all items)
+        gram = y.T.astype(np.float64) @ y
+    a = gram.astype(np.float64) + (yi.T * (c - 1.0)) @ yi
+    a[np.diag_indices(y.shape[1])] += settings.mf_regularization
+    return a, yi.T @ c
 
 
 def scores(model: Model, user_vec: npt.NDArray[np.float32], blend: float | None = None) -> npt.NDArray[np.float32]:
