@@ -80,7 +80,7 @@ def _run(store: Store, settings: Settings, events: list[ShopEvent], snap: Snapsh
                   keys.item_index(), keys.item_ids(), keys.counters(), keys.interaction_days(),
                   keys.interactions_compacted(),
                   keys.event_seen(ev.user_id, ev.event_id) if ev.event_id else keys.user(ev.user_id),
-                  keys.experiments_version(), *active],
+                  keys.experiments_version(), keys.user_ids(), *active],
             args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ev.item_id or "", repr(float(ev.value)),
                   repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day,
                   dedup_ttl if ev.event_id else "0", snap.version, ev.user_id],

@@ -15,21 +15,31 @@ NO_ITEM = 0xFFFFFFFF
 
 
 def read(store: Store, chunk_bytes: int = 1 << 20) -> Iterator[npt.NDArray]:
-    """Yield structured arrays (dtype :data:`RECORD`) of every stored interaction, day by day, in chunks."""
-    step = chunk_bytes - chunk_bytes % RECORD.itemsize
+    """Yield structured arrays (dtype :data:`RECORD`) of every stored interaction, day by day, in chunks.
+
+    One round trip finds every day's length, then each chunk of about ``chunk_bytes`` is one pipeline of
+    ``GETRANGE`` (whole days while they fit, a large day in pieces). Records appended after the lengths
+    were read are left to the next reader.
+    """
+    step = max(chunk_bytes - chunk_bytes % RECORD.itemsize, RECORD.itemsize)
     keys = store.keys
-    for day in store.redis.zrange(keys.interaction_days(), 0, -1):
-        key = keys.interactions(int(day))
-        offset = 0
-        while True:
-            buf = store.binary.getrange(key, offset, offset + step - 1)
-            if not buf:
-                break
-            usable = len(buf) - len(buf) % RECORD.itemsize
-            yield np.frombuffer(buf[:usable], dtype=RECORD)
-            offset += usable
-            if len(buf) < step:
-                break
+    names = [keys.interactions(int(day)) for day in store.redis.zrange(keys.interaction_days(), 0, -1)]
+    pipe = store.binary.pipeline(transaction=False)
+    for name in names:
+        pipe.strlen(name)
+    ranges: list[tuple[str, int, int]] = []
+    for name, size in zip(names, pipe.execute() if names else []):
+        size -= size % RECORD.itemsize
+        ranges += [(name, a, min(a + step, size) - 1) for a in range(0, size, step)]
+    todo, pending = store.binary.pipeline(transaction=False), 0
+    for n, (name, a, b) in enumerate(ranges):
+        todo.getrange(name, a, b)
+        pending += b + 1 - a
+        if pending >= step or n == len(ranges) - 1:
+            buf = b"".join(todo.execute())
+            todo, pending = store.binary.pipeline(transaction=False), 0
+            if buf:
+                yield np.frombuffer(buf[: len(buf) - len(buf) % RECORD.itemsize], dtype=RECORD)
 
 
 def compact(store: Store, now: float | None = None) -> int:

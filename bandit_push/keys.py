@@ -79,6 +79,10 @@ class Keys:
         """List: dense item index -> item id."""
         return f"{self.prefix}items:ids"
 
+    def user_ids(self) -> str:
+        """List: dense user index -> user id (``""`` once the user is deleted); what the MF refit names lists by."""
+        return f"{self.prefix}users:ids"
+
     def user_recs(self, user_id: str) -> str:
         """String: the user's precomputed ranked items, packed (see :mod:`bandit_push.toplists`)."""
         return f"{self.prefix}u:{{{user_id}}}:recs"

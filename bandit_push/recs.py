@@ -145,14 +145,45 @@ def fold_in(model: Model, items, types, ts, now: float, settings: Settings) -> n
         return np.zeros(f, dtype=np.float32)
     uniq, inverse = np.unique(idx[known], return_inverse=True)
     c = settings.mf_alpha * np.bincount(inverse, weights=w[known])
+    a, b = _normal_equations(model, uniq, c, settings)
+    return np.linalg.solve(a, b).astype(np.float32)
+
+
+def fold_in_many(model: Model, histories, now: float, settings: Settings) -> npt.NDArray[np.float32]:
+    """:func:`fold_in` of each ``(items, types, ts)`` in ``histories`` (float32 [n, f]), with one batched solve."""
+    y = model.arrays["item_factors"]
+    n_items, f = y.shape
+    out = np.zeros((len(histories), f), dtype=np.float32)
+    if not histories:
+        return out
+    owner = np.repeat(np.arange(len(histories)), [len(h[0]) for h in histories])
+    items, types, ts = (np.concatenate([np.asarray(h[j]) for h in histories]) for j in range(3))
+    keep, w = _weights(items, types, ts, now, settings.mf_half_life_days, settings)
+    idx, owner = np.asarray(items, dtype=np.int64)[keep], owner[keep]
+    known = idx < n_items
+    if not known.any():
+        return out
+    pairs, inverse = np.unique(owner[known] * n_items + idx[known], return_inverse=True)
+    c_all = settings.mf_alpha * np.bincount(inverse, weights=w[known])
+    users, starts = np.unique(pairs // n_items, return_index=True)
+    a = np.empty((len(users), f, f))
+    b = np.empty((len(users), f, 1))
+    for j, (s, e) in enumerate(zip(starts, [*starts[1:], len(pairs)])):
+        a[j], b[j, :, 0] = _normal_equations(model, pairs[s:e] % n_items, c_all[s:e], settings)
+    out[users] = np.linalg.solve(a, b)[:, :, 0]
+    return out
+
+
+def _normal_equations(model: Model, uniq, c, settings: Settings) -> tuple[npt.NDArray, npt.NDArray]:
+    """``(YtY + sum_i (c_i - 1) y_i y_i^T + reg I, sum_i c_i y_i)`` in float64 for one user's items and confidences."""
+    y = model.arrays["item_factors"]
     yi = y[uniq].astype(np.float64)
     gram = model.arrays.get("item_gram")
     if gram is None:  # a model stored without it: correct, only slower (one pass over all items)
         gram = y.T.astype(np.float64) @ y
     a = gram.astype(np.float64) + (yi.T * (c - 1.0)) @ yi
-    a[np.diag_indices(f)] += settings.mf_regularization
-    b = yi.T @ c
-    return np.linalg.solve(a, b).astype(np.float32)
+    a[np.diag_indices(y.shape[1])] += settings.mf_regularization
+    return a, yi.T @ c
 
 
 def scores(model: Model, user_vec: npt.NDArray[np.float32], blend: float | None = None) -> npt.NDArray[np.float32]:
@@ -194,35 +225,48 @@ def top_k(model: Model, user_vec: npt.NDArray[np.float32], k: int, exclude=None,
 def top_k_many(model: Model, user_vecs: npt.NDArray[np.float32], k: int, excludes=None,
                blend: float | None = None, chunk: int = 512) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
     """:func:`top_k` for many users at once (one matrix product per ``chunk`` users): the same scores,
-    exclusions and tie order; ``excludes`` is one array of item indices (or None) per user."""
+    exclusions and tie order; ``excludes`` is one array of item indices (or None) per user.
+
+    Selection avoids a partition of every row: the ``k``-th best score among eight times ``k`` popular
+    items is a lower bound of the row's ``k``-th best, so only the items scoring at least that are sorted.
+    """
     if blend is None:
         blend = float(model.arrays["popular_blend"][0]) if "popular_blend" in model.arrays else 0.0
     items = model.arrays["item_factors"]
     pop = model.arrays.get("popularity")
+    n_items = items.shape[0]
+    kk = int(min(max(k, 0), n_items))
     vecs = np.asarray(user_vecs, dtype=np.float32)
+    if kk == 0:
+        return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(len(vecs))]
+    probe = (np.argsort(-pop[:n_items], kind="stable") if pop is not None else np.arange(n_items))[:8 * kk]
     out: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]] = []
     for start in range(0, len(vecs), chunk):
         s = vecs[start:start + chunk] @ items.T
-        scale = np.abs(s).max(axis=1, keepdims=True) if s.shape[1] else np.zeros((len(s), 1), np.float32)
-        s = np.where(scale > 1e-12, s / np.where(scale > 1e-12, scale, 1), 0).astype(np.float32)
+        scale = np.maximum(s.max(axis=1, keepdims=True), -s.min(axis=1, keepdims=True))  # max |s|, no copy
+        ok = scale > 1e-12
+        np.divide(s, scale, out=s, where=ok)
+        s[~ok[:, 0]] = 0
         if pop is not None and blend:
-            s += np.float32(blend) * pop[:s.shape[1]]
-        for r in range(len(s)):  # exclusions: one fancy assignment per user with any
-            ex = excludes[start + r] if excludes is not None else None
-            if ex is not None and len(ex):
-                ex = np.asarray(ex, dtype=np.int64)
-                s[r, ex[(ex >= 0) & (ex < s.shape[1])]] = -np.inf
-        finite = np.isfinite(s).sum(axis=1)
-        kk = int(min(max(k, 0), s.shape[1]))
-        if kk == 0:
-            out.extend((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(len(s)))
-            continue
-        part = np.sort(np.argpartition(-s, kk - 1, axis=1)[:, :kk], axis=1)  # by index, then
-        vals = np.take_along_axis(s, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")  # by score: ties keep the lower index first
-        top = np.take_along_axis(part, order, axis=1)
-        top_vals = np.take_along_axis(vals, order, axis=1)
-        for r in range(len(s)):
-            n = int(min(kk, finite[r]))  # a catalogue smaller than k once exclusions are gone
-            out.append((top[r, :n].astype(np.int64), top_vals[r, :n]))
+            s += np.float32(blend) * pop[:n_items]
+        if excludes is not None:  # exclusions: one fancy assignment for the whole chunk
+            ex = [np.asarray(e, dtype=np.int64) if e is not None else np.zeros(0, np.int64)
+                  for e in excludes[start:start + chunk]]
+            rows = np.repeat(np.arange(len(ex)), [len(e) for e in ex])
+            cols = np.concatenate(ex) if ex else np.zeros(0, np.int64)
+            valid = (cols >= 0) & (cols < n_items)
+            s[rows[valid], cols[valid]] = -np.inf
+        sub = s[:, probe]
+        bound = np.partition(sub, sub.shape[1] - kk, axis=1)[:, sub.shape[1] - kk]
+        flat = np.flatnonzero(s >= bound[:, None])  # at least kk per row; by row, then by index
+        r, c = np.divmod(flat, n_items)
+        v = s.ravel()[flat]
+        o = np.lexsort((-v, r))  # stable: by row, best first, ties keep the lower index first
+        r, c, v = r[o], c[o], v[o]
+        starts = np.searchsorted(r, np.arange(len(s) + 1))
+        finite = np.bincount(r[np.isfinite(v)], minlength=len(s))  # excluded items (-inf) come last
+        for row in range(len(s)):
+            a = starts[row]
+            n = min(kk, int(finite[row]))  # a catalogue smaller than k once exclusions are gone
+            out.append((c[a:a + n], v[a:a + n]))
     return out

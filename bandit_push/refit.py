@@ -187,41 +187,61 @@ def _quality(model: recs.Model, settings: Settings, rows, train, targets, n_item
 
 
 def _write_item_names(store: Store, n_items: int, batch: int = 5000) -> None:
-    """The index -> id hash for every item of the model (idempotent: indices never change)."""
+    """The index -> id hash for every item of the model: the indices it lacks (indices never change, and
+    it only grows, batch by batch from index 0, so what it holds is every index below its length)."""
     keys = store.keys
-    for start in range(0, n_items, batch):
+    for start in range(int(store.redis.hlen(keys.item_by_index())), n_items, batch):
         ids = store.redis.lrange(keys.item_ids(), start, min(start + batch, n_items) - 1)
         if ids:
             store.redis.hset(keys.item_by_index(), mapping={str(start + i): x for i, x in enumerate(ids)})
 
 
+def _user_ids(store: Store, n_users: int, batch: int = 10000) -> list[str]:
+    """User id by dense index for the first ``n_users`` indices (``""``: deleted, or never an id).
+
+    The events script keeps the list ``users:ids``; a store from before it existed (the list shorter
+    than the user counter) is read by a SCAN of the user hashes instead.
+    """
+    key = store.keys.user_ids()
+    if store.redis.llen(key) < n_users:
+        ids = [""] * n_users
+        for chunk in users.scan(store, ["ix"]):
+            for uid, (ix,) in chunk:
+                if ix is not None and int(ix) < n_users:
+                    ids[int(ix)] = uid
+        return ids
+    return [uid for start in range(0, n_users, batch)
+            for uid in store.redis.lrange(key, start, min(start + batch, n_users) - 1)]
+
+
 def _precompute(store: Store, settings: Settings, stored: models.Stored, model: recs.Model,
-                targets: dict[int, np.ndarray], progress: Progress) -> int:
+                targets: dict[int, np.ndarray], progress: Progress, batch: int = 4096) -> int:
     """Every known user's packed list; held-out users are folded in on all their interactions."""
     version = int(stored.version)
-    ptr = stored.arrays["ix_indptr"]
+    a = stored.arrays
+    ptr = a["ix_indptr"].astype(np.int64)
     n_users = len(ptr) - 1
-    total = max(int(store.redis.hget(store.keys.counters(), "users") or 1), 1)
-    seen = [0]
-
-    def lists():
-        for batch in users.scan(store, ["ix"]):
-            seen[0] += len(batch)
-            todo = [(uid, int(ix)) for uid, (ix,) in batch
-                    if ix is not None and int(ix) < n_users and ptr[int(ix)] != ptr[int(ix) + 1]]
-            if todo:
-                vecs, excludes = [], []
-                for _, u in todo:
-                    items, types, ts = toplists.user_history(stored, u)
-                    vecs.append(recs.fold_in(model, items, types, ts, stored.meta["data_until"], settings)
-                                if u in targets else model.arrays["user_factors"][u])
-                    excludes.append(toplists.excluded(settings, items, types))
-                ranked = recs.top_k_many(model, np.stack(vecs), settings.recs_size, excludes)
-                for (uid, _), (top, scores) in zip(todo, ranked):
-                    yield uid, toplists.pack(version, top, scores)
-            progress(0.9 + 0.1 * min(seen[0] / total, 1.0), "lists")
-
-    return toplists.write_lists(store, lists())
+    known = [(uid, ix) for ix, uid in enumerate(_user_ids(store, n_users)) if uid and ptr[ix] != ptr[ix + 1]]
+    if settings.allow_repurchase:
+        bought, bought_at = None, None
+    else:  # each user's purchased items: one slice of one array
+        mask = a["ix_types"] == toplists.PURCHASE
+        bought = a["ix_items"][mask].astype(np.int64)
+        bought_at = np.concatenate([[0], np.cumsum(mask)])[ptr]
+    until = stored.meta["data_until"]
+    written = 0
+    for start in range(0, len(known), batch):
+        todo = known[start:start + batch]
+        ixs = np.fromiter((ix for _, ix in todo), dtype=np.int64, count=len(todo))
+        vecs = model.arrays["user_factors"][ixs]
+        fold = np.flatnonzero(np.isin(ixs, np.fromiter(targets, dtype=np.int64, count=len(targets))))
+        vecs[fold] = recs.fold_in_many(model, [toplists.user_history(stored, int(u)) for u in ixs[fold]],
+                                       until, settings)
+        excludes = None if bought is None else [bought[bought_at[u]:bought_at[u + 1]] for u in ixs]
+        ranked = recs.top_k_many(model, vecs, settings.recs_size, excludes)
+        written += toplists.write_lists(store, zip((uid for uid, _ in todo), toplists.pack_many(version, ranked)))
+        progress(0.9 + 0.1 * min((start + len(todo)) / max(len(known), 1), 1.0), "lists")
+    return written
 
 
 def refit_segments(store: Store, settings: Settings, progress: Progress, now: float | None = None) -> dict[str, Any]:

@@ -449,7 +449,8 @@ EVENT = XREC + r"""
 -- KEYS[4] = interaction chunk of the event's day   KEYS[5] = item index hash   KEYS[6] = item id list
 -- KEYS[7] = counters hash   KEYS[8] = set of interaction days   KEYS[9] = set of compacted days
 -- KEYS[10] = the event id's count-once marker (unused when ARGV[10] is '0')
--- KEYS[11] = experiments registry version   KEYS[12..] = per-user counters (XREC) of each active experiment
+-- KEYS[11] = experiments registry version   KEYS[12] = user id list (by dense index)
+-- KEYS[13..] = per-user counters (XREC) of each active experiment
 -- ARGV[1] = ts   ARGV[2] = event type   ARGV[3] = type code (0..254)   ARGV[4] = item id ('' if none)
 -- ARGV[5] = value   ARGV[6] = popularity weight   ARGV[7] = popularity TTL (s)
 -- ARGV[8] = interaction TTL (s)   ARGV[9] = day number   ARGV[10] = dedup TTL (s), '0' if no event id
@@ -470,6 +471,8 @@ local uix = st[2]
 if not uix then
   uix = redis.call('HINCRBY', KEYS[7], 'users', 1) - 1
   redis.call('HSET', KEYS[1], 'ix', uix)
+  -- index -> id; a list that does not line up with the counter (kept from before it existed) is left alone
+  if redis.call('LLEN', KEYS[12]) == uix then redis.call('RPUSH', KEYS[12], ARGV[12]) end
 end
 redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[2], 1)
 if not st[3] or ts < tonumber(st[3]) then redis.call('HSET', KEYS[1], 'ff', ARGV[1]) end
@@ -498,7 +501,7 @@ redis.call('EXPIRE', KEYS[4], ARGV[8])
 redis.call('ZADD', KEYS[8], ARGV[9], ARGV[9])
 redis.call('SREM', KEYS[9], ARGV[9])
 -- organic activity after exposure, per active experiment the user is in
-for j = 12, #KEYS do
+for j = 13, #KEYS do
   local raw = redis.call('HGET', KEYS[j], ARGV[12])
   if raw then
     local m = xrec_load(raw)
@@ -561,9 +564,11 @@ return {allowed, wait}
 DELETE_USER = r"""
 -- KEYS[1] = user hash   KEYS[2] = the user's recent pushes   KEYS[3] = segment sizes
 -- KEYS[4] = the user's precomputed items   KEYS[5] = the user's interactions since the MF version (fold-in)
+-- KEYS[6] = user id list (by dense index)
 -- returns the number of keys removed
-local seg = redis.call('HGET', KEYS[1], 'sg')
-if seg then redis.call('HINCRBY', KEYS[3], seg, -1) end
+local st = redis.call('HMGET', KEYS[1], 'sg', 'ix')
+if st[1] then redis.call('HINCRBY', KEYS[3], st[1], -1) end
+if st[2] and tonumber(st[2]) < redis.call('LLEN', KEYS[6]) then redis.call('LSET', KEYS[6], st[2], '') end
 return redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 """
 

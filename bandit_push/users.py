@@ -78,17 +78,17 @@ def delete(store: Store, user_id: str) -> int:
 
     The user hash (time zone, opt-out, last push, behaviour features, interaction index), the
     recent-pushes key and the user's precomputed items and fold-in interactions go in one script (the
-    segment's size shrinks with them); the user's event-id
+    segment's size shrinks with them, and the user's entry in the index -> id list is blanked); the user's event-id
     markers are found by a SCAN of the user's hash-tagged keys; the user's counters in each experiment
     (a field of the experiment's per-user hash) are removed, so reports stop counting them. Not removed, because they do not name
     the user: aggregate popularity counts and the interaction records, which carry only the user's
-    dense index (the only link from it to the id was the user hash). Decision records name the user
+    dense index (the links from it to the id were the user hash and the blanked list entry). Decision records name the user
     and expire after ``decision_ttl_hours``; they are not indexed by user, so they are left to expire.
     """
     keys = store.keys
     removed = int(store.delete_user_script(keys=[keys.user(user_id), keys.user_pushes(user_id),
                                                  keys.segment_sizes(), keys.user_recs(user_id),
-                                                 keys.user_recent(user_id)]))
+                                                 keys.user_recent(user_id), keys.user_ids()]))
     batch: list[str] = []
     for key in store.redis.scan_iter(match=keys.user_event_marks(user_id), count=1000):
         batch.append(key)

@@ -24,6 +24,8 @@ def test_delete_removes_the_user_and_only_the_user(make_app, store):
     assert len(before) == 5  # user hash, recent pushes, three event-id markers
     assert store.redis.hget(store.keys.segment_sizes(), "default") == "3"
 
+    ids = store.keys.user_ids()  # dense user index -> id, what the MF refit names lists by
+    assert store.redis.lrange(ids, 0, -1) == ["a*", "a*b", "other"]
     exposed = store.keys.experiment_users(x["id"])
     assert store.redis.hexists(exposed, "a*") and store.redis.hexists(exposed, "a*b")
     r = c.delete("/v1/users/a*")
@@ -38,6 +40,7 @@ def test_delete_removes_the_user_and_only_the_user(make_app, store):
     again = c.post("/v1/events", json={"user_id": "a*", "type": "view", "item_id": "sku-1", "ts": NOW,
                                        "event_id": "e0"})
     assert again.get_json() == {"accepted": 1, "duplicate": 0}
+    assert store.redis.lrange(ids, 0, -1) == ["", "a*b", "other", "a*"]  # blanked; back under a new index
     # deleting is idempotent
     c.delete("/v1/users/a*")
     assert c.delete("/v1/users/a*").get_json()["deleted_keys"] == 0

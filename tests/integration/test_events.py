@@ -46,6 +46,8 @@ def test_interactions_read_back_exactly(client, store):
                   EVENT_TYPES[r["type"]], float(r["ts"])) for r in records)
     want = sorted((int(user_ix[u]), it or "", t, ts) for u, it, t, ts in sent)
     assert got == want
+    whole = list(interactions.read(store))  # every day in one pipelined chunk, in the same order
+    assert len(whole) == 1 and whole[0].tobytes() == records.tobytes()
     assert store.redis.strlen(store.keys.interactions(int(T0 // 86400))) % 13 == 0
 
 

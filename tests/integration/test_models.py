@@ -13,7 +13,7 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 import retail
-from bandit_push import models, refit, segmentation, toplists
+from bandit_push import models, refit, segmentation, toplists, users
 from bandit_push.config import QUEUE
 from bandit_push.decide import ranked_items
 from bandit_push.errors import NotFound
@@ -263,6 +263,27 @@ def test_packed_lists_round_trip_and_stay_small(store, settings):
     assert version == 9 and (got_items == items).all()
     assert np.allclose(got_scores, scores, atol=3.0 / 65535)
     assert len(toplists.pack(1, np.arange(50), np.linspace(1, 0, 50))) == 12 + 5 * 50
+    # many lists at once: the same bytes, whatever their lengths and score ranges
+    lists = [(items, scores), (items[:2], scores[:2]), (items[:0], scores[:0]), (items, np.full(4, 0.5, np.float32)),
+             (items[::-1], np.array([1e-3, 1e-3 - 1e-7, -7.0, -7.5], np.float32))]
+    assert toplists.pack_many(9, lists) == [toplists.pack(9, i, s) for i, s in lists]
+
+
+def test_refit_names_lists_by_the_user_id_list_or_by_a_scan_of_an_older_store(store, settings):
+    sample = retail.sample(60)
+    retail.ingest(store, settings, sample)
+    uids = sorted({e.user_id for e in sample})
+    ids = store.redis.lrange(store.keys.user_ids(), 0, -1)  # kept by the events script, by dense index
+    assert sorted(ids) == uids and all(ids[int(store.redis.hget(store.keys.user(u), "ix"))] == u for u in uids)
+    users.delete(store, uids[0])
+    assert store.redis.lrange(store.keys.user_ids(), 0, -1).count("") == 1
+    fit(store, settings)
+    got = {u: store.binary.get(store.keys.user_recs(u)) for u in uids}
+    assert got[uids[0]] is None and all(got[u] for u in uids[1:])  # a deleted user gets no list back
+    store.redis.delete(store.keys.user_ids())  # a store from before the list: the refit scans the users
+    assert fit(store, settings)["lists"] == len(uids) - 1
+    assert all(toplists.unpack(store.binary.get(store.keys.user_recs(u)))[0] == 2 for u in uids[1:])
+    assert store.binary.get(store.keys.user_recs(uids[0])) is None
 
 
 def test_superseded_versions_are_collected_after_the_grace_period(store, settings):

@@ -19,6 +19,7 @@ def test_key_strings_are_pinned():
     assert k.item_index() == "bp:items:idx"
     assert k.item_ids() == "bp:items:ids"
     assert k.counters() == "bp:counters"
+    assert k.user_ids() == "bp:users:ids"
     assert k.user_recs("alice") == "bp:u:{alice}:recs"
     assert k.user_recent("alice") == "bp:u:{alice}:rx"
     assert k.item_by_index() == "bp:items:byix"

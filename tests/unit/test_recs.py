@@ -86,6 +86,20 @@ def test_fold_in_is_implicits_recalculate_user(fitted, retail):
         assert np.abs(model.arrays["user_factors"][user] - vec).max() < 0.1 * np.abs(vec).max()
 
 
+def test_fold_in_many_is_fold_in_for_each_user(fitted, retail):
+    model, _, tr = fitted
+    s = Settings()
+    n_items = model.arrays["item_factors"].shape[0]
+    none = (np.zeros(0, np.int64),) * 3
+    histories = [tuple(retail[k][tr & (retail["users"] == u)] for k in ("items", "types", "ts")) for u in (5, 3, 900)]
+    histories[1:1] = [none, ([n_items + 5, recs.NO_ITEM], [PURCHASE, SEARCH], [SPLIT, SPLIT])]  # nothing usable
+    many = recs.fold_in_many(model, histories, SPLIT, s)
+    assert many.dtype == np.float32 and many.shape == (5, model.arrays["item_factors"].shape[1])
+    for h, vec in zip(histories, many):
+        assert np.array_equal(vec, recs.fold_in(model, *h, SPLIT, s))  # bit for bit: one solve per user either way
+    assert not many[1].any() and not many[2].any() and many[0].any()
+
+
 def test_fitted_model_beats_recent_popularity_on_held_out_purchases(fitted, retail):
     model, m, tr = fitted
     bought = m.tocsr()
