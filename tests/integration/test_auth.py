@@ -112,7 +112,8 @@ def test_without_keys_only_loopback_clients_are_served(client):
 
 
 def test_rate_limit_answers_429_with_retry_after(make_app, store):
-    c = make_app(api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 1.0},
+    # one token per 100 s: a loaded machine cannot refill the bucket between the five requests
+    c = make_app(api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 0.01},
                  rate_bursts={"gateway": 3.0}).test_client()
     codes = [c.post("/v1/decide", json={"user_id": "u1"}, headers=bearer(GATEWAY)).status_code for _ in range(5)]
     assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]

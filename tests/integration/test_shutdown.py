@@ -74,7 +74,8 @@ def refit_in_flight(base, store, customers=400) -> str:
 
 
 def test_sigterm_lets_the_request_and_the_job_in_flight_finish(service):
-    proc, base, store, port = service(shutdown_timeout_s=15, **SLOW_FIT)
+    # a bound far above the fit's few seconds: on a loaded machine the fit may take several times longer
+    proc, base, store, port = service(shutdown_timeout_s=60, **SLOW_FIT)
     job_id = refit_in_flight(base, store)
     # a client uploading a batch of events slowly: its request is in a worker when SIGTERM arrives
     now = time.time()
@@ -113,7 +114,7 @@ def test_sigterm_lets_the_request_and_the_job_in_flight_finish(service):
     assert job["started_at"] < sigterm_at < job["ended_at"]  # it was running when SIGTERM came
     assert models.current(store, "mf") == "1"
     assert store.redis.exists(store.keys.user("slow199"))  # the late half of the upload was ingested
-    assert stopped < 15 + 2 + 5
+    assert stopped < 60 + 2 + 5
 
 
 def test_a_job_outlasting_the_bound_is_stopped_and_reported(service):
