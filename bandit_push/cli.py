@@ -267,8 +267,10 @@ def simulate(args: argparse.Namespace) -> int:
         print(table)
         print(f"best fixed cadence: {best_fixed.label}; {orc.label}")
         if args.report:
-            paths = report.write(args.report, rows, table, learned_results + base + [orc], learned,
-                                 evaluate.truth_by_context(pop, settings))
+            truth = {label: evaluate.truth_by_context(pop, settings, {seg["segment"]: list(seg["true_types"].values())
+                                                                      for seg in segs if seg.get("true_types")})
+                     for label, segs in learned.items()}
+            paths = report.write(args.report, rows, table, learned_results + base + [orc], learned, truth)
             print("report: " + ", ".join(paths))
     return 0
 

@@ -123,14 +123,18 @@ def run_learned(pop: Population, settings: Settings, policy: dict[str, Any], thr
             gw.close()
         assert svc.store is not None
         learned = segments.report(svc.store, svc.settings, from_config(policy, svc.settings), now=pop.t_end)
+        members = segment_types(pop, svc.store)
+        for seg in learned:  # who the segment really is: the truth the learned values are compared with
+            seg["true_types"] = dict(zip((t.name for t in pop.params.types), members.get(seg["segment"], [])))
     return res, learned
 
 
-def truth_by_context(pop: Population, settings: Settings) -> dict[tuple[str, ...], float]:
-    """The simulator's expected net value of a push per context (recency bucket, daypart[, activity bucket]):
-    fatigue from one earlier push at the bucket's middle (none for the open-ended bucket), items of average
-    match, averaged over the daypart's local hours and over the users in the activity bucket (their shopping
-    events per week over the whole run, as the service counts them)."""
+def truth_by_context(pop: Population, settings: Settings,
+                     groups: dict[str, Any] | None = None) -> dict[tuple[str, ...], float]:
+    """The simulator's expected net value of a push per (group, recency bucket, daypart): fatigue from one
+    earlier push at the bucket's middle (none for the open-ended bucket), items of average match,
+    averaged over the daypart's local hours and over the group's users. ``groups`` maps a name (a learned
+    segment) to its members' counts per true type; without it, one group ``"all"``: the whole population."""
     edges = list(settings.recency_edges_hours)
     mids = [edges[0] / 2] + [(a + b) / 2 for a, b in zip(edges, edges[1:])] + [math.inf]
     labels = settings.recency_labels()
@@ -138,25 +142,32 @@ def truth_by_context(pop: Population, settings: Settings) -> dict[tuple[str, ...
     tau = pop.params.fatigue_recovery_hours
     n_types = len(pop.params.types)
     w = dict(settings.weights)
-    groups: dict[tuple[str, ...], np.ndarray] = {}
-    if getattr(settings, "activity_edges_per_week", None):  # an activity context, where the service has one
-        weeks = max((pop.t_end - pop.t0) / (7 * DAY), 1.0)
-        rate = np.bincount(pop.ev_user, minlength=pop.params.users) / weeks
-        bucket = np.searchsorted(np.asarray(settings.activity_edges_per_week), rate, side="right")
-        for b, label in enumerate(settings.activity_labels()):
-            if (bucket == b).any():
-                groups[(label,)] = np.bincount(pop.type[bucket == b], minlength=n_types) / (bucket == b).sum()
-    else:
-        groups[()] = np.bincount(pop.type, minlength=n_types) / len(pop.type)
+    if groups is None:
+        groups = {"all": np.bincount(pop.type, minlength=n_types)}
     values = {(t, h, r): pop.expected_value(t, h, 0.0 if math.isinf(mid) else math.exp(-mid / tau), 0.5, w)
               for t in range(n_types) for h in range(24) for r, mid in enumerate(mids)}
     out = {}
-    for r in range(len(mids)):
-        for d, (_, name) in enumerate(settings.dayparts):
-            hours = [h for h in range(24) if dp_of[h] == d]
-            for group, shares in groups.items():
-                out[(labels[r], name, *group)] = float(sum(
+    for group, counts in groups.items():
+        counts = np.asarray(counts, dtype=float)
+        if counts.sum() <= 0:
+            continue
+        shares = counts / counts.sum()
+        for r in range(len(mids)):
+            for d, (_, name) in enumerate(settings.dayparts):
+                hours = [h for h in range(24) if dp_of[h] == d]
+                out[(group, labels[r], name)] = float(sum(
                     shares[t] * np.mean([values[(t, h, r)] for h in hours]) for t in range(n_types)))
+    return out
+
+
+def segment_types(pop: Population, store: Any) -> dict[str, list[int]]:
+    """Each learned segment's members counted per true type (read from the service's user hashes)."""
+    pipe = store.redis.pipeline(transaction=False)
+    for uid in pop.user_ids:
+        pipe.hget(store.keys.user(uid), "sg")
+    out: dict[str, list[int]] = {}
+    for i, seg in enumerate(pipe.execute()):
+        out.setdefault(seg or "new", [0] * len(pop.params.types))[int(pop.type[i])] += 1
     return out
 
 
@@ -190,5 +201,5 @@ def _ratio(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.2f}"
 
 
-__all__ = ["Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned", "truth_by_context", "summarise",
-           "format_table", "HOUR"]
+__all__ = ["Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned", "truth_by_context",
+           "segment_types", "summarise", "format_table", "HOUR"]

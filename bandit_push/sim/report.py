@@ -11,15 +11,17 @@ from bandit_push.sim.driver import Result
 
 
 def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[Result], learned: dict[str, list],
-          truth: dict[tuple[str, ...], float]) -> list[str]:
-    """Write ``table.md``, ``results.json`` and, when matplotlib is installed, the figures; returns the paths."""
+          truth: dict[str, dict[tuple[str, ...], float]]) -> list[str]:
+    """Write ``table.md``, ``results.json`` and, when matplotlib is installed, the figures; returns the paths.
+    ``truth``: per learned policy, the simulator's net value per (segment, recency, daypart)."""
     os.makedirs(directory, exist_ok=True)
     paths = [os.path.join(directory, "table.md"), os.path.join(directory, "results.json")]
     with open(paths[0], "w") as f:
         f.write(table + "\n")
     with open(paths[1], "w") as f:
         json.dump({"rows": rows, "learned": learned,
-                   "truth": [{"context": list(c), "net_value": v} for c, v in truth.items()]}, f, indent=1)
+                   "truth": {label: [{"context": list(c), "net_value": v} for c, v in t.items()]
+                             for label, t in truth.items()}}, f, indent=1)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -62,14 +64,16 @@ def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[
         xs, ys = [], []
         for seg in segs:
             for c in seg["contexts"]:
-                key = (c["recency"], c["daypart"], *([c["activity"]] if "activity" in c else []))
-                if key in truth and c["sends"] >= 5:
-                    xs.append(truth[key])
+                key = (seg["segment"], c["recency"], c["daypart"])
+                if key in truth.get(label, {}) and c["sends"] >= 5:
+                    xs.append(truth[label][key])
                     ys.append(c["net_value"]["mean"])
         ax.scatter(xs, ys, label=label, s=14)
-    lim = [min(truth.values()) - 0.02, max(truth.values()) + 0.02]
+    every = [v for t in truth.values() for v in t.values()] or [0.0]
+    lim = [min(every) - 0.02, max(every) + 0.02]
     ax.plot(lim, lim, "k--", lw=1)
-    ax.set_xlabel("simulator's truth: net value of a push (recency x daypart x activity)")
+    ax.set_xlabel("simulator's truth: net value of a push in the segment's context\n"
+                  "(its members' true types, recency bucket x daypart)")
     ax.set_ylabel("learned posterior mean (contexts with >= 5 decayed sends)"), ax.legend(fontsize=7), ax.grid(alpha=.3)
     paths.append(_save(fig, directory, "learned_vs_truth.png"))
     return paths

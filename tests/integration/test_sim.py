@@ -114,3 +114,25 @@ def test_scheduler_segments_the_population_at_the_end_of_warmup_then_daily(make_
         assert models.current(store, "segments") != first
         seen = {store.redis.hget(store.keys.user(u), "sg") for u in pop.user_ids}
         assert seen - {"new", None}    # learned segments, not the placeholder ones
+
+
+def test_simulate_command_end_to_end_writes_the_report(tmp_path, settings, capsys, monkeypatch):
+    """`bandit-push simulate` over real HTTP (a gunicorn service of its own) on a tiny population: the table
+    prints every policy and baseline, and the report compares each learned segment with its members' truth."""
+    import json
+
+    from bandit_push import cli
+
+    out = tmp_path / "report"
+    argv = ["simulate", "--users", "25", "--days", "2", "--warmup-days", "2", "--seed", "3", "--jobs", "1",
+            "--policy", "thompson", "--report", str(out)]
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| thompson |" in printed and "| every 48h+quiet |" in printed and "oracle (" in printed
+    res = json.loads((out / "results.json").read_text())
+    segs = res["learned"]["thompson"]
+    members = sum(sum(s.get("true_types", {}).values()) for s in segs)
+    assert members == 25  # every simulated user is counted in the segment it ended in
+    truth = {tuple(t["context"]) for t in res["truth"]["thompson"]}
+    assert {t[0] for t in truth} == {s["segment"] for s in segs if sum(s["true_types"].values())}
