@@ -99,7 +99,8 @@ class Scheduler:
     """What a deployment's scheduler runs, at simulated times: ``tick(now)`` refreshes the popular items
     and, every ``segments_refit_hours`` (first at the first tick: the end of the organic warm-up), refits
     the behavioural segmentation. The MF refit is left out: the baselines' replica pushes popular items,
-    and the comparison is about when to push, not which items."""
+    and the comparison is about when to push, not which items. (Under a learned policy a user's items come
+    from their learned segment's popular list, the replica's from the ``default`` one: a small difference.)"""
 
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
