@@ -112,13 +112,6 @@ local function posterior(a, cfg, sg, al)
   end
   return mu, var
 end
--- a copy of an arm decayed to t
-local function arm_at(a, t, hl)
-  local v = {}
-  for i = 1, #a do v[i] = a[i] end
-  arm_decay_to(v, t, hl)
-  return v
-end
 """
 
 # The item choice shared by DECIDE and ITEMS: GET /v1/users/<id>/items serves exactly what decide would.
@@ -318,10 +311,11 @@ else
   arm = arm_load(raw[1], 2 + #cfg.w)
   tot = arm_load(raw[2], 2 + #cfg.w)
   all = arm_load(raw[3], 2 + #cfg.w)
-  -- the arm as every policy sees it now; recorded whatever the policy, so the log can evaluate others
-  local sv = arm_at(tot, now, cfg.hl)
-  local mu, var = posterior(arm_at(arm, now, cfg.hl), cfg, sv, arm_at(all, now, cfg.hl))
-  local n = sv[2]
+  -- decayed to now in place (a send below adds to them as they are), the arm as every policy sees it now;
+  -- recorded whatever the policy, so the log can evaluate others
+  for _, a in ipairs({arm, tot, all}) do arm_decay_to(a, now, cfg.hl) end
+  local mu, var = posterior(arm, cfg, tot, all)
+  local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
   if lp then gap = now - lp end
   seen = struct.pack('<dddd', mu, var, n, gap)

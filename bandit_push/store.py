@@ -69,6 +69,20 @@ class Store:
             self._local.held = held = _Held(self.redis.connection_pool)
         return held.conn
 
+    def delete_prefix(self, prefix: str | None = None, batch: int = 1000) -> int:
+        """Delete every key under ``prefix`` (default: this store's own); returns how many.
+        For tests, benchmarks and simulation runs that own their prefix: a deployment never calls it."""
+        prefix = self.settings.prefix if prefix is None else prefix
+        doomed, deleted = [], 0
+        for key in self.redis.scan_iter(match=f"{prefix}*", count=batch):
+            doomed.append(key)
+            if len(doomed) >= batch:
+                deleted += self.redis.delete(*doomed)
+                doomed = []
+        if doomed:
+            deleted += self.redis.delete(*doomed)
+        return deleted
+
     def ping(self) -> bool:
         return bool(self.redis.ping())
 

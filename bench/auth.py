@@ -68,9 +68,7 @@ def main() -> None:
     print(f"Guard.check with 8 keys configured: {guard_us:.1f} us per call "
           f"(one sha256, 8 compare_digest)")
     store = apps["keyless"].extensions["bandit_push"].store
-    doomed = list(store.redis.scan_iter(match=f"{prefix}*", count=1000))
-    for i in range(0, len(doomed), 500):
-        store.redis.delete(*doomed[i:i + 500])
+    store.delete_prefix(prefix)
 
 
 if __name__ == "__main__":

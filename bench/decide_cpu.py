@@ -53,9 +53,7 @@ def main() -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(10)
     finally:
-        keys = list(store.redis.scan_iter("bpprof:*"))
-        for i in range(0, len(keys), 1000):
-            store.redis.delete(*keys[i:i + 1000])
+        store.delete_prefix()
         store.close()
 
 

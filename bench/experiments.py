@@ -131,9 +131,7 @@ def main() -> int:
         out["report_s"] = round(time.perf_counter() - t0, 2)
         out["report_summary"] = rep["summary"]
     finally:
-        keys = list(store.redis.scan_iter(match=f"{settings.prefix}*", count=1000))
-        for i in range(0, len(keys), 1000):
-            store.redis.delete(*keys[i:i + 1000])
+        store.delete_prefix()
         store.close()
     print(json.dumps(out, indent=1))
     return 0

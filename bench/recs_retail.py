@@ -195,12 +195,6 @@ def validate(d: dict[str, np.ndarray]) -> None:
         row(f"  {label}", evaluate(rank_ours(fit_ours(data, cut, s.replace(**change)), data, held), held), base)
 
 
-def clean(store: Store) -> None:
-    keys = list(store.redis.scan_iter(match=f"{store.settings.prefix}*", count=5000))
-    for n in range(0, len(keys), 5000):
-        store.redis.delete(*keys[n:n + 5000])
-
-
 def through_redis(d: dict[str, np.ndarray], store: Store, batch: int) -> tuple[Data, float, int]:
     """Ingest the training purchases with the service's events path; returns (read-back data, seconds, events)."""
     cut = epoch(SPLIT)
@@ -269,7 +263,7 @@ def test_split(d: dict[str, np.ndarray], args: argparse.Namespace) -> None:
     held = held_out(d, cut, epoch("2012-01-01"))
     settings = Settings(redis_url=args.redis_url, prefix=args.prefix)
     store = Store.connect(settings)
-    clean(store)
+    store.delete_prefix()
     try:
         print(f"test: train before {SPLIT}; {len(held):,} test users; ingesting the training purchases "
               f"into {args.redis_url} under {args.prefix}", flush=True)
@@ -355,7 +349,7 @@ def test_split(d: dict[str, np.ndarray], args: argparse.Namespace) -> None:
         print(f"  ingestion: {n_events / ingest_s:,.0f} purchases/s through bandit_push.events.ingest "
               f"(batches of {args.batch})")
     finally:
-        clean(store)
+        store.delete_prefix()
         store.close()
 
 

@@ -43,9 +43,7 @@ def settings(redis_url) -> Settings:
 def store(settings):
     s = Store.connect(settings)
     yield s
-    keys = list(s.redis.scan_iter(match=f"{settings.prefix}*", count=1000))
-    if keys:
-        s.redis.delete(*keys)
+    s.delete_prefix()
     s.close()
 
 

@@ -91,7 +91,7 @@ class Service:
                 self.proc.kill()
                 self.proc.wait()
         if self.store is not None:
-            clean(self.store, self.settings.prefix)
+            self.store.delete_prefix()
             self.store.close()
 
 
@@ -111,15 +111,3 @@ class Scheduler:
         if now - self.segmented_at >= self.settings.segments_refit_hours * 3600.0:
             refit.run(self.store, self.settings, "segments", "simulator", now=now)
             self.segmented_at = now
-
-
-def clean(store: Store, prefix: str) -> None:
-    """Delete every key under ``prefix`` (a run's own prefix)."""
-    batch = []
-    for key in store.redis.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            store.redis.delete(*batch)
-            batch = []
-    if batch:
-        store.redis.delete(*batch)

@@ -61,9 +61,7 @@ def short_store(settings):
     s = settings.replace(prefix=f"t{uuid.uuid4().hex[:2]}:")
     store = Store.connect(s)
     yield store
-    keys = list(store.redis.scan_iter(match=f"{s.prefix}*", count=1000))
-    if keys:
-        store.redis.delete(*keys)
+    store.delete_prefix()
     store.close()
 
 

@@ -62,3 +62,17 @@ def test_timestamp_window_is_configurable(make_app):
     for bad in ("NaN", "Infinity", "-Infinity", "1e999"):
         r = c.post("/v1/decide", data='{"user_id": "u", "now": %s}' % bad, content_type="application/json")
         assert r.status_code == 400 and r.get_json()["field"] in ("body", "now"), bad
+
+
+def test_delete_prefix_removes_only_its_own_prefix(store):
+    """Store.delete_prefix (tests, benchmarks, simulation runs) clears its prefix, in batches, and nothing else."""
+    other = f"{store.settings.prefix}other:"
+    store.redis.mset({f"{store.settings.prefix}k{i}": "1" for i in range(2500)})
+    store.redis.set("bpt-outside-prefix", "1")
+    try:
+        assert store.delete_prefix(other) == 0
+        assert store.delete_prefix() == 2500
+        assert not list(store.redis.scan_iter(match=f"{store.settings.prefix}*"))
+        assert store.redis.get("bpt-outside-prefix") == "1"
+    finally:
+        store.redis.delete("bpt-outside-prefix")

@@ -46,9 +46,7 @@ def keyed_server(redis_url):
     server.shutdown()
     thread.join(5)
     store = app.extensions["bandit_push"].store
-    keys = list(store.redis.scan_iter(match=f"{store.settings.prefix}*", count=1000))
-    if keys:
-        store.redis.delete(*keys)
+    store.delete_prefix()
     store.close()
 
 

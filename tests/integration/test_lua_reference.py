@@ -71,7 +71,6 @@ def test_arm_decay_arithmetic(store):
 
 def test_pooled_posterior_matches_numpy(store):
     """The pooled prior (context <- segment <- space) in Lua equals policies/base.py's, to rounding."""
-    from bandit_push.policies.base import pooled_prior  # noqa: F401  (the reference under test)
     prior = Prior.from_settings(Settings(pool_events=2.0))
     rng = np.random.default_rng(3)
     k = len(OUTCOMES)

@@ -12,7 +12,6 @@ from bandit_push.sim.driver import run
 from bandit_push.sim.gateway import HttpGateway, LocalGateway
 from bandit_push.sim.params import SimParams
 from bandit_push.sim.population import HOUR, Population
-from bandit_push.sim.service import clean
 from bandit_push.store import Store
 
 TINY = SimParams(users=25, days=3, warmup_days=2, seed=3)
@@ -42,7 +41,7 @@ def served(make_app, **changes):
         gw.close()
         server.shutdown()
         thread.join(5)
-        clean(store, settings.prefix)
+        store.delete_prefix()
         store.close()
 
 
