@@ -9,7 +9,7 @@ Usage:
         [--redis-url redis://127.0.0.1:6379/8] [--baselines] --policy '{}' --policy '{"pool_events": 0}'
 
 Prints per policy: net value per user, sends per user per day, unsubscribes per send, and per true user
-type the net value per user and the sends per user per day; and how each learned segment is made of true
+type the expected net value per user and the sends per user per day; and how each learned segment is made of true
 types. Keys go under a run's own prefix and are deleted afterwards.
 """
 from __future__ import annotations
@@ -31,9 +31,10 @@ from bandit_push.store import Store
 
 
 def line(label: str, r: Result, days: int) -> str:
-    per_type = " / ".join(f"{v:+.2f} ({s:.2f}/d)" for v, s in zip(r.type_value / r.type_users,
+    per_type = " / ".join(f"{v:+.2f} ({s:.2f}/d)" for v, s in zip(r.type_expected / r.type_users,
                                                                   r.type_sends / r.type_users / days))
-    return (f"{label}: net value/user {r.value / r.users:+.3f}, sends/user/day {r.sends / r.users / days:.2f}, "
+    return (f"{label}: expected value/user {r.expected / r.users:+.3f} (realised {r.value / r.users:+.3f}), "
+            f"sends/user/day {r.sends / r.users / days:.2f}, "
             f"unsub/send {r.outcomes['unsubscribed'] / max(r.sends, 1):.5f}; per type value (sends): {per_type}")
 
 

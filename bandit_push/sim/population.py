@@ -43,6 +43,9 @@ class Outcome:
     events: tuple[tuple[str, float], ...]
     delivered: bool
     unsubscribed: bool
+    #: the push's expected net value given the state it was made in (hour, fatigue, items; delivery included):
+    #: what the push earns on average, without the luck of this one draw
+    expected: float = 0.0
 
 
 class Population:
@@ -157,17 +160,22 @@ class Population:
     def expected_value(self, type_index: int, hour: int, fatigue: float, match: float,
                        weights: dict[str, float]) -> float:
         """Expected net value of one push (the service's outcome weights), delivery included."""
-        probs = self.probabilities(type_index, hour, fatigue, match)
+        return self._expected(self.probabilities(type_index, hour, fatigue, match), weights)
+
+    def _expected(self, probs: dict[str, float], weights: dict[str, float]) -> float:
         return self.params.p_delivered * (
             sum(weights.get(o, 0.0) * q for o, q in probs.items()) + weights.get("delivered", 0.0))
 
     def respond(self, i: int, t: float, items: list[str], pushes: list[float],
-                u: npt.NDArray[np.float64]) -> Outcome:
-        """The outcome of a push to user ``i`` at ``t``, decided by the opportunity's uniforms ``u``."""
+                u: npt.NDArray[np.float64], weights: dict[str, float] | None = None) -> Outcome:
+        """The outcome of a push to user ``i`` at ``t``, decided by the opportunity's uniforms ``u``;
+        ``weights`` (the service's outcome weights) price its :attr:`Outcome.expected` value."""
+        weights = weights or {}
         p = self.params
-        if u[0] >= p.p_delivered:
-            return Outcome((), False, False)
         probs = self.probabilities(int(self.type[i]), self.local_hour(i, t), self.fatigue(pushes, t), self.match(i, items))
+        expected = self._expected(probs, weights)
+        if u[0] >= p.p_delivered:
+            return Outcome((), False, False, expected)
         cap = 20 * HOUR  # every report arrives within the service's default 24 h attribution window
 
         def delay(x: float, mean_min: float) -> float:
@@ -186,4 +194,4 @@ class Population:
         unsub = bool(u[5] < probs["unsubscribed"])
         if unsub:
             events.append(("unsubscribed", t + 5 + delay(u[9], p.delay_unsub_min)))
-        return Outcome(tuple(events), True, unsub)
+        return Outcome(tuple(events), True, unsub, expected)

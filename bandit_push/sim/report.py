@@ -33,10 +33,10 @@ def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[
 
     fig, ax = plt.subplots(figsize=(8, 5))
     fixed = [r for r in results if r.label.startswith("every ")]
-    best = max(fixed, key=lambda r: r.value).label if fixed else None
+    best = max(fixed, key=lambda r: r.expected).label if fixed else None
     shown = []
     for r in results:
-        curve = np.cumsum(r.day_value) / r.users
+        curve = np.cumsum(r.day_expected) / r.users
         if r.label.startswith(("every ", "cap ")) and r.label != best:
             ax.plot(days, curve, color="0.8", lw=0.7)  # the other fixed rules, unlabelled
         else:
@@ -45,7 +45,7 @@ def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[
     lo, hi = min(c.min() for c in shown), max(c.max() for c in shown)
     ax.set_ylim(lo - 0.3 * (hi - lo + 0.1), hi + 0.2 * (hi - lo + 0.1))
     ax.set_title("grey: the other fixed cadences and caps")
-    ax.set_xlabel("day"), ax.set_ylabel("cumulative net value per user"), ax.legend(fontsize=7), ax.grid(alpha=.3)
+    ax.set_xlabel("day"), ax.set_ylabel("cumulative expected net value per user"), ax.legend(fontsize=7), ax.grid(alpha=.3)
     paths.append(_save(fig, directory, "cumulative_value.png"))
 
     fig, ax = plt.subplots(figsize=(8, 5))

@@ -57,7 +57,7 @@ def test_always_sends_at_the_guardrail_limits(make_app, pop, settings):
     assert res.sends > 0 and set(res.reasons) <= {"policy", "min_gap", "daily_cap", "opted_out"}
     assert res.reasons["policy"] == res.sends  # every opportunity the guardrails allow is a push
     by_user: dict[int, list[float]] = {}
-    for i, _, ts, _ in res.pushes:
+    for i, _, ts, *_ in res.pushes:
         by_user.setdefault(i, []).append(ts)
     for times in by_user.values():
         assert all(b - a >= 4 * HOUR for a, b in zip(times, times[1:]))
@@ -67,10 +67,10 @@ def test_always_sends_at_the_guardrail_limits(make_app, pop, settings):
 def test_feedback_in_redis_matches_what_the_simulator_generated(make_app, pop):
     with served(make_app, policy="thompson", min_gap_hours=0) as (gw, store):
         res = run(pop, gw, "thompson", dict(store.settings.weights))
-        generated = sum(len(events) for *_, events in res.pushes)
+        generated = sum(len(p[3]) for p in res.pushes)
         assert res.sends > 0 and generated > 0
         assert res.feedback_status["accepted"] == generated and res.feedback_status.get("unknown", 0) == 0
-        for _, did, _, events in res.pushes:
+        for _, did, _, events, _ in res.pushes:
             key = store.keys.decision(did)  # (field by field: the record's logged arm state is packed binary)
             assert store.redis.hget(key, "x") == "1"
             assert {f[2:] for f in store.redis.hkeys(key) if f.startswith("e:")} == {e for e, _ in events}
@@ -84,7 +84,7 @@ def test_local_replica_equals_the_service_and_http_runs_repeat(make_app, pop, se
             runs.append(run(pop, gw, "every 8h", dict(store.settings.weights)))
     local = run(pop, LocalGateway(dataclasses.replace(settings, **changes), 8, dict(zip(pop.user_ids, pop.tz_rule))),
                 "every 8h", dict(settings.weights))
-    strip = [[(i, ts, events) for i, _, ts, events in r.pushes] for r in runs + [local]]
+    strip = [[(i, ts, events) for i, _, ts, events, _ in r.pushes] for r in runs + [local]]
     assert runs[0].sends > 0 and strip[0] == strip[1] == strip[2]
     assert runs[0].value == runs[1].value == local.value and dict(runs[0].reasons) == dict(local.reasons)
     # the replica puts users in the service's segments (new, then default), whose popular lists it pushes

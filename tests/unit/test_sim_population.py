@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 
 from bandit_push.config import Settings
-from bandit_push.sim.evaluate import Baseline, run_baseline
+from bandit_push.sim.evaluate import Baseline, baselines, oracle, run_baseline
 from bandit_push.sim.params import MIXES, SimParams
 from bandit_push.sim.population import HOUR, Population
 
@@ -63,3 +63,29 @@ def test_paired_runs_of_one_baseline_are_identical():
     r3 = run_baseline(pop, settings, dataclasses.replace(b, gap_hours=24.0))
     opp = set(pop.opp_ts.tolist())
     assert r3.sends < r1.sends and {p[2] for p in r3.pushes} <= opp and {p[2] for p in r1.pushes} <= opp
+
+
+def test_a_push_earns_its_expected_value_on_average():
+    """Outcome.expected is the mean of the realised net value over the uniforms (what the oracle and the
+    ratios rank by); a biased expectation would favour whichever policy pushes where it errs."""
+    pop, w = Population(SMALL), dict(Settings().weights)
+    rng = np.random.default_rng(0)
+    t = SMALL.start + 19 * HOUR
+    for i in (int(np.flatnonzero(pop.type == typ)[0]) for typ in range(len(SMALL.types))):
+        pushes = [t - 3 * HOUR, t - 30 * HOUR]
+        outs = [pop.respond(i, t, ["c0-1"], pushes, u, w) for u in rng.random((100_000, 10))]
+        realised = np.array([sum(w.get(e, 0.0) for e, _ in o.events) for o in outs])
+        expected = outs[0].expected
+        assert all(o.expected == expected for o in outs)
+        assert expected == pop.expected_value(int(pop.type[i]), pop.local_hour(i, t), pop.fatigue(pushes, t),
+                                              pop.match(i, ["c0-1"]), w)
+        assert abs(realised.mean() - expected) < 4 * realised.std() / np.sqrt(len(realised)), (i, expected)
+
+
+def test_the_oracle_picks_each_types_best_expected_rule():
+    pop, settings = Population(dataclasses.replace(SMALL, users=120)), Settings()
+    results = [run_baseline(pop, settings, b) for b in baselines()[:6]]
+    o = oracle(pop, results)
+    for t in range(len(SMALL.types)):
+        assert o.type_expected[t] == max(r.type_expected[t] for r in results)
+    assert abs(o.expected - o.type_expected.sum()) < 1e-9 and abs(o.expected - o.day_expected.sum()) < 1e-9
