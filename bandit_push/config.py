@@ -93,6 +93,9 @@ class Settings:
     #: pooled priors (policies/base.py): a context's rates start from its segment's, a segment's from the space's,
     #: the space's from prior_rates, each worth this many pseudo-events of each outcome; 0: no pooling
     pool_events: float = 5.0
+    #: Thompson sampling and UCB wait for the recency bucket whose net value per hour of waiting is best
+    #: (policies/base.py, pacing_bucket): a push's fatigue lowers the next pushes' value; 0: off
+    pacing: float = 1.0
     half_life_hours: float = 14 * 24.0     #: arm statistics halve in weight over this time
     recency_edges_hours: tuple[float, ...] = (3.0, 12.0, 24.0, 72.0, 168.0)
     #: daypart start hours (local time) and names; a daypart runs until the next one starts
@@ -200,7 +203,7 @@ class Settings:
         for name in ("mf_factors", "mf_iterations"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
-        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events"):
+        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events", "pacing"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",

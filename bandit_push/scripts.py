@@ -112,6 +112,18 @@ local function posterior(a, cfg, sg, al)
   end
   return mu, var
 end
+
+-- pacing (policies/base.py, pacing_bucket): the recency bucket (0-based) with the best (mean - cost) / hours
+local function pace_best(means, hours, cost)
+  local best, bi = nil, 0
+  for i = 1, #means do
+    if hours[i] > 0 then
+      local r = (means[i] - cost) / hours[i]
+      if best == nil or r > best then best, bi = r, i - 1 end
+    end
+  end
+  return bi
+end
 """
 
 # The item choice shared by DECIDE and ITEMS: GET /v1/users/<id>/items serves exactly what decide would.
@@ -306,8 +318,14 @@ elseif quiet then reason = 'quiet_hours'
 elseif recent >= cfg.cap then reason = 'daily_cap'
 elseif lp and now - lp < cfg.min_gap then reason = 'min_gap'
 else
-  -- the context's arm, its segment's totals and the whole space's ('*|N'): the pooled prior's parents
-  local raw = redis.call('HMGET', akey, arm_field, seg .. '|N', '*|N')
+  -- the context's arm, its segment's totals and the whole space's ('*|N'): the pooled prior's parents;
+  -- with pacing, also the arms of the other recency buckets of this segment and daypart
+  local fields = {arm_field, seg .. '|N', '*|N'}
+  local pace = (cfg.pacing or 0) > 0 and cfg.kind ~= 'cadence'
+  if pace then
+    for b = 0, #cfg.rec do if b ~= rec then fields[#fields + 1] = seg .. '|' .. b .. '|' .. dp end end
+  end
+  local raw = redis.call('HMGET', akey, unpack(fields))
   arm = arm_load(raw[1], 2 + #cfg.w)
   tot = arm_load(raw[2], 2 + #cfg.w)
   all = arm_load(raw[3], 2 + #cfg.w)
@@ -315,11 +333,26 @@ else
   -- recorded whatever the policy, so the log can evaluate others
   for _, a in ipairs({arm, tot, all}) do arm_decay_to(a, now, cfg.hl) end
   local mu, var = posterior(arm, cfg, tot, all)
+  if pace then
+    -- wait for the recency bucket with the best net value per hour (means of this segment's and daypart's arms)
+    local means, j = {}, 4
+    for b = 0, #cfg.rec do
+      if b == rec then means[b + 1] = mu else
+        local a = arm_load(raw[j], 2 + #cfg.w)
+        j = j + 1
+        arm_decay_to(a, now, cfg.hl)
+        means[b + 1] = posterior(a, cfg, tot, all)
+      end
+    end
+    if pace_best(means, cfg.pace_h, cfg.cost) > rec then reason = 'pacing' end
+  end
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
   if lp then gap = now - lp end
-  seen = struct.pack('<dddd', mu, var, n, gap)
-  if cfg.kind == 'cadence' then
+  if reason ~= 'pacing' then seen = struct.pack('<dddd', mu, var, n, gap) end
+  if reason == 'pacing' then
+    -- a refusal like a guardrail's for the decision log (the gap, no arm): see pacing_bucket
+  elseif cfg.kind == 'cadence' then
     send = (not lp) or (now - lp >= cfg.gap)
   elseif cfg.kind == 'thompson' then
     local p = phi((mu - cfg.cost) / math.sqrt(var))

@@ -33,8 +33,9 @@ from bandit_push.store import Store
 def line(label: str, r: Result, days: int) -> str:
     per_type = " / ".join(f"{v:+.2f} ({s:.2f}/d)" for v, s in zip(r.type_expected / r.type_users,
                                                                   r.type_sends / r.type_users / days))
-    return (f"{label}: expected value/user {r.expected / r.users:+.3f} (realised {r.value / r.users:+.3f}), "
-            f"sends/user/day {r.sends / r.users / days:.2f}, "
+    last = r.day_expected[-10:].sum() / r.users  # the last ten days: what the policy earns once it has learned
+    return (f"{label}: expected value/user {r.expected / r.users:+.3f} (realised {r.value / r.users:+.3f}; "
+            f"last 10 days {last:+.3f}), sends/user/day {r.sends / r.users / days:.2f}, "
             f"unsub/send {r.outcomes['unsubscribed'] / max(r.sends, 1):.5f}; per type value (sends): {per_type}")
 
 

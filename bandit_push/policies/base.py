@@ -118,6 +118,33 @@ def net_value_posterior(n: npt.NDArray[np.float64], counts: npt.NDArray[np.float
     return mean, var
 
 
+def pacing_hours(edges_s: list[float], min_gap_s: float) -> list[float]:
+    """Per recency bucket (``<e1``, ``e1-e2``, ..., ``>=en``), the shortest gap after which a push lands in it,
+    in hours: its lower edge, at least the minimum gap and one hour. A policy that pushes at the first
+    opportunity in a bucket pushes about every this many hours. A bucket that the minimum gap makes
+    unreachable (it ends before the gap does) gets -1: pacing leaves it out."""
+    lower, upper = [0.0] + list(edges_s), list(edges_s) + [math.inf]
+    return [-1.0 if hi <= min_gap_s else max(lo, min_gap_s, 3600.0) / 3600.0 for lo, hi in zip(lower, upper)]
+
+
+def pacing_bucket(means: npt.ArrayLike, hours: npt.ArrayLike, cost: float) -> int:
+    """The recency bucket whose net value per hour, ``(mean - cost) / hours``, is the highest (the first on ties;
+    buckets with ``hours <= 0`` are left out, see :func:`pacing_hours`).
+
+    **Pacing.** A push's value depends on how long since the last one (the recency buckets' arms), but a push
+    also tires the user: the next pushes land in shorter buckets. Pushing at every opportunity whose own value
+    beats the cost over-pushes the users who like pushes most. A cadence that pushes at the first opportunity
+    in bucket b earns about ``mean_b`` every ``hours_b``: the renewal-reward rate. So a policy with pacing
+    pushes only once the user's recency has reached the bucket with the best rate (the arms' posterior means,
+    the segment's and daypart's), and there it draws (Thompson) or bounds (UCB) as without pacing. Before
+    that the answer is ``send: false`` with reason ``pacing``. The Lua kernel (``pace_best`` in scripts.py)
+    performs the same operations in the same order.
+    """
+    hours = np.asarray(hours, dtype=np.float64)
+    rates = np.where(hours > 0, (np.asarray(means, dtype=np.float64) - cost) / np.where(hours > 0, hours, 1.0), -np.inf)
+    return int(np.argmax(rates))
+
+
 @dataclass(frozen=True)
 class ArmView:
     """What a policy sees of one context at decision time (counts already decayed to now)."""

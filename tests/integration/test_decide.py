@@ -107,7 +107,8 @@ def test_policy_config_errors_name_the_field(settings):
     from bandit_push.errors import InvalidArgument
     from bandit_push.policies import from_config
     assert from_config({"name": "cadence", "cadence_gap_hours": 12}, settings).params == {"cadence_gap_hours": 12.0}
-    assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost, "pool_events": settings.pool_events}
+    assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost, "pool_events": settings.pool_events,
+                                                                 "pacing": settings.pacing}
     for config, field in ((None, "variants[1].policy"), ({"name": "nope"}, "variants[1].policy.name"),
                           ({"name": "ucb", "gap": 3}, "variants[1].policy.gap"),
                           ({"name": "thompson", "cost": "high"}, "variants[1].policy.cost"),
@@ -158,3 +159,44 @@ def test_concurrent_decides_for_one_user_respect_gap_and_cap(make_app, changes, 
     assert sum(r["send"] for r in results) == sends
     assert {r["reason"] for r in results if not r["send"]} == {"min_gap" if sends == 1 else "daily_cap"}
     assert app.test_client().get(f"/v1/users/hot?now={T0}").get_json()["pushes_24h"] == sends
+
+
+@pytest.mark.parametrize("name", ["thompson", "ucb"])
+def test_pacing_waits_for_the_recency_bucket_with_the_best_value_per_hour(make_app, store, settings, name):
+    """Arms where a push 3-12 h after the last earns less per hour of waiting than one after 24-72 h:
+    with pacing a user pushed 5 h ago is refused (reason ``pacing``), one pushed 30 h ago is not; the
+    choice equals the numpy reference (pacing_bucket) on the same arms. Without pacing neither is refused."""
+    from bandit_push.policies import net_value_posterior, pacing_bucket, pacing_hours
+    from bandit_push.policies.base import Prior
+    k = len(OUTCOMES)
+    dp = "1"  # afternoon: T0 is midday UTC and the users have no time zone
+    # clicks per 1000 sends by recency bucket (3h-12h ... >=168h; <3h is unreachable with a 4 h minimum gap):
+    # per hour of the bucket's shortest gap, 24h-72h is best (0.2 / 24 h)
+    clicks = {1: 30.0, 2: 80.0, 3: 200.0, 4: 300.0, 5: 400.0}
+    arms = {f"new|{b}|{dp}": [T0, 1000.0] + [0.0] * k for b in clicks}
+    for b, c in clicks.items():
+        arms[f"new|{b}|{dp}"][2 + OUTCOMES.index("clicked")] = c
+    tot = [T0, 1000.0 * len(clicks)] + [0.0] * k
+    tot[2 + OUTCOMES.index("clicked")] = sum(clicks.values())
+    arms["new|N"] = arms["*|N"] = tot
+    for pacing, refused in ((1.0, {"u5": "pacing", "u30": "policy"}), (0.0, {"u5": "policy", "u30": "policy"})):
+        app = make_app(policy=name, pacing=pacing, min_gap_hours=4)
+        s = app.extensions["bandit_push"]
+        s.store.delete_prefix()
+        s.store.redis.hset(s.store.keys.arms("default"), mapping={f: " ".join(map(repr, a)) for f, a in arms.items()})
+        for uid, hours in (("u5", 5), ("u30", 30)):
+            s.store.redis.hset(s.store.keys.user(uid), mapping={"sg": "new", "lp": repr(T0 - hours * 3600)})
+        c = app.test_client()
+        for uid, reason in refused.items():
+            d = decide(c, uid)
+            assert d["reason"] == reason, (name, pacing, uid, d)
+            if reason == "pacing":
+                assert d["send"] is False and d["propensity"] == 1.0
+    # the numpy reference picks the 24h-72h bucket (index 3) from the same arms
+    prior = Prior.from_settings(settings)
+    n = np.array([arms.get(f"new|{b}|{dp}", [0, 0.0])[1] for b in range(6)])
+    counts = np.array([arms[f"new|{b}|{dp}"][2:] if f"new|{b}|{dp}" in arms else [0.0] * k for b in range(6)])
+    parents = (np.full(6, tot[1]), np.tile(tot[2:], (6, 1)), np.full(6, tot[1]), np.tile(tot[2:], (6, 1)))
+    means, _ = net_value_posterior(n, counts, prior, parents)
+    hours = pacing_hours([h * 3600.0 for h in settings.recency_edges_hours], 4 * 3600.0)
+    assert pacing_bucket(means, hours, 0.0) == 3

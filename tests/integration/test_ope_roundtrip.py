@@ -21,7 +21,7 @@ CLICK = {"morning": 0.15, "afternoon": 0.10, "evening": 0.30, "night": 0.04}
 
 def drive(app, seed: int = 11) -> dict[str, float]:
     """Seeded users asked about at random times for DAYS days; outcomes drawn from the truth above
-    (half the clicks when pushed again within 12 h), reported 5 minutes after the push (a few 30 h late)."""
+    (half the clicks when pushed again within 12 h), reported 5 minutes after the push (some clicks 30 h late)."""
     s = app.extensions["bandit_push"]
     rng = np.random.default_rng(seed)
     times = np.sort(rng.uniform(T0, T0 + DAYS * 86400, DECISIONS))
@@ -38,7 +38,7 @@ def drive(app, seed: int = 11) -> dict[str, float]:
             outcomes.append("dismissed")
         if rng.random() < 0.004:
             outcomes.append("unsubscribed")
-        late = rng.random() < 0.05
+        late = rng.random() < 0.15
         events += [FeedbackEvent(d.decision_id, o, float(t) + (30 * HOUR if late and o == "clicked" else 300))
                    for o in outcomes]
     for i in range(0, len(events), 500):
