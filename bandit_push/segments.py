@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import DEFAULT_SPACE
-from bandit_push.policies import ArmView, Policy
+from bandit_push.policies import ArmView, Policy, pacing_bucket, pacing_hours
 from bandit_push.store import Store
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
@@ -48,22 +48,32 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     recency = settings.recency_labels()
     dayparts = [name for _, name in settings.dayparts]
     space_totals = parse_arm(arms.get("*|N"), now, hl)
+    paced = policy.params.get("pacing", 0.0) > 0
+    hours = pacing_hours([h * 3600.0 for h in settings.recency_edges_hours], settings.min_gap_hours * 3600.0)
     out = []
     for seg in sorted(set(sizes) | set(by_segment)):
         seg_sends, seg_counts = parse_arm(arms.get(f"{seg}|N"), now, hl)
-        contexts = []
-        for r, d, raw in sorted(by_segment.get(seg, [])):
+
+        def view(r: int, raw: str | None) -> ArmView:
             n, counts = parse_arm(raw, now, hl)
-            view = ArmView(n=n, counts=counts, segment_sends=seg_sends,
+            return ArmView(n=n, counts=counts, segment_sends=seg_sends,
                            hours_since_push=settings.recency_edges_hours[r - 1] if r else 0.0,
                            segment_counts=seg_counts, space=space_totals)
-            mean, var = view.posterior(policy.prior)
+
+        # with pacing, a context below its daypart's best-rate recency bucket is not pushed (decide's pace_best)
+        best = {d: pacing_bucket([view(b, arms.get(f"{seg}|{b}|{d}")).posterior(policy.prior)[0]
+                                  for b in range(len(hours))], hours, policy.params.get("cost", 0.0))
+                for d in range(len(dayparts))} if paced else {}
+        contexts = []
+        for r, d, raw in sorted(by_segment.get(seg, [])):
+            v = view(r, raw)
+            mean, var = v.posterior(policy.prior)
             sd = math.sqrt(var)
             contexts.append({
-                "recency": recency[r], "daypart": dayparts[d], "sends": round(n, 4),
-                "outcomes": {o: round(float(c), 4) for o, c in zip(OUTCOMES, counts)},
+                "recency": recency[r], "daypart": dayparts[d], "sends": round(v.n, 4),
+                "outcomes": {o: round(float(c), 4) for o, c in zip(OUTCOMES, v.counts)},
                 "net_value": {"mean": mean, "lo90": mean - Z90 * sd, "hi90": mean + Z90 * sd},
-                "send_probability": policy.send_probability(view),
+                "send_probability": 0.0 if paced and r < best[d] else policy.send_probability(v),
             })
         out.append({"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts})
     return out
