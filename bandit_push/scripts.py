@@ -321,7 +321,8 @@ else
   -- the context's arm, its segment's totals and the whole space's ('*|N'): the pooled prior's parents;
   -- with pacing, also the arms of the other recency buckets of this segment and daypart
   local fields = {arm_field, seg .. '|N', '*|N'}
-  local pace = (cfg.pacing or 0) > 0 and cfg.kind ~= 'cadence'
+  -- (nothing to wait for in the longest bucket, where never-pushed users are too)
+  local pace = (cfg.pacing or 0) > 0 and cfg.kind ~= 'cadence' and rec < #cfg.rec
   if pace then
     for b = 0, #cfg.rec do if b ~= rec then fields[#fields + 1] = seg .. '|' .. b .. '|' .. dp end end
   end
