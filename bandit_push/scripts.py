@@ -321,8 +321,9 @@ else
   -- the context's arm, its segment's totals and the whole space's ('*|N'): the pooled prior's parents;
   -- with pacing, also the arms of the other recency buckets of this segment and daypart
   local fields = {arm_field, seg .. '|N', '*|N'}
-  -- (nothing to wait for in the longest bucket, where never-pushed users are too)
-  local pace = (cfg.pacing or 0) > 0 and cfg.kind ~= 'cadence' and rec < #cfg.rec
+  -- (only Thompson sampling and UCB have `pacing`; nothing to wait for in the longest bucket, where
+  -- never-pushed users are too)
+  local pace = (cfg.pacing or 0) > 0 and rec < #cfg.rec
   if pace then
     for b = 0, #cfg.rec do if b ~= rec then fields[#fields + 1] = seg .. '|' .. b .. '|' .. dp end end
   end
@@ -350,17 +351,18 @@ else
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
   if lp then gap = now - lp end
-  if reason ~= 'pacing' then seen = struct.pack('<dddd', mu, var, n, gap) end
-  if reason == 'pacing' then
-    -- a refusal like a guardrail's for the decision log (the gap, no arm): see pacing_bucket
-  elseif cfg.kind == 'cadence' then
-    send = (not lp) or (now - lp >= cfg.gap)
-  elseif cfg.kind == 'thompson' then
-    local p = phi((mu - cfg.cost) / math.sqrt(var))
-    send = u < p
-    if send then prop = p else prop = 1 - p end
-  else
-    send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
+  -- a pacing refusal is logged like a guardrail's (the gap, no arm): see pacing_bucket
+  if reason ~= 'pacing' then
+    seen = struct.pack('<dddd', mu, var, n, gap)
+    if cfg.kind == 'cadence' then
+      send = (not lp) or (now - lp >= cfg.gap)
+    elseif cfg.kind == 'thompson' then
+      local p = phi((mu - cfg.cost) / math.sqrt(var))
+      send = u < p
+      if send then prop = p else prop = 1 - p end
+    else
+      send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
+    end
   end
 end
 

@@ -15,9 +15,8 @@ sizes with it.
 """
 from __future__ import annotations
 
-import warnings
-
 import time
+import warnings
 from typing import Any, Callable, Iterable
 
 import numpy as np

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import redis
 from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +35,6 @@ from bandit_push.models import ModelCache  # noqa: E402
 from bandit_push.store import Store  # noqa: E402
 
 
-def clean(r: redis.Redis, prefix: str) -> None:
-    keys = list(r.scan_iter(match=prefix + "*", count=5000))
-    for i in range(0, len(keys), 5000):
-        r.delete(*keys[i:i + 5000])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -52,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings = Settings(redis_url=args.redis_url, prefix=args.prefix, quiet_hours="off", seed=7)
     store = Store.connect(settings)
-    clean(store.redis, args.prefix)
+    store.delete_prefix()
     res: dict = {"args": vars(args)}
     try:
         sample = retail.sample(args.customers)
@@ -104,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                          "rx_bytes_after_one_event": rx.mean(), "recs_size": settings.recs_size,
                          "note": "MEMORY USAGE (key, value, dict entry; not the expires entry of the TTL'd :rx)"}
     finally:
-        clean(store.redis, args.prefix)
+        store.delete_prefix()
         store.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

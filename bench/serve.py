@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}, "targets": TARGETS}
     t_start = time.time()
+    owner = Store.connect(settings)  # deletes the benchmark's keys (its prefix) before and after
     try:
         print(f"cleaning {args.prefix}* on {_safe(args.redis_url)}; populating {args.users} users ...", flush=True)
-        clean(r, args.prefix)
+        owner.delete_prefix()
         mem_before = r.info("memory")["used_memory"]
         pop = populate(settings, plan, procs=args.populate_procs)
         res["population"] = {k: v for k, v in pop.items() if k != "decision_sample"}
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         res["verdict"] = verdict(res)
     finally:
         if not args.keep:
-            clean(r, args.prefix)
+            owner.delete_prefix()
+        owner.close()
     res["wall_s"] = round(time.time() - t_start, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,19 +143,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "serve.json"))
     p.add_argument("--keep", action="store_true", help="leave the benchmark's keys in Redis")
     return p.parse_args(argv)
-
-
-def clean(r: redis.Redis, prefix: str) -> int:
-    """Delete every key under the benchmark's prefix (the prefix has no glob characters: Settings checks)."""
-    n, batch = 0, []
-    for key in r.scan_iter(match=f"{prefix}*", count=2000):
-        batch.append(key)
-        if len(batch) >= 2000:
-            n += r.unlink(*batch)
-            batch = []
-    if batch:
-        n += r.unlink(*batch)
-    return n
 
 
 def pick_config(configs: list[dict], args: argparse.Namespace, r: redis.Redis, conns: int,

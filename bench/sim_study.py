@@ -8,9 +8,10 @@ Usage:
     .venv/bin/python bench/sim_study.py [--users 2000] [--days 30] [--mix balanced] [--seed 1]
         [--redis-url redis://127.0.0.1:6379/8] [--baselines] --policy '{}' --policy '{"pool_events": 0}'
 
-Prints per policy: net value per user, sends per user per day, unsubscribes per send, and per true user
-type the expected net value per user and the sends per user per day; and how each learned segment is made of true
-types. Keys go under a run's own prefix and are deleted afterwards.
+Prints per policy: expected net value per user (realised beside it, and over the last ten days), sends per
+user per day, unsubscribes per send, and per true user type the expected net value per user and the sends per
+user per day; and how each learned segment is made of true types. Keys go under a run's own prefix and are
+deleted afterwards.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Each step of one simulated hour ``[t, t + 1 h)``:
 
 1. post the organic events with ``ts < t`` (so a decide never sees the future);
 2. post the feedback reports with ``ts < t`` (each carries its own ``ts``: delays are realistic);
-3. refresh the popular lists every ``refresh_hours`` (the scheduler's job, run at the simulated time);
+3. run the scheduler's periodic jobs every ``refresh_hours`` at the simulated time (the popular lists;
+   under a learned policy also the segmentation, see :class:`~bandit_push.sim.service.Scheduler`);
 4. ask ``decide`` at every opportunity in the hour, concurrently across users, with ``now`` the
    opportunity's time; a ``send: true`` becomes a push whose outcome the population decides with the
    opportunity's own uniforms, and whose reports are queued for the step after their ``ts``.
@@ -41,7 +42,7 @@ class Gateway(Protocol):
     def put_users(self, users: Sequence[tuple[str, str]]) -> None: ...
     def post_events(self, rows: list[dict]) -> int: ...
     def post_feedback(self, rows: list[dict]) -> dict[str, int]: ...
-    def refresh_popular(self, now: float) -> None: ...
+    def scheduler_tick(self, now: float) -> None: ...
     def decide_many(self, asks: Sequence[tuple[str, float, int]]) -> list[Answer]: ...
 
 
@@ -76,7 +77,7 @@ class Result:
     reasons: dict[str, int] = field(default_factory=_counter)
     feedback_status: dict[str, int] = field(default_factory=_counter)
     #: every push: (user index, decision id, ts, events, expected net value)
-    pushes: list[tuple[int, str, float, tuple]] = field(default_factory=list)
+    pushes: list[tuple[int, str, float, tuple, float]] = field(default_factory=list)
     seconds: float = 0.0
     requests: int = 0
 
@@ -142,7 +143,7 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
         for key, v in gateway.post_feedback(due).items():
             res.feedback_status[key] += v
         if s_i % refresh_every == 0:
-            gateway.refresh_popular(t)
+            gateway.scheduler_tick(t)
         j = int(np.searchsorted(pop.opp_ts, t + STEP, side="left"))
         batch = list(range(opp_i, j))
         opp_i = j

@@ -65,7 +65,7 @@ class _Never:
     def put_users(self, users): pass
     def post_events(self, rows): return len(rows)
     def post_feedback(self, rows): return {}
-    def refresh_popular(self, now): pass
+    def scheduler_tick(self, now): pass
 
     def decide_many(self, asks):
         return [Answer(False, [], "", "default", "holdout", ("", "")) for _ in asks]

@@ -102,8 +102,8 @@ class HttpGateway:
                 out[k] += r.get(k, 0)
         return out
 
-    def refresh_popular(self, now: float) -> None:
-        """What the scheduler's ``refresh_popular`` job does, at the simulated time."""
+    def scheduler_tick(self, now: float) -> None:
+        """The scheduler's periodic jobs at the simulated time (the service's :class:`~bandit_push.sim.service.Scheduler`)."""
         if self._refresh is not None:
             self._refresh(now)
 
@@ -170,7 +170,8 @@ class LocalGateway:
                 self.opted_out.add(self.decisions[r["decision_id"]])
         return {"accepted": len(rows)}
 
-    def refresh_popular(self, now: float) -> None:
+    def scheduler_tick(self, now: float) -> None:
+        """The popular-lists job only: the cadence baselines read no segments."""
         last = int(now // 86400)
         totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for day in range(last - self.s.popular_window_days + 1, last + 1):
@@ -276,7 +277,7 @@ class InProcessGateway:
                 out[status] += 1
         return out
 
-    def refresh_popular(self, now: float) -> None:
+    def scheduler_tick(self, now: float) -> None:
         self._scheduler.tick(now)
 
     def decide_many(self, asks: Sequence[tuple[str, float, int]]) -> list[Answer]:

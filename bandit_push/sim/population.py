@@ -45,7 +45,7 @@ class Outcome:
     unsubscribed: bool
     #: the push's expected net value given the state it was made in (hour, fatigue, items; delivery included):
     #: what the push earns on average, without the luck of this one draw
-    expected: float = 0.0
+    expected: float
 
 
 class Population:
@@ -167,10 +167,9 @@ class Population:
             sum(weights.get(o, 0.0) * q for o, q in probs.items()) + weights.get("delivered", 0.0))
 
     def respond(self, i: int, t: float, items: list[str], pushes: list[float],
-                u: npt.NDArray[np.float64], weights: dict[str, float] | None = None) -> Outcome:
+                u: npt.NDArray[np.float64], weights: dict[str, float]) -> Outcome:
         """The outcome of a push to user ``i`` at ``t``, decided by the opportunity's uniforms ``u``;
         ``weights`` (the service's outcome weights) price its :attr:`Outcome.expected` value."""
-        weights = weights or {}
         p = self.params
         probs = self.probabilities(int(self.type[i]), self.local_hour(i, t), self.fatigue(pushes, t), self.match(i, items))
         expected = self._expected(probs, weights)

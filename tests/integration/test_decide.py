@@ -193,8 +193,9 @@ def test_pacing_waits_for_the_recency_bucket_with_the_best_value_per_hour(make_a
             if reason == "pacing":
                 assert d["send"] is False and d["propensity"] == 1.0
         # GET /v1/segments says the same: no push below the best-rate bucket (with pacing), in that daypart
-        ctx = {c["recency"]: c["send_probability"] for seg in c.get(f"/v1/segments?now={T0}").get_json()["segments"]
-               if seg["segment"] == "new" for c in seg["contexts"] if c["daypart"] == "afternoon"}
+        report = c.get(f"/v1/segments?now={T0}").get_json()["segments"]
+        ctx = {x["recency"]: x["send_probability"] for seg in report if seg["segment"] == "new"
+               for x in seg["contexts"] if x["daypart"] == "afternoon"}
         assert (ctx["3h-12h"] == 0.0 and ctx["12h-24h"] == 0.0) == (pacing > 0) and ctx["24h-72h"] > 0
     # the numpy reference picks the 24h-72h bucket (index 3) from the same arms
     prior = Prior.from_settings(settings)
