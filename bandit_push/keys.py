@@ -42,8 +42,10 @@ class Keys:
     def arms(self, space: str) -> str:
         """Hash: arm statistics of one policy space (``default`` or an experiment variant).
 
-        Fields ``<segment>|<recency>|<daypart>`` hold ``"t n <outcome counts...>"``;
-        ``<segment>|N`` holds ``"t n"``, the segment's total decayed sends.
+        Fields ``<segment>|<recency>|<daypart>`` (a context's arm), ``<segment>|N`` (the segment's totals) and
+        ``*|N`` (the space's) each hold ``t n <outcome counts...>``: the reference time, the decayed sends and
+        outcome counts, as ``B`` and little-endian doubles (``segments.arm_values`` reads them; text from
+        versions before that is still read).
         """
         return f"{self.prefix}arms:{{{space}}}"
 

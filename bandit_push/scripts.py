@@ -11,17 +11,29 @@ from __future__ import annotations
 PRELUDE = r"""
 local function fmt(x) return string.format('%.17g', x) end
 
--- an arm is {t, n, outcome_1, ..., outcome_m}: reference time, decayed sends, decayed outcome counts
+-- an arm is {t, n, outcome_1, ..., outcome_m}: reference time, decayed sends, decayed outcome counts.
+-- Stored as 'B' and its numbers as little-endian doubles: exact, and one C call to read or write (text,
+-- "t n ..." at %.17g, cost ten times as much per arm); arms stored as text by earlier versions are still read.
+local arm_fmts = {}
+local function arm_fmt(size)
+  local f = arm_fmts[size]
+  if not f then f = '<' .. string.rep('d', size); arm_fmts[size] = f end
+  return f
+end
 local function arm_load(raw, size)
-  local a = {}
+  local a
+  if raw and #raw == 1 + 8 * size and string.byte(raw, 1) == 66 then
+    a = {struct.unpack(arm_fmt(size), raw, 2)}
+    a[size + 1] = nil  -- (unpack's next position)
+    return a
+  end
+  a = {}
   if raw then for x in string.gmatch(raw, '%S+') do a[#a + 1] = tonumber(x) end end
   if #a ~= size then a = {0}; for i = 2, size do a[i] = 0 end end
   return a
 end
 local function arm_dump(a)
-  local out = {}
-  for i = 1, #a do out[i] = fmt(a[i]) end
-  return table.concat(out, ' ')
+  return 'B' .. struct.pack(arm_fmt(#a), unpack(a))
 end
 -- move the reference time forward to t, decaying every count (never backwards)
 local function arm_decay_to(a, t, hl)
@@ -64,14 +76,15 @@ local function rule_day(y, m, w, d)
   while day >= nxt do day = day - 7 end
   return day
 end
+local TZ_DST = '^' .. string.rep('([^,]+),', 9) .. '([^,]+)$'
 local function utc_offset(rule, ts)
-  local f = {}
-  for x in string.gmatch(rule, '[^,]+') do f[#f + 1] = tonumber(x) end
-  if #f == 1 then return f[1] end
-  local std, dst = f[1], f[2]
+  -- (one match, not a gmatch loop: this runs in every decide)
+  local std, dst, sm, sw, sd, st, em, ew, ed, et = string.match(rule, TZ_DST)
+  if not std then return tonumber(rule) end
+  std, dst = tonumber(std), tonumber(dst)
   local y = civil_year(math.floor((ts + std) / 86400))
-  local s = rule_day(y, f[3], f[4], f[5]) * 86400 + f[6] - std
-  local e = rule_day(y, f[7], f[8], f[9]) * 86400 + f[10] - dst
+  local s = rule_day(y, tonumber(sm), tonumber(sw), tonumber(sd)) * 86400 + tonumber(st) - std
+  local e = rule_day(y, tonumber(em), tonumber(ew), tonumber(ed)) * 86400 + tonumber(et) - dst
   local in_dst
   if s < e then in_dst = (ts >= s and ts < e) else in_dst = not (ts >= e and ts < s) end
   if in_dst then return dst end
@@ -88,23 +101,33 @@ local function phi(z)
   return 0.5 * (1 - y)
 end
 
--- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors.
--- With cfg.pool > 0 and the parents given (sg: the segment's totals, al: the whole space's, decayed like a),
--- the prior is pooled: policies/base.py (pooled_prior) is the reference, operation for operation.
-local function posterior(a, cfg, sg, al)
-  local n, mu, var, pool = a[2], 0, 0, cfg.pool or 0
+-- the Beta prior of each weighted outcome rate {pa, pb}: the configured one, or with cfg.pool > 0 and the
+-- parents given (sg: the segment's totals, al: the whole space's, decayed like the arm) the pooled one;
+-- policies/base.py (pooled_prior) is the reference, operation for operation. The same for every arm of a segment.
+local function prior(cfg, sg, al)
+  local pool, pr = cfg.pool or 0, {}
+  for i = 1, #cfg.w do
+    local pa, pb = cfg.pa[i], cfg.pb[i]
+    if cfg.w[i] ~= 0 and pool > 0 and sg then
+      local g = (pool + al[2 + i]) / (pool / (pa / (pa + pb)) + math.max(al[2], al[2 + i]))
+      local r = math.min((pool + sg[2 + i]) / (pool / g + math.max(sg[2], sg[2 + i])), 0.999999)
+      pa, pb = pool, pool * (1 - r) / r
+    end
+    pr[i] = {pa, pb}
+  end
+  return pr
+end
+
+-- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors
+-- (pr: the prior, see above)
+local function posterior(a, cfg, pr)
+  local n, mu, var = a[2], 0, 0
   for i = 1, #cfg.w do
     local w = cfg.w[i]
     if w ~= 0 then
       local s = a[2 + i]
-      local pa, pb = cfg.pa[i], cfg.pb[i]
-      if pool > 0 and sg then
-        local g = (pool + al[2 + i]) / (pool / (pa / (pa + pb)) + math.max(al[2], al[2 + i]))
-        local r = math.min((pool + sg[2 + i]) / (pool / g + math.max(sg[2], sg[2 + i])), 0.999999)
-        pa, pb = pool, pool * (1 - r) / r
-      end
-      local al_ = pa + s
-      local be = pb + math.max(n - s, 0)
+      local al_ = pr[i][1] + s
+      local be = pr[i][2] + math.max(n - s, 0)
       local ab = al_ + be
       mu = mu + w * al_ / ab
       var = var + w * w * al_ * be / (ab * ab * (ab + 1))
@@ -334,7 +357,8 @@ else
   -- decayed to now in place (a send below adds to them as they are), the arm as every policy sees it now;
   -- recorded whatever the policy, so the log can evaluate others
   for _, a in ipairs({arm, tot, all}) do arm_decay_to(a, now, cfg.hl) end
-  local mu, var = posterior(arm, cfg, tot, all)
+  local pr = prior(cfg, tot, all)
+  local mu, var = posterior(arm, cfg, pr)
   if pace then
     -- wait for the recency bucket with the best net value per hour (means of this segment's and daypart's arms)
     local means, j = {}, 4
@@ -343,7 +367,7 @@ else
         local a = arm_load(raw[j], 2 + #cfg.w)
         j = j + 1
         arm_decay_to(a, now, cfg.hl)
-        means[b + 1] = posterior(a, cfg, tot, all)
+        means[b + 1] = posterior(a, cfg, pr)
       end
     end
     if pace_best(means, cfg.pace_h, cfg.cost) > rec then reason = 'pacing' end

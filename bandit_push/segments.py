@@ -20,10 +20,24 @@ from bandit_push.store import Store
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
 
 
-def parse_arm(raw: str | None, now: float, half_life_s: float) -> tuple[float, np.ndarray]:
-    """(sends, outcome counts) of a stored arm string, decayed to ``now``."""
-    vals = [float(x) for x in raw.split()] if raw else []
-    if len(vals) < 2:
+def arm_values(raw: bytes | str | None) -> list[float]:
+    """The numbers of a stored arm, ``t n <outcome counts...>``: ``B`` and little-endian doubles (what the
+    scripts write), or text (what versions before it wrote, still read); ``[]`` for none."""
+    if not raw:
+        return []
+    if isinstance(raw, bytes) and raw[:1] == b"B" and len(raw) % 8 == 1:
+        return np.frombuffer(raw, "<f8", offset=1).tolist()
+    return [float(x) for x in (raw.decode() if isinstance(raw, bytes) else raw).split()]
+
+
+def load_arms(store: Store, space: str = DEFAULT_SPACE) -> dict[str, list[float]]:
+    """Every arm of a policy space: field (``<segment>|<recency>|<daypart>``, ``<segment>|N``, ``*|N``) -> numbers."""
+    return {f.decode(): arm_values(raw) for f, raw in store.binary.hgetall(store.keys.arms(space)).items()}
+
+
+def parse_arm(vals: list[float] | None, now: float, half_life_s: float) -> tuple[float, np.ndarray]:
+    """(sends, outcome counts) of an arm's numbers (:func:`arm_values`), decayed to ``now``."""
+    if not vals or len(vals) < 2:
         return 0.0, np.zeros(len(OUTCOMES))
     f = 2.0 ** (-(now - vals[0]) / half_life_s) if now > vals[0] else 1.0
     counts = np.zeros(len(OUTCOMES))
@@ -36,11 +50,9 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     """Every segment with its size and, per context, decayed counts and the net value's posterior."""
     now = time.time() if now is None else now
     hl = settings.half_life_hours * 3600.0
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.hgetall(store.keys.segment_sizes())
-    pipe.hgetall(store.keys.arms(space))
-    sizes, arms = pipe.execute()
-    by_segment: dict[str, list[tuple[int, int, str]]] = {}
+    sizes = store.redis.hgetall(store.keys.segment_sizes())
+    arms = load_arms(store, space)
+    by_segment: dict[str, list[tuple[int, int, list[float]]]] = {}
     for fld, raw in arms.items():
         parts = fld.split("|")
         if len(parts) == 3:
@@ -54,7 +66,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     for seg in sorted(set(sizes) | set(by_segment)):
         seg_sends, seg_counts = parse_arm(arms.get(f"{seg}|N"), now, hl)
 
-        def view(r: int, raw: str | None) -> ArmView:
+        def view(r: int, raw: list[float] | None) -> ArmView:
             n, counts = parse_arm(raw, now, hl)
             return ArmView(n=n, counts=counts, segment_sends=seg_sends,
                            hours_since_push=settings.recency_edges_hours[r - 1] if r else 0.0,

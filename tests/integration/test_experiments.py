@@ -9,6 +9,7 @@ from scipy import stats as sps
 from bandit_push import experiments
 from bandit_push.decide import DecisionEngine
 from bandit_push.experiments import assign
+from bandit_push.segments import load_arms
 
 T0 = 1790000000.0  # 2026-09-21
 
@@ -143,11 +144,11 @@ def test_variants_learn_independently(client, store):
     user = next(f"u{i}" for i in range(100) if x.assign(f"u{i}") == 1)
     d = client.post("/v1/decide", json={"user_id": user, "now": T0}).get_json()
     assert d["send"] and d["experiment"]["variant"] == "b"
-    arms = {s: store.redis.hgetall(store.keys.arms(s)) for s in ("default", f"x{xid}v0", f"x{xid}v1")}
+    arms = {s: load_arms(store, s) for s in ("default", f"x{xid}v0", f"x{xid}v1")}
     assert arms["default"] == {} and arms[f"x{xid}v0"] == {} and arms[f"x{xid}v1"]
     r = client.post("/v1/feedback", json={"decision_id": d["decision_id"], "event": "clicked", "ts": T0 + 60})
     assert r.status_code == 200
-    after = {s: store.redis.hgetall(store.keys.arms(s)) for s in arms}
+    after = {s: load_arms(store, s) for s in arms}
     assert after["default"] == {} and after[f"x{xid}v0"] == {}
     field = next(f for f in after[f"x{xid}v1"] if not f.endswith("|N"))
     assert after[f"x{xid}v1"][field] != arms[f"x{xid}v1"][field]  # the click was credited to b's arm only

@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from bandit_push.config import OUTCOMES
+from bandit_push.segments import load_arms
 from redis_proc import RedisProcess
 
 NOW = 1795000000.0  # 2026-11-19: every decision at one instant, so arm counts are exact (no decay)
@@ -208,11 +209,9 @@ def test_feedback_across_a_restart_is_counted_once(own_redis, serve, settings):
     assert not any(t.is_alive() for t in threads)
 
     store = app.extensions["bandit_push"].store
-    arms = store.redis.hgetall(store.keys.arms("default"))
     totals = collections.Counter()
-    for field, raw in arms.items():
+    for field, values in load_arms(store).items():
         if field.count("|") == 2:
-            values = [float(x) for x in raw.split()]
             totals["sent"] += values[1]
             for i, outcome in enumerate(OUTCOMES):
                 totals[outcome] += values[2 + i]

@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from bandit_push.config import OUTCOMES
+from bandit_push.segments import load_arms
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
 HL = 14 * 24 * 3600.0  # the default half-life
@@ -23,8 +24,7 @@ def sent_decision(client, user="u1", now=T0):
 
 
 def arm(store, field):
-    raw = store.redis.hget(store.keys.arms("default"), field)
-    t, n, *counts = (float(x) for x in raw.split())
+    t, n, *counts = load_arms(store)[field]
     return t, n, dict(zip(OUTCOMES, counts))
 
 

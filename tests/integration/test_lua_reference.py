@@ -10,6 +10,7 @@ from scipy.stats import norm
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.policies import Prior, net_value_posterior, phi
 from bandit_push.scripts import PRELUDE
+from bandit_push.segments import arm_values
 from bandit_push.tzrule import posix_rule, utc_offset
 
 
@@ -49,7 +50,7 @@ def test_posterior_matches_numpy(store):
     got = lua(store, """
         local cfg, out = cjson.decode(ARGV[1]), {}
         for i, a in ipairs(cjson.decode(ARGV[2])) do
-          local mu, var = posterior(a, cfg)
+          local mu, var = posterior(a, cfg, prior(cfg))
           out[i] = {fmt(mu), fmt(var)}
         end
         return out""", json.dumps(cfg), json.dumps(arms))
@@ -60,13 +61,31 @@ def test_posterior_matches_numpy(store):
 
 def test_arm_decay_arithmetic(store):
     # one send at t=0, one at t=hl (both decayed to t=hl: 0.5 + 1), then an old event at t=0 adds 0.5
-    got = lua(store, """
+    got = store.binary.eval(PRELUDE + """
         local a = arm_load(nil, 3)
         arm_add(a, 2, 0, 100, 1)
         arm_add(a, 2, 100, 100, 1)
         arm_add(a, 3, 0, 100, 1)
-        return arm_dump(a)""")
-    assert [float(x) for x in got.split()] == pytest.approx([100.0, 1.5, 0.5])
+        return arm_dump(a)""", 0)
+    assert got[:1] == b"B" and arm_values(got) == pytest.approx([100.0, 1.5, 0.5])
+
+
+def test_arms_round_trip_exactly_and_old_text_arms_still_read(store):
+    values = [1.8e9 + 1 / 3, 12.5 / 7, 0.1, 1e-300, 5e-324, 3.0]
+    packed = store.binary.eval(PRELUDE + "return arm_dump(cjson.decode(ARGV[1]))", 0, json.dumps(values))
+    assert len(packed) == 1 + 8 * len(values) and arm_values(packed) == values  # exact: doubles, not text
+    # what arm_load makes of a packed arm, an arm stored as text (by versions before the packing), a missing
+    # one and one of another size (zeros); returned as text here only to compare
+    got = lua(store, """
+        local out = {}
+        for i, raw in ipairs({ARGV[1], ARGV[2], false, ARGV[3]}) do
+          out[i] = table.concat((function(a) local t = {} for j, x in ipairs(a) do t[j] = fmt(x) end return t end)(
+            arm_load(raw or nil, 6)), ' ')
+        end
+        return out""", packed, " ".join(map(repr, values)), "1 2 3")
+    assert [[float(x) for x in g.split()] for g in got] == [values, values, [0.0] * 6, [0.0] * 6]
+    assert arm_values(" ".join(map(repr, values))) == values == arm_values(" ".join(map(repr, values)).encode())
+    assert arm_values(None) == []
 
 
 def test_pooled_posterior_matches_numpy(store):
@@ -88,7 +107,7 @@ def test_pooled_posterior_matches_numpy(store):
     got = lua(store, """
         local cfg, out = cjson.decode(ARGV[1]), {}
         for i, r in ipairs(cjson.decode(ARGV[2])) do
-          local mu, var = posterior(r[1], cfg, r[2], r[3])
+          local mu, var = posterior(r[1], cfg, prior(cfg, r[2], r[3]))
           out[i] = {fmt(mu), fmt(var)}
         end
         return out""", json.dumps(cfg), json.dumps(rows))

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from bandit_push import feedback as fb
 from bandit_push import users
 from bandit_push.config import OUTCOMES
+from bandit_push.segments import arm_values, load_arms
 from bandit_push.decide import DecisionEngine
 from bandit_push.scripts import PRELUDE
 
@@ -36,11 +37,11 @@ events = st.lists(st.tuples(st.integers(2, 4), st.floats(0, 30 * 86400, allow_na
 
 def lua_arm(store, evs) -> list[float]:
     """Apply (slot, t, x) events in order with the scripts' arm_add; the arm {t, n, c1, c2}."""
-    out = store.redis.eval(PRELUDE + """
+    out = store.binary.eval(PRELUDE + """
         local a = arm_load(nil, 4)
         for _, e in ipairs(cjson.decode(ARGV[1])) do arm_add(a, e[1], e[2], tonumber(ARGV[2]), e[3]) end
         return arm_dump(a)""", 0, json.dumps([[s, T0 + t, x] for s, t, x in evs]), repr(HL))
-    return [float(v) for v in out.split()]
+    return arm_values(out)
 
 
 def closed_form(evs) -> list[float]:
@@ -63,7 +64,7 @@ def test_arm_accumulation_is_the_closed_form_in_any_order(store, evs, data):
 @PROPS
 @given(evs=events, later=st.floats(0, 400 * 86400, allow_nan=False))
 def test_decay_only_shrinks_counts(store, evs, later):
-    out = store.redis.eval(PRELUDE + """
+    out = store.binary.eval(PRELUDE + """
         local a = arm_load(nil, 4)
         for _, e in ipairs(cjson.decode(ARGV[1])) do arm_add(a, e[1], e[2], tonumber(ARGV[2]), e[3]) end
         local before = arm_dump(a)
@@ -71,7 +72,7 @@ def test_decay_only_shrinks_counts(store, evs, later):
         local mid = arm_dump(a)
         arm_decay_to(a, a[1] - 1000, tonumber(ARGV[2]))  -- never backwards
         return {before, mid, arm_dump(a)}""", 0, json.dumps([[s, T0 + t, x] for s, t, x in evs]), repr(HL), repr(later))
-    before, mid, back = ([float(v) for v in x.split()] for x in out)
+    before, mid, back = (arm_values(x) for x in out)
     assert back == mid
     for b, m in zip(before[1:], mid[1:]):
         assert 0 <= m <= b
@@ -99,10 +100,10 @@ def test_feedback_credit_does_not_depend_on_arrival_order(store, outcomes, data)
             store.binary.hset(store.keys.decision(new), mapping={**record, b"v": f"{space}{tag}".encode()})
             copies[i] = new
         fb.record(store, s, [fb.FeedbackEvent(copies[i], ev, T0 + 60) for i, ev in order])
-        arms[space] = store.redis.hgetall(store.keys.arms(f"{space}{tag}"))
+        arms[space] = load_arms(store, f"{space}{tag}")
     assert arms["p"] == arms["q"]
     def credited(fields):
-        return sum(sum(float(x) for x in raw.split()[2:]) for f, raw in arms["p"].items() if fields(f))
+        return sum(sum(values[2:]) for f, values in arms["p"].items() if fields(f))
     # each (decision, event) once in its context's arm, once in its segment's totals, once in the space's
     assert credited(lambda f: f.count("|") == 2) == len(set(outcomes))
     assert credited(lambda f: f.endswith("|N") and not f.startswith("*")) == len(set(outcomes))
