@@ -27,7 +27,10 @@ def arm_values(raw: bytes | str | None) -> list[float]:
         return []
     if isinstance(raw, bytes) and raw[:1] == b"B" and len(raw) % 8 == 1:
         return np.frombuffer(raw, "<f8", offset=1).tolist()
-    return [float(x) for x in (raw.decode() if isinstance(raw, bytes) else raw).split()]
+    try:
+        return [float(x) for x in (raw.decode() if isinstance(raw, bytes) else raw).split()]
+    except (ValueError, UnicodeDecodeError):  # not an arm: the scripts start it afresh too (arm_load)
+        return []
 
 
 def load_arms(store: Store, space: str = DEFAULT_SPACE) -> dict[str, list[float]]:

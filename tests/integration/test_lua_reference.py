@@ -85,7 +85,7 @@ def test_arms_round_trip_exactly_and_old_text_arms_still_read(store):
         return out""", packed, " ".join(map(repr, values)), "1 2 3")
     assert [[float(x) for x in g.split()] for g in got] == [values, values, [0.0] * 6, [0.0] * 6]
     assert arm_values(" ".join(map(repr, values))) == values == arm_values(" ".join(map(repr, values)).encode())
-    assert arm_values(None) == []
+    assert arm_values(None) == [] == arm_values(b"B\xff\xfe") == arm_values("1 x 2")
 
 
 def test_pooled_posterior_matches_numpy(store):
