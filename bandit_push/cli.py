@@ -226,62 +226,41 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    """Baselines on the simulated population, and each learned policy through a fresh service over HTTP."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
+    """Baselines on the simulated population, then each learned policy through a fresh service over HTTP."""
     from bandit_push.sim import evaluate, report
     from bandit_push.sim.params import SimParams
     from bandit_push.sim.population import Population
 
-    policies = []
-    for raw in args.policy:
-        try:
-            policies.append(json.loads(raw) if raw.lstrip().startswith("{") else {"name": raw})
-        except json.JSONDecodeError:
-            print(f"bandit-push: --policy {raw!r} is neither a policy name nor JSON", file=sys.stderr)
-            return 2
     with embedded.session(Settings.from_env()) as (settings, _store):
         params = SimParams(users=args.users, days=args.days, warmup_days=args.warmup_days, seed=args.seed, mix=args.mix)
         pop = Population(params)
         print(f"population: {params.users} users ({params.mix}, seed {params.seed}), {len(pop.ev_ts)} organic events, "
               f"{len(pop.opp_ts)} push opportunities over {params.days} days after {params.warmup_days} days of warm-up",
               flush=True)
-        # the baselines run in their own processes beside the learned policies' replays (whose HTTP round
-        # trips leave the cores idle part of the time); with --jobs 0, before them, in this process
         t = time.perf_counter()
-        pool = ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) if args.jobs > 0 else None
-        try:
-            if pool is not None:
-                pending = evaluate.start_baselines(pop, settings, pool)
-                print(f"{len(pending)} baselines (local replica of the cadence policy) started in {args.jobs} "
-                      "processes, beside the replays", flush=True)
-            else:
-                base = evaluate.run_baselines(pop, settings, jobs=1)
-                print(f"{len(base)} baselines (local replica of the cadence policy) in {time.perf_counter() - t:.1f} s",
-                      flush=True)
-            learned_results, learned = [], {}
-            for policy in policies:
-                name = policy.get("name")
+        base = evaluate.run_baselines(pop, settings, jobs=args.jobs)
+        print(f"{len(base)} baselines (local replica of the cadence policy) in {time.perf_counter() - t:.1f} s", flush=True)
+        learned_results, learned = [], {}
+        for raw in args.policy:
+            try:
+                policy = json.loads(raw) if raw.lstrip().startswith("{") else {"name": raw}
+            except json.JSONDecodeError:
+                print(f"bandit-push: --policy {raw!r} is neither a policy name nor JSON", file=sys.stderr)
+                return 2
+            name = policy.get("name")
 
-                shown = [-1]
+            shown = [-1]
 
-                def bar(frac: float, name=name, shown=shown) -> None:
-                    done = int(frac * 30)
-                    if done != shown[0]:  # redraw only when the bar grows (logs stay short)
-                        shown[0] = done
-                        end = "" if sys.stdout.isatty() else "\n"
-                        print(f"\r{name:>10} [{'#' * done}{'.' * (30 - done)}] {100 * frac:5.1f}%", end=end, flush=True)
-                res, segs = evaluate.run_learned(pop, settings, policy, progress=bar)
-                print(f"  {res.seconds:.0f} s, {res.requests} HTTP requests ({res.requests / res.seconds:.0f}/s)", flush=True)
-                learned_results.append(res)
-                learned[res.label] = segs
-            if pool is not None:
-                base = [f.result() for f in pending]
-                print(f"{len(base)} baselines done {time.perf_counter() - t:.1f} s after the start", flush=True)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            def bar(frac: float, name=name, shown=shown) -> None:
+                done = int(frac * 30)
+                if done != shown[0]:  # redraw only when the bar grows (logs stay short)
+                    shown[0] = done
+                    end = "" if sys.stdout.isatty() else "\n"
+                    print(f"\r{name:>10} [{'#' * done}{'.' * (30 - done)}] {100 * frac:5.1f}%", end=end, flush=True)
+            res, segs = evaluate.run_learned(pop, settings, policy, progress=bar)
+            print(f"  {res.seconds:.0f} s, {res.requests} HTTP requests ({res.requests / res.seconds:.0f}/s)", flush=True)
+            learned_results.append(res)
+            learned[res.label] = segs
         orc = evaluate.oracle(pop, base)
         rows, best_fixed = evaluate.summarise(learned_results + base, orc)
         table = evaluate.format_table(rows)
@@ -316,8 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", choices=["balanced", "enthusiastic", "casual"], default="balanced")
     p.add_argument("--policy", action="append", default=None,
                    help="a policy name or its JSON, e.g. thompson or '{\"name\": \"ucb\", \"ucb_c\": 0.5}'; repeatable")
-    p.add_argument("--jobs", type=int, default=2,
-                   help="processes for the baselines, which run beside the replays (default 2; 0: in this process, first)")
+    p.add_argument("--jobs", type=int, default=2, help="processes for the baselines (default 2)")
     p.add_argument("--report", metavar="DIR", help="write the table, JSON and figures here")
     p.set_defaults(func=simulate)
     p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")

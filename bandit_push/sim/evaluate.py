@@ -21,7 +21,7 @@ guardrails. Everyone meets the same users, opportunities and per-opportunity ran
 from __future__ import annotations
 
 import math
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any, Callable
@@ -85,14 +85,7 @@ def run_baselines(pop: Population, settings: Settings, jobs: int = 2) -> list[Re
     if jobs <= 1:
         return [run_baseline(pop, settings, b) for b in todo]
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        return [f.result() for f in start_baselines(pop, settings, pool)]
-
-
-def start_baselines(pop: Population, settings: Settings, pool: Executor) -> list[Future]:
-    """Every baseline of :func:`baselines` submitted to ``pool``, in order: the caller can do other work
-    (replay a learned policy over HTTP, whose round trips leave the cores idle part of the time) and
-    collect the results after."""
-    return [pool.submit(run_baseline, pop, settings, b) for b in baselines()]
+        return list(pool.map(run_baseline, [pop] * len(todo), [settings] * len(todo), todo))
 
 
 def oracle(pop: Population, results: list[Result]) -> Result:
