@@ -102,12 +102,12 @@ def refit(store: Store, settings: Settings, progress: Callable[[float, str], Non
           now: float | None = None) -> dict[str, Any]:
     """Cluster every user with enough history, publish a ``segments`` version, write ``sg`` and the sizes."""
     progress(0.0, "read")
-    uids, raw, events = [], [], []
-    for batch in users.scan(store, FIELDS):
-        for uid, values in batch:
-            uids.append(uid)
-            raw.append(values)
-            events.append(events_of(values))
+    # in user id order, not the SCAN's (which follows the server's hashing of the key names): k-means++
+    # picks its seeds by row, so the same users and the same seed must give the same rows to cluster
+    rows = sorted((uv for batch in users.scan(store, FIELDS) for uv in batch), key=lambda uv: uv[0])
+    uids = [uid for uid, _ in rows]
+    raw = [values for _, values in rows]
+    events = [events_of(values) for values in raw]
     if now is None:  # replayed history: "now" is the latest activity, not the wall clock
         lasts = [float(v[len(EVENT_TYPES) + 1]) for v in raw if v[len(EVENT_TYPES) + 1] is not None]
         now = max(lasts) if lasts else time.time()

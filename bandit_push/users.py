@@ -52,7 +52,9 @@ def get(store: Store, settings: Settings, user_id: str, now: float | None = None
 def scan(store: Store, fields: list[str], batch: int = 1000):
     """Yield lists of (user id, [field values]) over every user hash, ``batch`` users per round trip.
 
-    For refit jobs only (a SCAN over the keyspace): the request path never scans.
+    For refit jobs only (a SCAN over the keyspace): the request path never scans. The order is the
+    server's (it follows the hashing of the key names, so it differs between prefixes and servers):
+    a caller whose result depends on the order sorts.
     """
     head = f"{store.keys.prefix}u:{{"
     ids: list[str] = []
