@@ -93,9 +93,11 @@ class Settings:
     #: pooled priors (policies/base.py): a context's rates start from its segment's, a segment's from the space's,
     #: the space's from prior_rates, each worth this many pseudo-events of each outcome; 0: no pooling
     pool_events: float = 5.0
-    #: Thompson sampling and UCB wait for the recency bucket whose net value per hour of waiting is best
-    #: (policies/base.py, pacing_bucket): a push's fatigue lowers the next pushes' value; 0: off
+    #: Thompson sampling and UCB wait while the user's load (pushes in the last pacing_window_hours) is above the
+    #: load whose steady cadence earns most per hour (policies/base.py, pacing_load); 0: off
     pacing: float = 1.0
+    pacing_window_hours: float = 72.0      #: the window a user's load counts pushes in
+    pacing_loads: int = 7                  #: load arms per segment: 0 .. this - 2 pushes, and this - 1 or more
     half_life_hours: float = 14 * 24.0     #: arm statistics halve in weight over this time
     recency_edges_hours: tuple[float, ...] = (3.0, 12.0, 24.0, 72.0, 168.0)
     #: daypart start hours (local time) and names; a daypart runs until the next one starts
@@ -188,7 +190,7 @@ class Settings:
         if not self.prefix or any(c in self.prefix for c in "{} \t\n*?[]"):
             raise bad("prefix", "must be non-empty, without braces, spaces or glob characters")
         for name in ("event_dedup_hours", "half_life_hours", "attribution_window_hours", "decision_ttl_hours", "prior_strength",
-                     "redis_timeout_s", "cadence_gap_hours"):
+                     "redis_timeout_s", "cadence_gap_hours", "pacing_window_hours"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
         for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours"):
@@ -208,7 +210,8 @@ class Settings:
                 raise bad(name, "must be >= 0")
         for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",
                      "popular_window_days", "popular_size", "interaction_retention_days", "export_batch",
-                     "recs_size", "quality_users", "refit_timeout_s", "segment_count", "segment_min_events"):
+                     "recs_size", "quality_users", "refit_timeout_s", "segment_count", "segment_min_events",
+                     "pacing_loads"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
         if self.refit_retries < 0:

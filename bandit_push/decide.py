@@ -25,7 +25,7 @@ from bandit_push import scripts
 from bandit_push.config import Settings
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
-from bandit_push.policies import POLICIES, Policy, pacing_hours
+from bandit_push.policies import POLICIES, Policy
 from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
 
@@ -83,12 +83,13 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
         "hl": settings.half_life_hours * 3600.0,
         "cap": settings.max_per_day, "min_gap": settings.min_gap_hours * 3600.0,
         "rec": [h * 3600.0 for h in settings.recency_edges_hours],
-        "pace_h": pacing_hours([h * 3600.0 for h in settings.recency_edges_hours], settings.min_gap_hours * 3600.0),
+        "lw": settings.pacing_window_hours * 3600.0, "lj": settings.pacing_loads,
+        "ll": settings.recency_edges_hours[-1] * 3600.0,
         "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
         "excl": settings.exclude_pushed_days * 86400.0,
         "ttl": int(settings.decision_ttl_hours * 3600),
-        # the recent-pushes record must outlive both the cap's 24 h and the item exclusion window
-        "keep": int(max(settings.exclude_pushed_days * 86400.0, 86400.0)) + 3600,
+        # the recent-pushes record must outlive the cap's 24 h, the item exclusion window and pacing's window
+        "keep": int(max(settings.exclude_pushed_days * 86400.0, 86400.0, settings.pacing_window_hours * 3600.0)) + 3600,
     }
     cfg.update(policy.lua_params())
     if quiet:

@@ -136,16 +136,17 @@ local function posterior(a, cfg, pr)
   return mu, var
 end
 
--- pacing (policies/base.py, pacing_bucket): the recency bucket (0-based) with the best (mean - cost) / hours
-local function pace_best(means, hours, cost)
-  local best, bi = nil, 0
-  for i = 1, #means do
-    if hours[i] > 0 then
-      local r = (means[i] - cost) / hours[i]
-      if best == nil or r > best then best, bi = r, i - 1 end
-    end
+-- pacing (policies/base.py, pacing_load): the load with the best steady rate. means[1]: the arm of users not
+-- pushed within ll seconds, means[j + 2]: of users with j pushes in the last lw seconds (the last one: j or more).
+-- Per lw seconds, a cadence held at load j earns (mean - cost) * (j + 1); one push per ll, (mean - cost) * lw / ll.
+-- returns the best load, -1 for 'not pushed within ll' (the first on ties)
+local function pace_load(means, cost, lw, ll)
+  local best, bj = (means[1] - cost) * lw / ll, -1
+  for j = 0, #means - 2 do
+    local r = (means[j + 2] - cost) * (j + 1)
+    if r > best then best, bj = r, j end
   end
-  return bi
+  return bj
 end
 """
 
@@ -312,14 +313,22 @@ local nl = string.find(recent_raw, '\n', 1, true)
 local pt_raw, pi_raw = recent_raw, ''
 if nl then pt_raw, pi_raw = string.sub(recent_raw, 1, nl - 1), string.sub(recent_raw, nl + 1) end
 
-local pushes, recent = {}, 0
+-- kept: the pushes of the last 24 h (the cap) and of pacing's window; load: pushes in the window (capped at
+-- the last load arm), or 'L' when the user was not pushed within ll (or never)
+local pushes, recent, load = {}, 0, 0
+local keep_s = math.max(86400, cfg.lw)
 for x in string.gmatch(pt_raw, '%S+') do
   local t = tonumber(x)
-  if t > now - 86400 then
+  if t > now - keep_s then
     pushes[#pushes + 1] = x
-    if t <= now then recent = recent + 1 end
+    if t <= now then
+      if t > now - 86400 then recent = recent + 1 end
+      if t > now - cfg.lw then load = load + 1 end
+    end
   end
 end
+load = math.min(load, cfg.lj - 1)
+if not lp or now - lp >= cfg.ll then load = 'L' end
 local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400
 local dp = cfg.dp[math.floor(lsec / 3600) + 1]
 local rec = #cfg.rec
@@ -329,7 +338,7 @@ end
 
 local reason, send, prop, seen = 'policy', false, 1, nil
 local arm_field = seg .. '|' .. rec .. '|' .. dp
-local arm, tot, all
+local arm, tot, all, larm
 local quiet = false
 if cfg.quiet then
   local qs, qe = cfg.quiet[1], cfg.quiet[2]
@@ -342,13 +351,12 @@ elseif recent >= cfg.cap then reason = 'daily_cap'
 elseif lp and now - lp < cfg.min_gap then reason = 'min_gap'
 else
   -- the context's arm, its segment's totals and the whole space's ('*|N'): the pooled prior's parents;
-  -- with pacing, also the arms of the other recency buckets of this segment and daypart
+  -- with pacing (Thompson sampling and UCB), also the segment's load arms ('<seg>|FL', '<seg>|F0', ...)
   local fields = {arm_field, seg .. '|N', '*|N'}
-  -- (only Thompson sampling and UCB have `pacing`; nothing to wait for in the longest bucket, where
-  -- never-pushed users are too)
-  local pace = (cfg.pacing or 0) > 0 and rec < #cfg.rec
+  local pace = (cfg.pacing or 0) > 0
   if pace then
-    for b = 0, #cfg.rec do if b ~= rec then fields[#fields + 1] = seg .. '|' .. b .. '|' .. dp end end
+    fields[4] = seg .. '|FL'
+    for j = 0, cfg.lj - 1 do fields[5 + j] = seg .. '|F' .. j end
   end
   local raw = redis.call('HMGET', akey, unpack(fields))
   arm = arm_load(raw[1], 2 + #cfg.w)
@@ -360,17 +368,15 @@ else
   local pr = prior(cfg, tot, all)
   local mu, var = posterior(arm, cfg, pr)
   if pace then
-    -- wait for the recency bucket with the best net value per hour (means of this segment's and daypart's arms)
-    local means, j = {}, 4
-    for b = 0, #cfg.rec do
-      if b == rec then means[b + 1] = mu else
-        local a = arm_load(raw[j], 2 + #cfg.w)
-        j = j + 1
-        arm_decay_to(a, now, cfg.hl)
-        means[b + 1] = posterior(a, cfg, pr)
-      end
+    -- wait while the user's load is above the one whose steady cadence earns most (nothing to wait for at 'L')
+    local means = {}
+    for i = 4, #fields do
+      local a = arm_load(raw[i], 2 + #cfg.w)
+      arm_decay_to(a, now, cfg.hl)
+      means[i - 3] = posterior(a, cfg, pr)
+      if i == 4 + (load == 'L' and 0 or load + 1) then larm = a end
     end
-    if pace_best(means, cfg.pace_h, cfg.cost) > rec then reason = 'pacing' end
+    if load ~= 'L' and load > pace_load(means, cfg.cost, cfg.lw, cfg.ll) then reason = 'pacing' end
   end
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
@@ -409,13 +415,20 @@ if send then
   arm_add(arm, 2, now, cfg.hl, 1)
   arm_add(tot, 2, now, cfg.hl, 1)
   arm_add(all, 2, now, cfg.hl, 1)
-  redis.call('HSET', akey, arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot), '*|N', arm_dump(all))
+  local set = {arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot), '*|N', arm_dump(all)}
+  if larm then
+    arm_add(larm, 2, now, cfg.hl, 1)
+    set[7] = seg .. '|F' .. load; set[8] = arm_dump(larm)
+  end
+  redis.call('HSET', akey, unpack(set))
 end
 local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
 local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
   'c', ARGV[6], 'm', model}
+-- the load arm a pushed decision's feedback also credits
+if send and larm then record[#record + 1] = 'f'; record[#record + 1] = load end
 -- for off-policy evaluation: what the policy saw, as four little-endian doubles (exact, 32 bytes):
 -- the net value's posterior mean and variance, the segment's decayed sends, the seconds since the
 -- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
@@ -466,7 +479,7 @@ FEEDBACK = PRELUDE + XREC + r"""
 --   6 unsubscribed, 0 none)   ARGV[11] = the event's weight in the net value
 -- returns {status, user id, policy space}: status accepted | duplicate | late | unknown | not_sent
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unknown', '', ''} end
-local r = redis.call('HMGET', KEYS[1], 'x', 's', 'a', 't', 'u', 'v')
+local r = redis.call('HMGET', KEYS[1], 'x', 's', 'a', 't', 'u', 'v', 'f')
 if r[6] ~= ARGV[8] then return {'unknown', '', ''} end
 if r[1] ~= '1' then return {'not_sent', r[5], r[6]} end
 local ts, t = tonumber(ARGV[3]), tonumber(r[4])
@@ -476,11 +489,13 @@ if late then flag = flag .. ' late' end
 if ARGV[7] ~= '' then flag = flag .. ' v=' .. ARGV[7] end
 if redis.call('HSETNX', KEYS[1], 'e:' .. ARGV[2], flag) == 0 then return {'duplicate', r[5], r[6]} end
 if late then return {'late', r[5], r[6]} end
--- the context's arm, its segment's totals and the whole space's (the pooled prior's parents)
+-- the context's arm, its segment's totals and the whole space's (the pooled prior's parents), and the load
+-- arm of a decision made with pacing
 local fields = {r[2] .. '|' .. r[3], r[2] .. '|N', '*|N'}
-local raw = redis.call('HMGET', KEYS[2], fields[1], fields[2], fields[3])
+if r[7] then fields[4] = r[2] .. '|F' .. r[7] end
+local raw = redis.call('HMGET', KEYS[2], unpack(fields))
 local set = {}
-for j = 1, 3 do
+for j = 1, #fields do
   local arm = arm_load(raw[j], 2 + tonumber(ARGV[6]))
   -- credit at the decision's time, so outcome counts and send counts decay together
   arm_add(arm, 2 + tonumber(ARGV[1]), t, tonumber(ARGV[5]), 1)

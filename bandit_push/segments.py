@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import DEFAULT_SPACE
-from bandit_push.policies import ArmView, Policy, pacing_bucket, pacing_hours
+from bandit_push.policies import ArmView, Policy, pacing_load
 from bandit_push.store import Store
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
@@ -34,7 +34,8 @@ def arm_values(raw: bytes | str | None) -> list[float]:
 
 
 def load_arms(store: Store, space: str = DEFAULT_SPACE) -> dict[str, list[float]]:
-    """Every arm of a policy space: field (``<segment>|<recency>|<daypart>``, ``<segment>|N``, ``*|N``) -> numbers."""
+    """Every arm of a policy space: field (``<segment>|<recency>|<daypart>``, ``<segment>|N``, ``*|N``, the load
+    arms ``<segment>|FL`` and ``<segment>|F<j>``) -> numbers."""
     return {f.decode(): arm_values(raw) for f, raw in store.binary.hgetall(store.keys.arms(space)).items()}
 
 
@@ -48,9 +49,18 @@ def parse_arm(vals: list[float] | None, now: float, half_life_s: float) -> tuple
     return vals[1] * f, counts * f
 
 
+def load_names(settings: Settings) -> list[str]:
+    """Labels of the load arms, in :func:`~bandit_push.policies.pacing_load` order: ``none in 168h``, then
+    ``0 in 72h``, ``1 in 72h``, ..., ``6+ in 72h`` (with the default window and arms)."""
+    w, n = f"{settings.pacing_window_hours:g}h", settings.pacing_loads
+    return [f"none in {settings.recency_edges_hours[-1]:g}h"] + [
+        f"{j}{'+' if j == n - 1 else ''} in {w}" for j in range(n)]
+
+
 def report(store: Store, settings: Settings, policy: Policy, now: float | None = None,
            space: str = DEFAULT_SPACE) -> list[dict[str, Any]]:
-    """Every segment with its size and, per context, decayed counts and the net value's posterior."""
+    """Every segment with its size and, per context, decayed counts and the net value's posterior; with pacing,
+    the segment's load arms and the highest load it pushes at (``max_load``)."""
     now = time.time() if now is None else now
     hl = settings.half_life_hours * 3600.0
     sizes = store.redis.hgetall(store.keys.segment_sizes())
@@ -64,31 +74,34 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     dayparts = [name for _, name in settings.dayparts]
     space_totals = parse_arm(arms.get("*|N"), now, hl)
     paced = policy.params.get("pacing", 0.0) > 0
-    hours = pacing_hours([h * 3600.0 for h in settings.recency_edges_hours], settings.min_gap_hours * 3600.0)
+    cost = policy.params.get("cost", 0.0)
+    load_labels = load_names(settings)
     out = []
     for seg in sorted(set(sizes) | set(by_segment)):
         seg_sends, seg_counts = parse_arm(arms.get(f"{seg}|N"), now, hl)
 
-        def view(r: int, raw: list[float] | None) -> ArmView:
+        def view(raw: list[float] | None, hours: float) -> ArmView:
             n, counts = parse_arm(raw, now, hl)
-            return ArmView(n=n, counts=counts, segment_sends=seg_sends,
-                           hours_since_push=settings.recency_edges_hours[r - 1] if r else 0.0,
+            return ArmView(n=n, counts=counts, segment_sends=seg_sends, hours_since_push=hours,
                            segment_counts=seg_counts, space=space_totals)
 
-        # with pacing, a context below its daypart's best-rate recency bucket is not pushed (decide's pace_best)
-        best = {d: pacing_bucket([view(b, arms.get(f"{seg}|{b}|{d}")).posterior(policy.prior)[0]
-                                  for b in range(len(hours))], hours, policy.params.get("cost", 0.0))
-                for d in range(len(dayparts))} if paced else {}
-        contexts = []
-        for r, d, raw in sorted(by_segment.get(seg, [])):
-            v = view(r, raw)
+        def summary(v: ArmView) -> dict[str, Any]:
             mean, var = v.posterior(policy.prior)
             sd = math.sqrt(var)
-            contexts.append({
-                "recency": recency[r], "daypart": dayparts[d], "sends": round(v.n, 4),
-                "outcomes": {o: round(float(c), 4) for o, c in zip(OUTCOMES, v.counts)},
-                "net_value": {"mean": mean, "lo90": mean - Z90 * sd, "hi90": mean + Z90 * sd},
-                "send_probability": 0.0 if paced and r < best[d] else policy.send_probability(v),
-            })
-        out.append({"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts})
+            return {"sends": round(v.n, 4), "outcomes": {o: round(float(c), 4) for o, c in zip(OUTCOMES, v.counts)},
+                    "net_value": {"mean": mean, "lo90": mean - Z90 * sd, "hi90": mean + Z90 * sd}}
+
+        contexts = []
+        for r, d, raw in sorted(by_segment.get(seg, [])):
+            v = view(raw, settings.recency_edges_hours[r - 1] if r else 0.0)
+            contexts.append({"recency": recency[r], "daypart": dayparts[d], **summary(v),
+                             "send_probability": policy.send_probability(v)})
+        entry: dict[str, Any] = {"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts}
+        if paced:  # decide's pace_load on the same arms
+            views = [view(arms.get(f"{seg}|F{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
+            best = pacing_load([v.posterior(policy.prior)[0] for v in views], cost,
+                               settings.pacing_window_hours, settings.recency_edges_hours[-1])
+            entry["loads"] = [{"load": name, **summary(v)} for name, v in zip(load_labels, views)]
+            entry["max_load"] = load_labels[best + 1]
+        out.append(entry)
     return out

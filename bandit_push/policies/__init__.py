@@ -1,8 +1,8 @@
 """Send policies behind one interface, found by name."""
 from __future__ import annotations
 
-from bandit_push.policies.base import (ArmView, LoggedArms, Policy, Prior, net_value_posterior, pacing_bucket,
-                                      pacing_hours, phi, phi_array)
+from bandit_push.policies.base import (ArmView, LoggedArms, Policy, Prior, net_value_posterior, pacing_load,
+                                      phi, phi_array)
 from typing import Any
 
 from bandit_push.config import Settings
@@ -32,6 +32,6 @@ def from_config(config: Any, settings: Settings, field: str = "policy") -> Polic
         raise InvalidArgument(e.message.replace("policy", field, 1),
                               field=(e.field or field).replace("policy", field, 1)) from None
 
-__all__ = ["POLICIES", "ArmView", "LoggedArms", "Policy", "Prior", "net_value_posterior", "pacing_bucket",
-           "pacing_hours", "phi", "phi_array",
+__all__ = ["POLICIES", "ArmView", "LoggedArms", "Policy", "Prior", "net_value_posterior", "pacing_load",
+           "phi", "phi_array",
            "FixedCadence", "Holdout", "ThompsonSampling", "UCB", "from_config"]

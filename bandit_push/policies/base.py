@@ -118,31 +118,30 @@ def net_value_posterior(n: npt.NDArray[np.float64], counts: npt.NDArray[np.float
     return mean, var
 
 
-def pacing_hours(edges_s: list[float], min_gap_s: float) -> list[float]:
-    """Per recency bucket (``<e1``, ``e1-e2``, ..., ``>=en``), the shortest gap after which a push lands in it,
-    in hours: its lower edge, at least the minimum gap and one hour. A policy that pushes at the first
-    opportunity in a bucket pushes about every this many hours. A bucket that the minimum gap makes
-    unreachable (it ends before the gap does) gets -1: pacing leaves it out."""
-    lower, upper = [0.0] + list(edges_s), list(edges_s) + [math.inf]
-    return [-1.0 if hi <= min_gap_s else max(lo, min_gap_s, 3600.0) / 3600.0 for lo, hi in zip(lower, upper)]
+def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hours: float) -> int:
+    """The load with the best steady rate: -1 for "not pushed within ``long_hours``", else a number of pushes in
+    the last ``window_hours`` (the first on ties).
 
+    ``means``: the net value's posterior means of a segment's load arms: ``means[0]`` of pushes to users not pushed
+    within ``long_hours`` (or never), ``means[1 + j]`` of pushes to users with ``j`` pushes in the last
+    ``window_hours`` (the last: ``j`` or more).
 
-def pacing_bucket(means: npt.ArrayLike, hours: npt.ArrayLike, cost: float) -> int:
-    """The recency bucket whose net value per hour, ``(mean - cost) / hours``, is the highest (the first on ties;
-    buckets with ``hours <= 0`` are left out, see :func:`pacing_hours`).
-
-    **Pacing.** A push's value depends on how long since the last one (the recency buckets' arms), but a push
-    also tires the user: the next pushes land in shorter buckets. Pushing at every opportunity whose own value
-    beats the cost over-pushes the users who like pushes most. A cadence that pushes at the first opportunity
-    in bucket b earns about ``mean_b`` every ``hours_b``: the renewal-reward rate. So a policy with pacing
-    pushes only once the user's recency has reached the bucket with the best rate (the arms' posterior means,
-    the segment's and daypart's), and there it draws (Thompson) or bounds (UCB) as without pacing. Before
-    that the answer is ``send: false`` with reason ``pacing``. The Lua kernel (``pace_best`` in scripts.py)
-    performs the same operations in the same order.
+    **Pacing.** A push tires the user, so its value depends on how many pushes came before it, not only on how
+    long ago the last one was. A cadence held steady at load ``j`` makes every push see ``j`` earlier pushes in the
+    window, and earns ``(mean_j - cost) * (j + 1)`` per window (renewal reward); a push every ``long_hours``,
+    ``(mean_L - cost) * window / long``. A policy with pacing refuses (reason ``pacing``) while the user's load is
+    above the best one, and Thompson sampling or UCB decides below it. The load arms learn from pushes at each load,
+    whatever the user's history, so a frequently pushed segment's high-load arms fill with data and show what
+    over-pushing costs; a segment whose pushes lose money everywhere is held to one push per ``long_hours``.
+    The Lua kernel (``pace_load`` in scripts.py) performs the same operations in the same order.
     """
-    hours = np.asarray(hours, dtype=np.float64)
-    rates = np.where(hours > 0, (np.asarray(means, dtype=np.float64) - cost) / np.where(hours > 0, hours, 1.0), -np.inf)
-    return int(np.argmax(rates))
+    m = np.asarray(means, dtype=np.float64)
+    best, bj = (m[0] - cost) * window_hours / long_hours, -1
+    for j in range(len(m) - 1):
+        r = (m[j + 1] - cost) * (j + 1)
+        if r > best:
+            best, bj = r, j
+    return bj
 
 
 @dataclass(frozen=True)

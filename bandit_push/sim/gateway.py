@@ -252,9 +252,13 @@ class InProcessGateway:
         from bandit_push.decide import DecisionEngine
         from bandit_push.sim.service import Scheduler
 
+        from bandit_push.models import ModelCache
+
         self.store, self.s = store, settings
         self.engine = DecisionEngine(store, settings)
         self._scheduler = Scheduler(store, settings)
+        # as the API's events route: newcomers move to their nearest segment once they have enough events
+        self._models = ModelCache(skip={"mf": ("user_factors",)})
 
     def put_users(self, users: Sequence[tuple[str, str]]) -> None:
         from bandit_push import users as users_mod
@@ -266,7 +270,8 @@ class InProcessGateway:
         from bandit_push.events import ShopEvent, ingest
 
         return ingest(self.store, self.s, [ShopEvent(r["user_id"], r["type"], r["ts"], r.get("item_id"),
-                                                     r.get("value", 0.0)) for r in rows])[0] if rows else 0
+                                                     r.get("value", 0.0)) for r in rows],
+                      registry=self.engine.registry, models=self._models)[0] if rows else 0
 
     def post_feedback(self, rows: list[dict]) -> dict[str, int]:
         from bandit_push.feedback import FeedbackEvent, record

@@ -162,46 +162,68 @@ def test_concurrent_decides_for_one_user_respect_gap_and_cap(make_app, changes, 
 
 
 @pytest.mark.parametrize("name", ["thompson", "ucb"])
-def test_pacing_waits_for_the_recency_bucket_with_the_best_value_per_hour(make_app, store, settings, name):
-    """Arms where a push 3-12 h after the last earns less per hour of waiting than one after 24-72 h:
-    with pacing a user pushed 5 h ago is refused (reason ``pacing``), one pushed 30 h ago is not; the
-    choice equals the numpy reference (pacing_bucket) on the same arms. Without pacing neither is refused."""
-    from bandit_push.policies import net_value_posterior, pacing_bucket, pacing_hours
+def test_pacing_waits_while_the_load_is_above_the_best_steady_one(make_app, store, settings, name):
+    """Load arms where a cadence held at one push in 72 h earns most per window (clicks fall with the load):
+    with pacing a user with two pushes in the last 72 h is refused (reason ``pacing``), one with a single push
+    and one never pushed are not; the choice equals the numpy reference (pacing_load) on the same arms, and
+    GET /v1/segments reports it. A push's feedback credits the load arm it was sent at. Without pacing nobody is
+    refused and no load arm moves."""
+    from bandit_push.policies import net_value_posterior, pacing_load
     from bandit_push.policies.base import Prior
-    k = len(OUTCOMES)
-    dp = "1"  # afternoon: T0 is midday UTC and the users have no time zone
-    # clicks per 1000 sends by recency bucket (3h-12h ... >=168h; <3h is unreachable with a 4 h minimum gap):
-    # per hour of the bucket's shortest gap, 24h-72h is best (0.2 / 24 h)
-    clicks = {1: 30.0, 2: 80.0, 3: 200.0, 4: 300.0, 5: 400.0}
-    arms = {f"new|{b}|{dp}": [T0, 1000.0] + [0.0] * k for b in clicks}
-    for b, c in clicks.items():
-        arms[f"new|{b}|{dp}"][2 + OUTCOMES.index("clicked")] = c
-    tot = [T0, 1000.0 * len(clicks)] + [0.0] * k
-    tot[2 + OUTCOMES.index("clicked")] = sum(clicks.values())
+    from bandit_push.segments import load_arms
+    k, clicked = len(OUTCOMES), 2 + OUTCOMES.index("clicked")
+    # clicks per 1000 sends at each load ('L': not pushed within a week, then 0, 1, ... pushes in 72 h): per
+    # 72 h, one push earns 0.09 (L), 0.09 (0), 2 x 0.08 (1), 3 x 0.03 (2), ...: load 1 is best
+    clicks = {"L": 90.0, 0: 90.0, 1: 80.0, 2: 30.0, 3: 20.0, 4: 10.0, 5: 10.0, 6: 10.0}
+    arms = {f"new|F{j}": [T0, 1000.0] + [0.0] * k for j in clicks}
+    for j, c in clicks.items():
+        arms[f"new|F{j}"][clicked] = c
+    for b in range(6):  # every context pushes (a strongly positive arm), so pacing is what refuses
+        arms[f"new|{b}|1"] = [T0, 1000.0] + [0.0] * k
+        arms[f"new|{b}|1"][clicked] = 500.0
+    tot = [T0, 14000.0] + [0.0] * k
+    tot[clicked] = sum(clicks.values()) + 3000.0
     arms["new|N"] = arms["*|N"] = tot
-    for pacing, refused in ((1.0, {"u5": "pacing", "u30": "policy"}), (0.0, {"u5": "policy", "u30": "policy"})):
+    # the numpy reference on the segment's pooled prior picks load 1
+    prior = Prior.from_settings(settings)
+    order = ["L"] + list(range(settings.pacing_loads))
+    n = np.array([arms[f"new|F{j}"][1] for j in order])
+    counts = np.array([arms[f"new|F{j}"][2:] for j in order])
+    parents = (np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)),
+               np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)))
+    means, _ = net_value_posterior(n, counts, prior, parents)
+    assert pacing_load(means, 0.0, settings.pacing_window_hours, settings.recency_edges_hours[-1]) == 1
+    users = {"u1": [30], "u2": [30, 10], "never": []}  # hours ago of each user's pushes
+    for pacing, refused in ((1.0, {"u1": "policy", "u2": "pacing", "never": "policy"}),
+                            (0.0, {"u1": "policy", "u2": "policy", "never": "policy"})):
         app = make_app(policy=name, pacing=pacing, min_gap_hours=4)
         s = app.extensions["bandit_push"]
         s.store.delete_prefix()
         s.store.redis.hset(s.store.keys.arms("default"), mapping={f: " ".join(map(repr, a)) for f, a in arms.items()})
-        for uid, hours in (("u5", 5), ("u30", 30)):
-            s.store.redis.hset(s.store.keys.user(uid), mapping={"sg": "new", "lp": repr(T0 - hours * 3600)})
+        for uid, ago in users.items():
+            s.store.redis.hset(s.store.keys.user(uid), mapping={"sg": "new"} | (
+                {"lp": repr(T0 - ago[-1] * 3600)} if ago else {}))
+            if ago:
+                s.store.redis.set(s.store.keys.user_pushes(uid), " ".join(repr(T0 - h * 3600) for h in ago) + "\n")
         c = app.test_client()
+        got = {uid: decide(c, uid) for uid in users}
         for uid, reason in refused.items():
-            d = decide(c, uid)
-            assert d["reason"] == reason, (name, pacing, uid, d)
+            assert got[uid]["reason"] == reason, (name, pacing, uid, got[uid])
+            assert got[uid]["send"] == (reason == "policy")
             if reason == "pacing":
-                assert d["send"] is False and d["propensity"] == 1.0
-        # GET /v1/segments says the same: no push below the best-rate bucket (with pacing), in that daypart
+                assert got[uid]["propensity"] == 1.0
+        r = c.post("/v1/feedback", json={"decision_id": got["u1"]["decision_id"], "event": "clicked", "ts": T0 + 60})
+        assert r.status_code == 200 and r.get_json()["accepted"] == 1
+        after = load_arms(s.store)
+        # the send and its click at load 1 (u1), the never-pushed user's send at 'L'; nothing else
+        moved = {f for f in arms if f.startswith("new|F") and after[f] != arms[f]}
+        assert moved == ({"new|F1", "new|FL"} if pacing else set()), moved
+        if pacing:
+            assert after["new|F1"][1] == 1001.0 and after["new|F1"][clicked] == 81.0
         report = c.get(f"/v1/segments?now={T0}").get_json()["segments"]
-        ctx = {x["recency"]: x["send_probability"] for seg in report if seg["segment"] == "new"
-               for x in seg["contexts"] if x["daypart"] == "afternoon"}
-        assert (ctx["3h-12h"] == 0.0 and ctx["12h-24h"] == 0.0) == (pacing > 0) and ctx["24h-72h"] > 0
-    # the numpy reference picks the 24h-72h bucket (index 3) from the same arms
-    prior = Prior.from_settings(settings)
-    n = np.array([arms.get(f"new|{b}|{dp}", [0, 0.0])[1] for b in range(6)])
-    counts = np.array([arms[f"new|{b}|{dp}"][2:] if f"new|{b}|{dp}" in arms else [0.0] * k for b in range(6)])
-    parents = (np.full(6, tot[1]), np.tile(tot[2:], (6, 1)), np.full(6, tot[1]), np.tile(tot[2:], (6, 1)))
-    means, _ = net_value_posterior(n, counts, prior, parents)
-    hours = pacing_hours([h * 3600.0 for h in settings.recency_edges_hours], 4 * 3600.0)
-    assert pacing_bucket(means, hours, 0.0) == 3
+        new = next(seg for seg in report if seg["segment"] == "new")
+        if pacing:
+            assert new["max_load"] == "1 in 72h" and [x["load"] for x in new["loads"]][:3] == [
+                "none in 168h", "0 in 72h", "1 in 72h"]
+        else:
+            assert "loads" not in new and "max_load" not in new

@@ -134,15 +134,16 @@ def test_pooled_prior_centres_contexts_on_their_segment():
 
 
 def test_pacing_choice_matches_numpy(store):
-    """pace_best (Lua) picks the same recency bucket as pacing_bucket (numpy), unreachable buckets left out."""
-    from bandit_push.policies import pacing_bucket, pacing_hours
-    hours = pacing_hours([h * 3600.0 for h in Settings().recency_edges_hours], 4 * 3600.0)
-    assert hours[0] == -1.0 and hours[1:] == [4.0, 12.0, 24.0, 72.0, 168.0]
+    """pace_load (Lua) picks the same load as pacing_load (numpy), over random arm means and costs."""
+    from bandit_push.policies import pacing_load
+    s = Settings()
     rng = np.random.default_rng(4)
-    cases = [(rng.normal(0, 0.05, size=len(hours)).tolist(), float(rng.choice([0.0, 0.01, -0.02]))) for _ in range(200)]
+    cases = [(rng.normal(0, 0.05, size=1 + s.pacing_loads).tolist(), float(rng.choice([0.0, 0.01, -0.02])))
+             for _ in range(300)]
+    lw, ll = s.pacing_window_hours * 3600.0, s.recency_edges_hours[-1] * 3600.0
     got = lua(store, """
-        local out, hours = {}, cjson.decode(ARGV[2])
-        for i, c in ipairs(cjson.decode(ARGV[1])) do out[i] = pace_best(c[1], hours, c[2]) end
-        return out""", json.dumps(cases), json.dumps(hours))
-    assert got == [pacing_bucket(m, hours, c) for m, c in cases]
-    assert any(g > 1 for g in got) and 0 not in got  # the choices vary, and never the unreachable bucket
+        local out = {}
+        for i, c in ipairs(cjson.decode(ARGV[1])) do out[i] = pace_load(c[1], c[2], tonumber(ARGV[2]), tonumber(ARGV[3])) end
+        return out""", json.dumps(cases), repr(lw), repr(ll))
+    assert got == [pacing_load(m, c, s.pacing_window_hours, s.recency_edges_hours[-1]) for m, c in cases]
+    assert -1 in got and len(set(got)) > 3  # the choices vary, 'not pushed within a week' among them
