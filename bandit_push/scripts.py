@@ -354,9 +354,9 @@ else
   -- with pacing (Thompson sampling and UCB), also the segment's load arms ('<seg>|FL', '<seg>|F0', ...)
   local fields = {arm_field, seg .. '|N', '*|N'}
   local pace = (cfg.pacing or 0) > 0
-  if pace then
+  if pace then  -- at 'L' only its own arm (a send credits it): nothing to wait for there
     fields[4] = seg .. '|FL'
-    for j = 0, cfg.lj - 1 do fields[5 + j] = seg .. '|F' .. j end
+    if load ~= 'L' then for j = 0, cfg.lj - 1 do fields[5 + j] = seg .. '|F' .. j end end
   end
   local raw = redis.call('HMGET', akey, unpack(fields))
   arm = arm_load(raw[1], 2 + #cfg.w)
@@ -367,16 +367,19 @@ else
   for _, a in ipairs({arm, tot, all}) do arm_decay_to(a, now, cfg.hl) end
   local pr = prior(cfg, tot, all)
   local mu, var = posterior(arm, cfg, pr)
-  if pace then
-    -- wait while the user's load is above the one whose steady cadence earns most (nothing to wait for at 'L')
+  if pace and load == 'L' then
+    larm = arm_load(raw[4], 2 + #cfg.w)
+    arm_decay_to(larm, now, cfg.hl)
+  elseif pace then
+    -- wait while the user's load is above the one whose steady cadence earns most
     local means = {}
     for i = 4, #fields do
       local a = arm_load(raw[i], 2 + #cfg.w)
       arm_decay_to(a, now, cfg.hl)
       means[i - 3] = posterior(a, cfg, pr)
-      if i == 4 + (load == 'L' and 0 or load + 1) then larm = a end
+      if i == 5 + load then larm = a end
     end
-    if load ~= 'L' and load > pace_load(means, cfg.cost, cfg.lw, cfg.ll) then reason = 'pacing' end
+    if load > pace_load(means, cfg.cost, cfg.lw, cfg.ll) then reason = 'pacing' end
   end
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
