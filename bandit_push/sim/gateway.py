@@ -23,23 +23,23 @@ from __future__ import annotations
 
 import heapq
 import http.client
+import itertools
 import json
+import math
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
 from bandit_push.config import Settings
 from bandit_push.policies import FixedCadence
-from bandit_push.tzrule import utc_offset
+from bandit_push.sim.population import HourlyOffsets
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the gateway learns from one decide."""
+class Answer(NamedTuple):
+    """What the gateway learns from one decide (a named tuple: the replica makes millions of them)."""
 
     send: bool
     items: list[str]
@@ -119,32 +119,43 @@ class HttpGateway:
         self._pool.shutdown()
 
 
-class LocalGateway:
-    """The service's ``cadence`` policy and guardrails, replicated in-process (see the module doc)."""
+class PopularReplica:
+    """The half of the replica that no policy changes: the users' segments and the popular lists, which
+    follow from the organic events and the scheduler's ticks alone (see the module doc).
 
-    def __init__(self, settings: Settings, gap_hours: float, tz_rules: dict[str, str], batch: int = 1000):
-        FixedCadence(settings, cadence_gap_hours=gap_hours)  # the same validation as the service's parser
+    Several :class:`LocalGateway` on the same population share one (the baselines do): the first to post
+    the n-th batch of events, or to make the n-th tick, computes it; the others read what it recorded. Each
+    gateway keeps its own count of calls, so they must make the same calls in the same order, as the driver
+    does on one population; a call that differs from the recorded one raises."""
+
+    def __init__(self, settings: Settings, batch: int = 1000):
         self.s = settings
-        self.gap = gap_hours * 3600.0
-        self.quiet = settings.quiet_window()
-        self.tz_rules = tz_rules
-        self.pushes: dict[str, list[float]] = defaultdict(list)
-        self.pushed_items: dict[str, list[tuple[str, float]]] = defaultdict(list)
-        self.opted_out: set[str] = set()
         self.batch = batch  #: as HttpGateway's: segments move after each batch of events
+        self.offset = HourlyOffsets()  #: the time-zone rules' offsets, shared too
         self.segment: dict[str, str] = {}
         self.n_events: dict[str, int] = defaultdict(int)
         #: day -> segment ('*': all) -> item -> score; Decimal, as Redis's HINCRBYFLOAT sums the weights
         self.day_scores: dict[int, dict[str, dict[str, Decimal]]] = {}
-        self.top: dict[str, list[str]] = {}
-        self.seq = 0
-        self.decisions: dict[str, str] = {}
-        self._offsets: dict[tuple[str, int], int | bool] = {}
+        self.moved: dict[str, int] = {}  #: user -> the post_events call after which they are in ``default``
+        self._posts: list[tuple[int, Any, Any]] = []            # per post_events call: its rows' count and ends
+        self._ticks: list[tuple[float, int, dict[str, list[str]]]] = []  # per tick: now, posts before, lists
 
-    def put_users(self, users: Sequence[tuple[str, str]]) -> None:
-        pass  # time zones come from tz_rules
+    @staticmethod
+    def key(settings: Settings) -> tuple:
+        """What the replica depends on: gateways whose settings share this key may share one."""
+        return (tuple(sorted(settings.event_weights.items())), settings.segment_min_events,
+                settings.popular_window_days, settings.popular_size)
 
-    def post_events(self, rows: list[dict]) -> int:
+    def post_events(self, n: int, rows: list[dict]) -> None:
+        """The ``n``-th batch of events (counted from 0) of a gateway."""
+        sig = (len(rows), rows[0]["ts"] if rows else None, rows[-1]["ts"] if rows else None)
+        if n < len(self._posts):
+            if self._posts[n] != sig:
+                raise ValueError(f"post_events call {n} differs from the one the shared replica recorded")
+            return
+        if n != len(self._posts):
+            raise ValueError(f"post_events call {n} comes before call {len(self._posts)}")
+        s = self.s
         for start in range(0, len(rows), self.batch):
             newcomers = set()
             for r in rows[start:start + self.batch]:
@@ -153,15 +164,69 @@ class LocalGateway:
                 if seg == "new":
                     newcomers.add(user)
                 self.n_events[user] += 1
-                w = float(self.s.event_weights.get(r["type"], 0.0))
+                w = float(s.event_weights.get(r["type"], 0.0))
                 if r.get("item_id") and w > 0:
                     day = self.day_scores.setdefault(int(r["ts"] // 86400), {})
                     for key in (seg, "*"):
                         scores = day.setdefault(key, {})
                         scores[r["item_id"]] = scores.get(r["item_id"], Decimal(0)) + Decimal(repr(w))
             for user in newcomers:  # segmentation.assign_new without a segments model
-                if self.n_events[user] >= self.s.segment_min_events:
+                if self.n_events[user] >= s.segment_min_events:
                     self.segment[user] = "default"
+                    self.moved[user] = n
+        self._posts.append(sig)
+
+    def tick(self, n: int, posts: int, now: float) -> dict[str, list[str]]:
+        """The popular lists of a gateway's ``n``-th tick, made after ``posts`` batches of events."""
+        if n < len(self._ticks):
+            if self._ticks[n][:2] != (now, posts):
+                raise ValueError(f"tick {n} differs from the one the shared replica recorded")
+            return self._ticks[n][2]
+        if n != len(self._ticks) or posts != len(self._posts):
+            raise ValueError(f"tick {n} after {posts} batches of events comes out of order")
+        last = int(now // 86400)
+        totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for day in range(last - self.s.popular_window_days + 1, last + 1):
+            for seg, scores in self.day_scores.get(day, {}).items():
+                for item, score in scores.items():
+                    totals[seg][item] += float(score)
+        top = {seg: [i for i, _ in heapq.nlargest(self.s.popular_size, c.items(), key=lambda kv: (kv[1], kv[0]))]
+               for seg, c in totals.items()}
+        self._ticks.append((now, posts, top))
+        return top
+
+
+class LocalGateway:
+    """The service's ``cadence`` policy and guardrails, replicated in-process (see the module doc).
+
+    ``popular``: a :class:`PopularReplica` shared with other gateways replaying the same population (its
+    settings' :meth:`PopularReplica.key` must be this one's); by default the gateway has its own."""
+
+    def __init__(self, settings: Settings, gap_hours: float, tz_rules: dict[str, str], batch: int = 1000,
+                 popular: PopularReplica | None = None):
+        FixedCadence(settings, cadence_gap_hours=gap_hours)  # the same validation as the service's parser
+        if popular is not None and (popular.key(popular.s) != popular.key(settings) or popular.batch != batch):
+            raise ValueError("the shared PopularReplica was made for other settings")
+        self.s = settings
+        self.gap = gap_hours * 3600.0
+        self.quiet = settings.quiet_window()
+        self.tz_rules = tz_rules
+        self.popular = popular or PopularReplica(settings, batch)
+        self.pushes: dict[str, list[float]] = defaultdict(list)
+        self.pushed_items: dict[str, dict[str, float]] = defaultdict(dict)  #: user -> item -> last pushed
+        self.opted_out: set[str] = set()
+        self.top: dict[str, list[str]] = {}
+        self.seq = 0
+        self.decisions: dict[str, str] = {}  #: decision id -> user, for the decisions that sent
+        self._posts = self._ticks = 0
+        self._refused: dict[tuple[str, str], Answer] = {}  # (segment, reason) -> the answer of a decide that does not send
+
+    def put_users(self, users: Sequence[tuple[str, str]]) -> None:
+        pass  # time zones come from tz_rules
+
+    def post_events(self, rows: list[dict]) -> int:
+        self.popular.post_events(self._posts, rows)
+        self._posts += 1
         return len(rows)
 
     def post_feedback(self, rows: list[dict]) -> dict[str, int]:
@@ -172,59 +237,15 @@ class LocalGateway:
 
     def scheduler_tick(self, now: float) -> None:
         """The popular-lists job only: the cadence baselines read no segments."""
-        last = int(now // 86400)
-        totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for day in range(last - self.s.popular_window_days + 1, last + 1):
-            for seg, scores in self.day_scores.get(day, {}).items():
-                for item, score in scores.items():
-                    totals[seg][item] += float(score)
-        self.top = {seg: [i for i, _ in heapq.nlargest(self.s.popular_size, c.items(), key=lambda kv: (kv[1], kv[0]))]
-                    for seg, c in totals.items()}
+        self.top = self.popular.tick(self._ticks, self._posts, now)
+        self._ticks += 1
 
-    def _offset(self, rule: str, now: float) -> int:
-        """The rule's UTC offset at ``now``, cached per hour (an hour with a transition is computed exactly)."""
-        hour = int(now // 3600)
-        key = (rule, hour)
-        off = self._offsets.get(key)
-        if off is None:
-            a, b = utc_offset(rule, hour * 3600), utc_offset(rule, hour * 3600 + 3599)
-            off = self._offsets[key] = a if a == b else False
-        return utc_offset(rule, now) if off is False else off
+    def segment(self, user: str) -> str:
+        """The user's segment now: ``new`` until their events moved them to ``default``."""
+        return "default" if self.popular.moved.get(user, self._posts) < self._posts else "new"
 
     def _decide(self, user: str, now: float, k: int) -> Answer:
-        s = self.s
-        self.seq += 1
-        did = f"local{self.seq}"
-        self.decisions[did] = user
-        seg = self.segment.get(user, "new")
-        pushes = self.pushes[user]
-        lp = pushes[-1] if pushes else None
-        lsec = (now + self._offset(self.tz_rules[user], now)) % 86400
-        reason = "policy"
-        if user in self.opted_out:
-            reason = "opted_out"
-        elif self.quiet and ((self.quiet[0] <= lsec < self.quiet[1]) if self.quiet[0] < self.quiet[1]
-                             else (lsec >= self.quiet[0] or lsec < self.quiet[1])):
-            reason = "quiet_hours"
-        elif self._pushes_in_day(pushes, now) >= s.max_per_day:
-            reason = "daily_cap"
-        elif lp is not None and now - lp < s.min_gap_hours * 3600.0:
-            reason = "min_gap"
-        send = reason == "policy" and (lp is None or now - lp >= self.gap)
-        items: list[str] = []
-        if send:  # the items of a decision that does not send are never used by the simulation
-            excluded = {i for i, t in self.pushed_items[user] if t > now - s.exclude_pushed_days * 86400.0}
-            picked: set[str] = set()
-            for item in self.top.get(seg, []) + self.top.get("*", []):  # the segment's list, then the global one
-                if len(items) >= k:
-                    break
-                if item not in excluded and item not in picked:
-                    picked.add(item)
-                    items.append(item)
-            pushes.append(now)
-            self.pushed_items[user] = [(i, t) for i, t in self.pushed_items[user] if i in excluded] + \
-                [(i, now) for i in items]
-        return Answer(send, items, did, seg, reason, ("", ""))
+        return self.decide_many([(user, now, k)])[0]
 
     @staticmethod
     def _pushes_in_day(pushes: list[float], now: float) -> int:
@@ -238,7 +259,64 @@ class LocalGateway:
         return count
 
     def decide_many(self, asks: Sequence[tuple[str, float, int]]) -> list[Answer]:
-        return [self._decide(*a) for a in asks]
+        """Each ask in turn, as the decide script answers it: opt-out, quiet hours (by the user's time-zone
+        rule), the rolling 24 h cap, the minimum gap, then the cadence; a send picks the items. A decide that
+        does not send gets no decision id (nothing is ever reported about it)."""
+        s = self.s
+        quiet, gap, cap = self.quiet, self.gap, s.max_per_day
+        min_gap = s.min_gap_hours * 3600.0
+        exclude = s.exclude_pushed_days * 86400.0
+        moved, posts = self.popular.moved, self._posts
+        offset, rules = self.popular.offset, self.tz_rules
+        all_pushes, opted_out, refused, top = self.pushes, self.opted_out, self._refused, self.top
+        in_day = self._pushes_in_day
+        out = []
+        for user, now, k in asks:
+            self.seq += 1
+            seg = "default" if moved.get(user, posts) < posts else "new"
+            pushes = all_pushes[user]
+            lp = pushes[-1] if pushes else None
+            if user in opted_out:
+                reason = "opted_out"
+            else:
+                lsec = (now + offset(rules[user], now)) % 86400
+                if quiet and ((quiet[0] <= lsec < quiet[1]) if quiet[0] < quiet[1]
+                              else (lsec >= quiet[0] or lsec < quiet[1])):
+                    reason = "quiet_hours"
+                elif len(pushes) >= cap and in_day(pushes, now) >= cap:
+                    reason = "daily_cap"
+                elif lp is not None and now - lp < min_gap:
+                    reason = "min_gap"
+                elif lp is None or now - lp >= gap:
+                    out.append(self._send(user, now, k, seg, pushes, exclude, top))
+                    continue
+                else:
+                    reason = "policy"
+            a = refused.get((seg, reason))
+            if a is None:
+                a = refused[(seg, reason)] = Answer(False, [], "", seg, reason, ("", ""))
+            out.append(a)
+        return out
+
+    def _send(self, user: str, now: float, k: int, seg: str, pushes: list[float], exclude: float,
+              top: dict[str, list[str]]) -> Answer:
+        did = f"local{self.seq}"
+        self.decisions[did] = user
+        # the items pushed within the exclusion window are left out; pushed: item -> when it was last pushed
+        # (an item whose last push is older than the window is as good as never pushed)
+        pushed, since = self.pushed_items[user], now - exclude
+        items: list[str] = []
+        picked: set[str] = set()
+        for item in itertools.chain(top.get(seg, ()), top.get("*", ())):  # the segment's list, then the global one
+            if len(items) >= k:
+                break
+            if item not in picked and not pushed.get(item, -math.inf) > since:
+                picked.add(item)
+                items.append(item)
+        pushes.append(now)
+        for item in items:
+            pushed[item] = now
+        return Answer(True, items, did, seg, "policy", ("", ""))
 
     def close(self) -> None:
         pass
