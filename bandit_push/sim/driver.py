@@ -145,6 +145,12 @@ def _plan(pop: Population) -> _Plan:
     return plan
 
 
+def prepare(pop: Population, k: int | None = None) -> None:
+    """Build what every replay of ``pop`` reads (the schedule, the decide asks for ``k``, the event rows)."""
+    _plan(pop).asks_for(pop.user_ids, k or pop.params.k)
+    pop.event_rows()
+
+
 def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float], k: int | None = None,
         refresh_hours: float = 6.0, progress: Callable[[float], None] | None = None) -> Result:
     """Replay ``pop`` against ``gateway``; see the module doc for the order of operations."""
