@@ -29,7 +29,6 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from bandit_push.sim.gateway import Answer
-from bandit_push.sim.params import EVENTS
 from bandit_push.sim.population import DAY, HOUR, Population
 
 STEP = HOUR

@@ -153,12 +153,23 @@ def oracle(pop: Population, results: list[Result]) -> Result:
     return o
 
 
-def run_learned(pop: Population, settings: Settings, policy: dict[str, Any], threads: int = 4,
-                progress: Callable[[float], None] | None = None) -> tuple[Result, list[dict[str, Any]]]:
-    """One learned policy through a fresh service over HTTP; also returns what it learned (per segment)."""
+#: the service of a learned policy's replay on this 2-core machine: gunicorn sync workers (the shipped worker
+#: class; each takes a connection the kernel hands it, so the load spreads over the processes, where gthread
+#: workers let one process take every keep-alive connection and run at one core's worth of GIL) and one
+#: request in flight per connection, one more connection than workers so that a worker finishing its request
+#: finds the next one waiting
+WORKERS = 3
+CONNECTIONS = 4
+
+
+def run_learned(pop: Population, settings: Settings, policy: dict[str, Any], connections: int = CONNECTIONS,
+                workers: int = WORKERS, progress: Callable[[float], None] | None = None
+                ) -> tuple[Result, list[dict[str, Any]]]:
+    """One learned policy through a fresh service over HTTP (``workers`` gunicorn sync workers, ``connections``
+    requests in flight); also returns what it learned (per segment)."""
     label = policy["name"] + "".join(f" {k}={v}" for k, v in policy.items() if k != "name")
-    with Service(settings, policy) as svc:
-        gw = HttpGateway(svc.url, threads=threads, refresh=svc.refresh)
+    with Service(settings, policy, workers=workers, threads=1) as svc:
+        gw = HttpGateway(svc.url, connections=connections, refresh=svc.refresh)
         try:
             res = run(pop, gw, label, dict(settings.weights), progress=progress)
         finally:
@@ -243,5 +254,5 @@ def _ratio(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.2f}"
 
 
-__all__ = ["Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned", "truth_by_context",
-           "segment_types", "summarise", "format_table", "HOUR"]
+__all__ = ["WORKERS", "CONNECTIONS", "Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned",
+           "truth_by_context", "segment_types", "summarise", "format_table", "HOUR"]
