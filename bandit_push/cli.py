@@ -257,7 +257,8 @@ def simulate(args: argparse.Namespace) -> int:
                     shown[0] = done
                     end = "" if sys.stdout.isatty() else "\n"
                     print(f"\r{name:>10} [{'#' * done}{'.' * (30 - done)}] {100 * frac:5.1f}%", end=end, flush=True)
-            res, segs = evaluate.run_learned(pop, settings, policy, progress=bar)
+            res, segs = evaluate.run_learned(pop, settings, policy, connections=args.connections,
+                                             workers=args.workers, progress=bar)
             print(f"  {res.seconds:.0f} s, {res.requests} HTTP requests ({res.requests / res.seconds:.0f}/s)", flush=True)
             learned_results.append(res)
             learned[res.label] = segs
@@ -296,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", action="append", default=None,
                    help="a policy name or its JSON, e.g. thompson or '{\"name\": \"ucb\", \"ucb_c\": 0.5}'; repeatable")
     p.add_argument("--jobs", type=int, default=2, help="processes for the baselines (default 2)")
+    p.add_argument("--workers", type=int, default=3,
+                   help="gunicorn sync workers of each learned policy's service (default 3, for a 2-core machine)")
+    p.add_argument("--connections", type=int, default=4,
+                   help="decides in flight at once, one connection each (default 4: one more than the workers)")
     p.add_argument("--report", metavar="DIR", help="write the table, JSON and figures here")
     p.set_defaults(func=simulate)
     p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")

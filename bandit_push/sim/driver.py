@@ -20,6 +20,7 @@ noise.
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,7 +29,6 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from bandit_push.sim.gateway import Answer
-from bandit_push.sim.params import EVENTS
 from bandit_push.sim.population import DAY, HOUR, Population
 
 STEP = HOUR
@@ -94,6 +94,62 @@ class Result:
                 "value_per_user": self.value / self.users, "expected_per_user": self.expected / self.users}
 
 
+@dataclass
+class _Plan:
+    """The replay's schedule, the same for every policy on a population (built once per population)."""
+
+    warmup: list[int]              #: per warm-up day, the end of its organic events (index into the rows)
+    steps: list[tuple[float, int, list[list[int]]]]  #: per step: t, end of the events before t, waves
+    opp_user: list[int]
+    opp_ts: list[float]
+    opp_day: list[int]             #: the pushing day of each opportunity
+    #: k -> per step, per wave, the decide asks (user id, now, k)
+    asks: dict[int, list[list[list[tuple[str, float, int]]]]] = field(default_factory=dict)
+
+    def asks_for(self, uids: list[str], k: int) -> list[list[list[tuple[str, float, int]]]]:
+        asks = self.asks.get(k)
+        if asks is None:
+            user, ts = self.opp_user, self.opp_ts
+            asks = self.asks[k] = [[[(uids[user[x]], ts[x], k) for x in wave] for wave in waves]
+                                   for _, _, waves in self.steps]
+        return asks
+
+
+def _plan(pop: Population) -> _Plan:
+    plan = pop.__dict__.get("_plan")
+    if plan is not None:
+        return plan
+    p = pop.params
+    warmup = np.searchsorted(pop.ev_ts, np.arange(pop.t0 + DAY, p.start + 1, DAY), side="left").tolist()
+    times = np.arange(p.start, pop.t_end, STEP)
+    ev_end = np.searchsorted(pop.ev_ts, times, side="left").tolist()
+    opp_end = np.searchsorted(pop.opp_ts, times + STEP, side="left").tolist()
+    opp_user, opp_ts = pop.opp_user.tolist(), pop.opp_ts.tolist()
+    steps, opp_i = [], 0
+    for t, e, j in zip(times.tolist(), ev_end, opp_end):
+        batch, waves = list(range(opp_i, j)), []
+        opp_i = j
+        while batch:  # waves in which no user appears twice, so one user's decides stay in order
+            seen: set[int] = set()
+            wave: list[int] = []
+            rest: list[int] = []
+            for x in batch:
+                (rest if opp_user[x] in seen else wave).append(x)
+                seen.add(opp_user[x])
+            batch = rest
+            waves.append(wave)
+        steps.append((t, e, waves))
+    assert opp_i == len(opp_ts)
+    plan = pop._plan = _Plan(warmup, steps, opp_user, opp_ts, [int((now - p.start) // DAY) for now in opp_ts])
+    return plan
+
+
+def prepare(pop: Population, k: int | None = None) -> None:
+    """Build what every replay of ``pop`` reads (the schedule, the decide asks for ``k``, the event rows)."""
+    _plan(pop).asks_for(pop.user_ids, k or pop.params.k)
+    pop.event_rows()
+
+
 def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float], k: int | None = None,
         refresh_hours: float = 6.0, progress: Callable[[float], None] | None = None) -> Result:
     """Replay ``pop`` against ``gateway``; see the module doc for the order of operations."""
@@ -105,38 +161,33 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
                  type_users=np.bincount(pop.type, minlength=n_types).astype(float), type_sends=np.zeros(n_types),
                  type_value=np.zeros(n_types), type_expected=np.zeros(n_types), type_unsub=np.zeros(n_types))
     started = time.perf_counter()
+    plan = _plan(pop)
+    rows = pop.event_rows()
     uids = pop.user_ids
     gateway.put_users(list(zip(uids, pop.tz)))
     delivered: list[list[float]] = [[] for _ in uids]   # the truth's push history (fatigue)
-    unsub_at = np.full(p.users, np.inf)                 # when each user opted out (the truth)
+    unsub_at = [math.inf] * p.users                     # when each user opted out (the truth)
     pending: list[tuple[float, int, dict]] = []          # feedback reports by ts
     seq = 0
     ev_i = 0
-    n_ev = len(pop.ev_ts)
-
-    def events_before(t: float) -> list[dict]:
-        nonlocal ev_i
-        j = int(np.searchsorted(pop.ev_ts, t, side="left"))
-        rows = []
-        for x in range(ev_i, j):
-            row = {"user_id": uids[pop.ev_user[x]], "type": EVENTS[pop.ev_type[x]], "ts": float(pop.ev_ts[x])}
-            if pop.ev_item[x] >= 0:
-                row["item_id"] = pop.items[pop.ev_item[x]]
-            if pop.ev_value[x] > 0:
-                row["value"] = float(pop.ev_value[x])
-            rows.append(row)
-        ev_i = j
-        return rows
+    # the sums of the per-day and per-type arrays, kept as Python floats (the same additions) and stored at the end
+    day_sends, day_value, day_expected = [0.0] * p.days, [0.0] * p.days, [0.0] * p.days
+    type_sends, type_value, type_expected, type_unsub = ([0.0] * n_types for _ in range(4))
+    user_type = pop.type.tolist()
+    opp_user, opp_ts, opp_day, draws = plan.opp_user, plan.opp_ts, plan.opp_day, pop.opp_draws
+    reasons, segment_day, outcomes = res.reasons, res.segment_day, res.outcomes
+    respond, pushes, push = pop.respond, res.pushes, heapq.heappush
 
     # warm-up: organic events only, a day at a time
-    for t in np.arange(pop.t0 + DAY, p.start + 1, DAY):
-        gateway.post_events(events_before(float(t)))
-    steps = np.arange(p.start, pop.t_end, STEP)
-    opp_i, n_opp = 0, len(pop.opp_ts)
+    for j in plan.warmup:
+        gateway.post_events(rows[ev_i:j])
+        ev_i = j
     refresh_every = max(1, int(round(refresh_hours * HOUR / STEP)))
-    for s_i, t in enumerate(steps):
-        t = float(t)
-        gateway.post_events(events_before(t))
+    n_steps = len(plan.steps)
+    step_asks = plan.asks_for(uids, k)
+    for s_i, (t, ev_j, waves) in enumerate(plan.steps):
+        gateway.post_events(rows[ev_i:ev_j])
+        ev_i = ev_j
         due = []
         while pending and pending[0][0] < t:
             due.append(heapq.heappop(pending)[2])
@@ -144,56 +195,52 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
             res.feedback_status[key] += v
         if s_i % refresh_every == 0:
             gateway.scheduler_tick(t)
-        j = int(np.searchsorted(pop.opp_ts, t + STEP, side="left"))
-        batch = list(range(opp_i, j))
-        opp_i = j
-        while batch:  # waves in which no user appears twice, so one user's decides stay in order
-            seen, wave, rest = set(), [], []
-            for x in batch:
-                (rest if pop.opp_user[x] in seen else wave).append(x)
-                seen.add(pop.opp_user[x])
-            batch = rest
-            answers = gateway.decide_many([(uids[pop.opp_user[x]], float(pop.opp_ts[x]), k) for x in wave])
+        for wave, asks in zip(waves, step_asks[s_i]):
+            answers = gateway.decide_many(asks)
+            res.decisions += len(wave)
             for x, a in zip(wave, answers):
-                i, now = int(pop.opp_user[x]), float(pop.opp_ts[x])
-                day = int((now - p.start) // DAY)
-                res.decisions += 1
-                res.reasons[a.reason] += 1
-                if a.reason == "policy":
-                    res.segment_day.setdefault((a.segment, day), [0, 0])[0] += 1
+                reason = a.reason
+                reasons[reason] += 1
+                if reason == "policy":
+                    segment_day.setdefault((a.segment, opp_day[x]), [0, 0])[0] += 1
                 if not a.send:
                     continue
+                i, now, day = opp_user[x], opp_ts[x], opp_day[x]
+                typ = user_type[i]
                 res.sends += 1
-                res.type_sends[pop.type[i]] += 1
-                res.day_sends[day] += 1
-                res.segment_day.setdefault((a.segment, day), [0, 0])[1] += 1
+                type_sends[typ] += 1
+                day_sends[day] += 1
+                segment_day.setdefault((a.segment, day), [0, 0])[1] += 1
                 if unsub_at[i] <= now:
                     continue  # the app no longer shows this user's pushes
-                out = pop.respond(i, now, a.items, delivered[i], pop.opp_draws[x], weights)
+                out = respond(i, now, a.items, delivered[i], draws[x], weights)
                 res.expected += out.expected
-                res.type_expected[pop.type[i]] += out.expected
+                type_expected[typ] += out.expected
                 if out.delivered:
                     delivered[i].append(now)
                 if out.unsubscribed:
                     unsub_at[i] = min(unsub_at[i], min(ts for e, ts in out.events if e == "unsubscribed"))
                     res.unsubscribed_users += 1
-                    res.type_unsub[pop.type[i]] += 1
+                    type_unsub[typ] += 1
                 v = sum(weights.get(e, 0.0) for e, _ in out.events)
                 res.value += v
-                res.type_value[pop.type[i]] += v
-                res.day_value[day] += v
-                res.day_expected[day] += out.expected
+                type_value[typ] += v
+                day_value[day] += v
+                day_expected[day] += out.expected
                 for e, ts in out.events:
-                    res.outcomes[e] += 1
+                    outcomes[e] += 1
                     seq += 1
-                    heapq.heappush(pending, (ts, seq, {"decision_id": a.decision_id, "event": e, "ts": ts}))
-                res.pushes.append((i, a.decision_id, now, out.events, out.expected))
+                    push(pending, (ts, seq, {"decision_id": a.decision_id, "event": e, "ts": ts}))
+                pushes.append((i, a.decision_id, now, out.events, out.expected))
         if progress:
-            progress((s_i + 1) / len(steps))
+            progress((s_i + 1) / n_steps)
     rest = [heapq.heappop(pending)[2] for _ in range(len(pending))]
     for key, v in gateway.post_feedback(rest).items():
         res.feedback_status[key] += v
-    assert ev_i <= n_ev and opp_i == n_opp
+    assert ev_i <= len(rows)
+    res.day_sends[:], res.day_value[:], res.day_expected[:] = day_sends, day_value, day_expected
+    res.type_sends[:], res.type_value[:], res.type_expected[:], res.type_unsub[:] = (
+        type_sends, type_value, type_expected, type_unsub)
     res.seconds = time.perf_counter() - started
     res.requests = getattr(gateway, "requests", 0)
     return res

@@ -20,6 +20,7 @@ guardrails. Everyone meets the same users, opportunities and per-opportunity ran
 """
 from __future__ import annotations
 
+import gc
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ import numpy as np
 from bandit_push import segments
 from bandit_push.config import Settings
 from bandit_push.policies import from_config
-from bandit_push.sim.driver import Result, run
-from bandit_push.sim.gateway import Answer, HttpGateway, LocalGateway
+from bandit_push.sim.driver import Result, prepare, run
+from bandit_push.sim.gateway import Answer, HttpGateway, LocalGateway, PopularReplica
 from bandit_push.sim.population import DAY, HOUR, Population
 from bandit_push.sim.service import Service
 
@@ -59,6 +60,9 @@ def baselines() -> list[Baseline]:
     return out
 
 
+_NEVER = Answer(False, [], "", "default", "holdout", ("", ""))
+
+
 class _Never:
     """The gateway of a policy that never pushes (decisions still counted)."""
 
@@ -68,24 +72,54 @@ class _Never:
     def scheduler_tick(self, now): pass
 
     def decide_many(self, asks):
-        return [Answer(False, [], "", "default", "holdout", ("", "")) for _ in asks]
+        return [_NEVER] * len(asks)
 
 
-def run_baseline(pop: Population, settings: Settings, b: Baseline) -> Result:
+def run_baseline(pop: Population, settings: Settings, b: Baseline,
+                 shared: dict[tuple, PopularReplica] | None = None) -> Result:
+    """One baseline; ``shared`` (replica key -> :class:`PopularReplica`) lets the baselines run in one process
+    compute the segments and popular lists, which no policy changes, once."""
     weights = dict(settings.weights)
     if b.gap_hours is None:
         return run(pop, _Never(), b.label, weights)
-    gw = LocalGateway(settings.replace(**b.changes), b.gap_hours, dict(zip(pop.user_ids, pop.tz_rule)))
+    bs = settings.replace(**b.changes)
+    popular = None
+    if shared is not None:
+        popular = shared.get(PopularReplica.key(bs))
+        if popular is None:
+            popular = shared[PopularReplica.key(bs)] = PopularReplica(bs)
+    gw = LocalGateway(bs, b.gap_hours, dict(zip(pop.user_ids, pop.tz_rule)), popular=popular)
     return run(pop, gw, b.label, weights)
 
 
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(pop: Population, settings: Settings) -> None:
+    _worker.update(pop=pop, settings=settings, shared={})
+    # the schedule and the event rows every baseline reads, built now and moved out of the cyclic garbage
+    # collector's sight: its full collections otherwise walk these millions of objects again and again
+    prepare(pop)
+    gc.freeze()
+
+
+def _run_in_worker(b: Baseline) -> Result:
+    return run_baseline(_worker["pop"], _worker["settings"], b, _worker["shared"])
+
+
 def run_baselines(pop: Population, settings: Settings, jobs: int = 2) -> list[Result]:
-    """Every baseline of :func:`baselines`, over ``jobs`` processes (each baseline is independent)."""
+    """Every baseline of :func:`baselines`, over ``jobs`` processes (each baseline is independent; each process
+    gets the population once and shares its segments and popular lists among the baselines it runs)."""
     todo = baselines()
     if jobs <= 1:
-        return [run_baseline(pop, settings, b) for b in todo]
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(run_baseline, [pop] * len(todo), [settings] * len(todo), todo))
+        shared: dict[tuple, PopularReplica] = {}
+        return [run_baseline(pop, settings, b, shared) for b in todo]
+    # the costly ones first (the shortest gaps push most), so that the processes finish together
+    order = sorted(range(len(todo)), key=lambda i: todo[i].gap_hours if todo[i].gap_hours is not None else math.inf)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(pop, settings)) as pool:
+        done = dict(zip(order, pool.map(_run_in_worker, [todo[i] for i in order])))
+    return [done[i] for i in range(len(todo))]
 
 
 def oracle(pop: Population, results: list[Result]) -> Result:
@@ -119,12 +153,23 @@ def oracle(pop: Population, results: list[Result]) -> Result:
     return o
 
 
-def run_learned(pop: Population, settings: Settings, policy: dict[str, Any], threads: int = 4,
-                progress: Callable[[float], None] | None = None) -> tuple[Result, list[dict[str, Any]]]:
-    """One learned policy through a fresh service over HTTP; also returns what it learned (per segment)."""
+#: the service of a learned policy's replay on this 2-core machine: gunicorn sync workers (the shipped worker
+#: class; each takes a connection the kernel hands it, so the load spreads over the processes, where gthread
+#: workers let one process take every keep-alive connection and run at one core's worth of GIL) and one
+#: request in flight per connection, one more connection than workers so that a worker finishing its request
+#: finds the next one waiting
+WORKERS = 3
+CONNECTIONS = 4
+
+
+def run_learned(pop: Population, settings: Settings, policy: dict[str, Any], connections: int = CONNECTIONS,
+                workers: int = WORKERS, progress: Callable[[float], None] | None = None
+                ) -> tuple[Result, list[dict[str, Any]]]:
+    """One learned policy through a fresh service over HTTP (``workers`` gunicorn sync workers, ``connections``
+    requests in flight); also returns what it learned (per segment)."""
     label = policy["name"] + "".join(f" {k}={v}" for k, v in policy.items() if k != "name")
-    with Service(settings, policy) as svc:
-        gw = HttpGateway(svc.url, threads=threads, refresh=svc.refresh)
+    with Service(settings, policy, workers=workers, threads=1) as svc:
+        gw = HttpGateway(svc.url, connections=connections, refresh=svc.refresh)
         try:
             res = run(pop, gw, label, dict(settings.weights), progress=progress)
         finally:
@@ -209,5 +254,5 @@ def _ratio(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.2f}"
 
 
-__all__ = ["Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned", "truth_by_context",
-           "segment_types", "summarise", "format_table", "HOUR"]
+__all__ = ["WORKERS", "CONNECTIONS", "Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned",
+           "truth_by_context", "segment_types", "summarise", "format_table", "HOUR"]

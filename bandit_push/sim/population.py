@@ -48,6 +48,24 @@ class Outcome:
     expected: float
 
 
+class HourlyOffsets:
+    """``utc_offset(rule, t)`` memoised per rule and UTC hour: an hour whose first and last second have the
+    same offset has it throughout (a time-zone rule changes its offset at most once in an hour, at a whole
+    second), an hour with a transition is computed exactly at every call."""
+
+    def __init__(self) -> None:
+        self._hours: dict[tuple[str, int], int | None] = {}
+
+    def __call__(self, rule: str, t: float) -> int:
+        hour = int(t // 3600)
+        key = (rule, hour)
+        off = self._hours.get(key, False)
+        if off is False:
+            a, b = utc_offset(rule, hour * 3600), utc_offset(rule, hour * 3600 + 3599)
+            off = self._hours[key] = a if a == b else None
+        return utc_offset(rule, t) if off is None else off
+
+
 class Population:
     """Users, their organic events and push opportunities for one :class:`SimParams`; seeded."""
 
@@ -61,7 +79,10 @@ class Population:
         self.tz = [zones[z] for z in top.choice(len(zones), size=n, p=np.asarray(shares) / sum(shares))]
         rules = {z: posix_rule(z) for z in zones}
         self.tz_rule = [rules[z] for z in self.tz]
+        self.offset = HourlyOffsets()
         self.favourite = top.integers(0, p.categories, size=n)
+        self._types = self.type.tolist()
+        self._favourite_prefix = [f"c{c}-" for c in self.favourite.tolist()]
         self.t0 = p.start - p.warmup_days * DAY      # first organic event
         self.t_end = p.start + p.days * DAY
         self.items = [f"c{c}-{j}" for c in range(p.categories) for j in range(p.items_per_category)]
@@ -92,6 +113,30 @@ class Population:
         self.opp_ts = ts[order]
         self.opp_draws = np.concatenate(draws)[order]
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_event_rows", None)  # caches: rebuilt where needed (a process pool's pickle stays small)
+        state.pop("_plan", None)
+        return state
+
+    def event_rows(self) -> list[dict]:
+        """Every organic event as a row of ``POST /v1/events`` (user id, type, ts, item id and value when
+        there are), in time order; built once and shared by every replay: not to be modified."""
+        rows = self.__dict__.get("_event_rows")
+        if rows is None:
+            uids, items = self.user_ids, self.items
+            rows = []
+            for u, ts, kind, item, value in zip(self.ev_user.tolist(), self.ev_ts.tolist(), self.ev_type.tolist(),
+                                                self.ev_item.tolist(), self.ev_value.tolist()):
+                row = {"user_id": uids[u], "type": EVENTS[kind], "ts": ts}
+                if item >= 0:
+                    row["item_id"] = items[item]
+                if value > 0:
+                    row["value"] = value
+                rows.append(row)
+            self._event_rows = rows
+        return rows
+
     # -- generation -----------------------------------------------------------------------------
 
     def _organic(self, i: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
@@ -100,7 +145,8 @@ class Population:
         count = rng.poisson(ut.events_per_day * span / DAY)
         ts = self.t0 + rng.random(count) * span
         # shopping happens in waking hours: move events that fall at night (local) by 12 h
-        local = np.array([((t + utc_offset(self.tz_rule[i], t)) % DAY) / HOUR for t in ts])
+        rule, offset = self.tz_rule[i], self.offset
+        local = np.array([((t + offset(rule, t)) % DAY) / HOUR for t in ts.tolist()])
         ts = np.where((local < 7) | (local >= 23), ts + 12 * HOUR, ts)
         ts = ts[ts < self.t_end]
         count = len(ts)
@@ -124,7 +170,7 @@ class Population:
 
     def local_hour(self, i: int, t: float) -> int:
         """The user's local hour at ``t``, by the same time-zone rule the service evaluates."""
-        return int(((t + utc_offset(self.tz_rule[i], t)) % DAY) // HOUR)
+        return int(((t + self.offset(self.tz_rule[i], t)) % DAY) // HOUR)
 
     def fatigue(self, pushes: list[float], t: float) -> float:
         """Sum over delivered pushes before ``t`` of exp(-age / recovery) (pushes older than 20 recoveries
@@ -142,7 +188,7 @@ class Population:
         """Share of the pushed items in the user's favourite category (0.5 if no items: an average push)."""
         if not items:
             return 0.5
-        fav = f"c{self.favourite[i]}-"
+        fav = self._favourite_prefix[i]
         return sum(1 for it in items if it.startswith(fav)) / len(items)
 
     def probabilities(self, type_index: int, hour: int, fatigue: float, match: float) -> dict[str, float]:
@@ -167,12 +213,14 @@ class Population:
             sum(weights.get(o, 0.0) * q for o, q in probs.items()) + weights.get("delivered", 0.0))
 
     def respond(self, i: int, t: float, items: list[str], pushes: list[float],
-                u: npt.NDArray[np.float64], weights: dict[str, float]) -> Outcome:
+                u: npt.NDArray[np.float64] | list[float], weights: dict[str, float]) -> Outcome:
         """The outcome of a push to user ``i`` at ``t``, decided by the opportunity's uniforms ``u``;
         ``weights`` (the service's outcome weights) price its :attr:`Outcome.expected` value."""
         p = self.params
-        probs = self.probabilities(int(self.type[i]), self.local_hour(i, t), self.fatigue(pushes, t), self.match(i, items))
+        probs = self.probabilities(self._types[i], self.local_hour(i, t), self.fatigue(pushes, t), self.match(i, items))
         expected = self._expected(probs, weights)
+        if not isinstance(u, list):
+            u = u.tolist()  # (the same numbers: plain floats read faster than an array's items)
         if u[0] >= p.p_delivered:
             return Outcome((), False, False, expected)
         cap = 20 * HOUR  # every report arrives within the service's default 24 h attribution window

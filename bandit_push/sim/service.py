@@ -37,9 +37,12 @@ def _free_port() -> int:
 
 
 class Service:
-    """``with Service(settings, policy) as svc:`` — ``svc.url``, ``svc.refresh(now)``; keys removed at exit."""
+    """``with Service(settings, policy) as svc:`` — ``svc.url``, ``svc.refresh(now)``; keys removed at exit.
 
-    def __init__(self, settings: Settings, policy: dict[str, Any], workers: int = 2, threads: int = 4,
+    ``workers`` gunicorn processes; sync workers (``threads`` 1, as ``bandit-push serve`` runs them) or,
+    with more threads, gthread workers."""
+
+    def __init__(self, settings: Settings, policy: dict[str, Any], workers: int = 3, threads: int = 1,
                  env: dict[str, str] | None = None):
         self.settings = settings.replace(prefix=f"{settings.prefix}sim{uuid.uuid4().hex[:8]}:")
         self.policy = policy

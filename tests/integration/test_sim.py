@@ -33,7 +33,7 @@ def served(make_app, **changes):
     server = make_server("127.0.0.1", 0, app, threaded=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    gw = HttpGateway(f"http://127.0.0.1:{server.server_port}", threads=4,
+    gw = HttpGateway(f"http://127.0.0.1:{server.server_port}", connections=4,
                      refresh=lambda now: popular.refresh(store, settings, now=now))
     try:
         yield gw, store
