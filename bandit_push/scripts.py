@@ -384,7 +384,7 @@ else
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
   if lp then gap = now - lp end
-  -- a pacing refusal is logged like a guardrail's (the gap, no arm): see pacing_bucket
+  -- a pacing refusal is logged like a guardrail's (the gap, no arm): off-policy evaluation keeps it a refusal
   if reason ~= 'pacing' then
     seen = struct.pack('<dddd', mu, var, n, gap)
     if cfg.kind == 'cadence' then
