@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     store = Store.connect(settings)
     app.extensions["bandit_push"] = Services(settings, store, DecisionEngine(store, settings),
-                                                 ModelCache(skip={"mf": ("user_factors",)}))
+                                                 ModelCache.for_serving())
     app.extensions["bandit_push_openapi"] = resources.files("api").joinpath("openapi.json").read_text()
     errors.register(app)
     auth.install(app, settings, store)

@@ -132,6 +132,12 @@ class ModelCache:
         self._held: dict[str, Stored] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_serving(cls) -> "ModelCache":
+        """The cache of a process that serves requests (the API, the simulator's in-process gateway): the
+        users' MF factors stay in Redis, since serving reads precomputed lists and folds in from item factors."""
+        return cls(skip={"mf": ("user_factors",)})
+
     def get(self, store: Store, name: str) -> Stored | None:
         """The current version of ``name`` (None before the first publish): one HGET when unchanged."""
         version = current(store, name)

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         item_ids = [e.item_id for e in sample[:50]]
         now = max(e.ts for e in sample) + 3600
         batch = [ev.ShopEvent(u, "view", now, item_ids[i % len(item_ids)]) for i, u in enumerate(users)]
-        cache = ModelCache(skip={"mf": ("user_factors",)})
+        cache = ModelCache.for_serving()
         cache.get(store, "mf")  # loaded once per process, as the API does on its first request
         with threadpool_limits(1, "blas"):
             t = time.perf_counter()

@@ -399,13 +399,6 @@ class LocalGateway:
         self.top = self.popular.tick(self._ticks, self._posts, now)
         self._ticks += 1
 
-    def segment(self, user: str) -> str:
-        """The user's segment now: ``new`` until their events moved them to ``default``."""
-        return "default" if self.popular.moved.get(user, self._posts) < self._posts else "new"
-
-    def _decide(self, user: str, now: float, k: int) -> Answer:
-        return self.decide_many([(user, now, k)])[0]
-
     @staticmethod
     def _pushes_in_day(pushes: list[float], now: float) -> int:
         """Pushes in (now - 24 h, now], as the decide script counts them (pushes are in time order)."""
@@ -487,15 +480,14 @@ class InProcessGateway:
 
     def __init__(self, store: Any, settings: Settings):
         from bandit_push.decide import DecisionEngine
-        from bandit_push.sim.service import Scheduler
-
         from bandit_push.models import ModelCache
+        from bandit_push.sim.service import Scheduler
 
         self.store, self.s = store, settings
         self.engine = DecisionEngine(store, settings)
         self._scheduler = Scheduler(store, settings)
         # as the API's events route: newcomers move to their nearest segment once they have enough events
-        self._models = ModelCache(skip={"mf": ("user_factors",)})
+        self._models = ModelCache.for_serving()
 
     def put_users(self, users: Sequence[tuple[str, str]]) -> None:
         from bandit_push import users as users_mod
