@@ -98,6 +98,9 @@ class Settings:
     pacing: float = 1.0
     pacing_window_hours: float = 72.0      #: the window a user's load counts pushes in
     pacing_loads: int = 7                  #: load arms per segment: 0 .. this - 2 pushes, and this - 1 or more
+    #: pacing ranks the loads by each load arm's posterior mean minus this many posterior sds (a thinly observed
+    #: high load's noise counts j + 1 times in its rate); 0: by the means
+    pacing_caution: float = 0.0
     half_life_hours: float = 14 * 24.0     #: arm statistics halve in weight over this time
     recency_edges_hours: tuple[float, ...] = (3.0, 12.0, 24.0, 72.0, 168.0)
     #: daypart start hours (local time) and names; a daypart runs until the next one starts
@@ -205,7 +208,7 @@ class Settings:
         for name in ("mf_factors", "mf_iterations"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
-        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events", "pacing"):
+        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events", "pacing", "pacing_caution"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",

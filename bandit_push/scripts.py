@@ -376,7 +376,8 @@ else
     for i = 4, #fields do
       local a = arm_load(raw[i], 2 + #cfg.w)
       arm_decay_to(a, now, cfg.hl)
-      means[i - 3] = posterior(a, cfg, pr)
+      local m, v = posterior(a, cfg, pr)
+      means[i - 3] = m - (cfg.pacing_caution or 0) * math.sqrt(v)  -- pacing_caution: rank by a lower bound
       if i == 5 + load then larm = a end
     end
     if load > pace_load(means, cfg.cost, cfg.lw, cfg.ll) then reason = 'pacing' end

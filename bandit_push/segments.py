@@ -75,6 +75,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     space_totals = parse_arm(arms.get("*|N"), now, hl)
     paced = policy.params.get("pacing", 0.0) > 0
     cost = policy.params.get("cost", 0.0)
+    caution = policy.params.get("pacing_caution", 0.0)
     load_labels = load_names(settings)
     out = []
     for seg in sorted(set(sizes) | set(by_segment)):
@@ -99,8 +100,8 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
         entry: dict[str, Any] = {"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts}
         if paced:  # decide's pace_load on the same arms
             views = [view(arms.get(f"{seg}|F{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
-            best = pacing_load([v.posterior(policy.prior)[0] for v in views], cost,
-                               settings.pacing_window_hours, settings.recency_edges_hours[-1])
+            best = pacing_load([m - caution * math.sqrt(var) for m, var in (v.posterior(policy.prior) for v in views)],
+                               cost, settings.pacing_window_hours, settings.recency_edges_hours[-1])
             entry["loads"] = [{"load": name, **summary(v)} for name, v in zip(load_labels, views)]
             entry["max_load"] = load_labels[best + 1]
         out.append(entry)

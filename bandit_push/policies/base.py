@@ -133,6 +133,9 @@ def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hou
     above the best one, and Thompson sampling or UCB decides below it. The load arms learn from pushes at each load,
     whatever the user's history, so a frequently pushed segment's high-load arms fill with data and show what
     over-pushing costs; a segment whose pushes lose money everywhere is held to one push per ``long_hours``.
+    With the ``pacing_caution`` setting ``c``, callers pass ``mean - c * sd`` of each arm's posterior instead
+    of its mean: an arm's noise counts ``j + 1`` times in its rate, so the maximum over thinly observed high
+    loads is biased upwards (the winner's curse) and a lower bound ranks them more soberly.
     The Lua kernel (``pace_load`` in scripts.py) performs the same operations in the same order.
     """
     m = np.asarray(means, dtype=np.float64)

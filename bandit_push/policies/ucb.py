@@ -19,7 +19,7 @@ class UCB(Policy):
 
     name = "ucb"
     kind = "ucb"
-    defaults = {"cost": 0.0, "ucb_c": 1.0, "pool_events": 5.0, "pacing": 1.0}
+    defaults = {"cost": 0.0, "ucb_c": 1.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0}
 
     def send_probability(self, arm: ArmView) -> float:
         mean, var = arm.posterior(self.prior)

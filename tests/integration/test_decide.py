@@ -108,7 +108,8 @@ def test_policy_config_errors_name_the_field(settings):
     from bandit_push.policies import from_config
     assert from_config({"name": "cadence", "cadence_gap_hours": 12}, settings).params == {"cadence_gap_hours": 12.0}
     assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost, "pool_events": settings.pool_events,
-                                                                 "pacing": settings.pacing}
+                                                                 "pacing": settings.pacing,
+                                                                 "pacing_caution": settings.pacing_caution}
     for config, field in ((None, "variants[1].policy"), ({"name": "nope"}, "variants[1].policy.name"),
                           ({"name": "ucb", "gap": 3}, "variants[1].policy.gap"),
                           ({"name": "thompson", "cost": "high"}, "variants[1].policy.cost"),
@@ -227,3 +228,45 @@ def test_pacing_waits_while_the_load_is_above_the_best_steady_one(make_app, stor
                 "none in 168h", "0 in 72h", "1 in 72h"]
         else:
             assert "loads" not in new and "max_load" not in new
+
+
+def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings):
+    """A load arm seen 20 times looks best by its posterior mean (its pooled prior is generous), a well-observed
+    lower load is best by mean minus ``pacing_caution`` sds: a user at the thin load is served without caution
+    and refused (reason ``pacing``) with it, as the numpy reference chooses on the same arms, and GET /v1/segments
+    reports the same ``max_load``."""
+    from bandit_push.policies import net_value_posterior, pacing_load
+    from bandit_push.policies.base import Prior
+    k, clicked = len(OUTCOMES), 2 + OUTCOMES.index("clicked")
+    sends = {"L": 1000.0, 0: 1000.0, 1: 1000.0, 2: 20.0, 3: 1000.0, 4: 1000.0, 5: 1000.0, 6: 1000.0}
+    clicks = {"L": 90.0, 0: 90.0, 1: 80.0, 2: 0.0, 3: 20.0, 4: 10.0, 5: 10.0, 6: 10.0}
+    arms = {f"new|F{j}": [T0, sends[j]] + [0.0] * k for j in sends}
+    for j, c in clicks.items():
+        arms[f"new|F{j}"][clicked] = c
+    for b in range(6):
+        arms[f"new|{b}|1"] = [T0, 1000.0] + [0.0] * k
+        arms[f"new|{b}|1"][clicked] = 500.0
+    tot = [T0, 13020.0] + [0.0] * k
+    tot[clicked] = sum(clicks.values()) + 3000.0
+    arms["new|N"] = arms["*|N"] = tot
+    order = ["L"] + list(range(settings.pacing_loads))
+    n = np.array([arms[f"new|F{j}"][1] for j in order])
+    counts = np.array([arms[f"new|F{j}"][2:] for j in order])
+    parents = (np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)),
+               np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)))
+    means, var = net_value_posterior(n, counts, Prior.from_settings(settings), parents)
+    caution = 2.0
+    choice = {c: pacing_load(means - c * np.sqrt(var), 0.0, settings.pacing_window_hours,
+                             settings.recency_edges_hours[-1]) for c in (0.0, caution)}
+    assert choice == {0.0: 2, caution: 1}, (means, np.sqrt(var))
+    for c, reason in ((0.0, "policy"), (caution, "pacing")):
+        app = make_app(pacing_caution=c, min_gap_hours=4)
+        s = app.extensions["bandit_push"]
+        s.store.delete_prefix()
+        s.store.redis.hset(s.store.keys.arms("default"), mapping={f: " ".join(map(repr, a)) for f, a in arms.items()})
+        s.store.redis.hset(s.store.keys.user("u2"), mapping={"sg": "new", "lp": repr(T0 - 10 * 3600)})
+        s.store.redis.set(s.store.keys.user_pushes("u2"), f"{T0 - 30 * 3600!r} {T0 - 10 * 3600!r}\n")
+        c_ = app.test_client()
+        assert decide(c_, "u2")["reason"] == reason, c
+        new = next(x for x in c_.get(f"/v1/segments?now={T0}").get_json()["segments"] if x["segment"] == "new")
+        assert new["max_load"] == f"{choice[c]} in 72h"
