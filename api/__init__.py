@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from importlib import resources
 
@@ -24,6 +25,10 @@ class Services:
     models: ModelCache
 
 
+#: set by the gunicorn configuration in each worker (its number, ``worker.age``), read by :func:`create_app`
+WORKER_ENV = "BANDIT_PUSH_WORKER_ID"
+
+
 def services() -> Services:
     return current_app.extensions["bandit_push"]
 
@@ -43,7 +48,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     store = Store.connect(settings)
-    app.extensions["bandit_push"] = Services(settings, store, DecisionEngine(store, settings),
+    # the gunicorn worker's number (api/gunicorn_conf.py): a seeded service's workers draw different sequences
+    engine = DecisionEngine(store, settings, stream=os.environ.get(WORKER_ENV))
+    app.extensions["bandit_push"] = Services(settings, store, engine,
                                                  ModelCache.for_serving())
     app.extensions["bandit_push_openapi"] = resources.files("api").joinpath("openapi.json").read_text()
     errors.register(app)

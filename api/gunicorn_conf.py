@@ -7,9 +7,13 @@ gunicorn started without this file is still closed; this makes the mistake fail 
 Shutdown: on SIGTERM gunicorn stops accepting, lets each worker finish its request in flight, and
 kills those still busy after ``graceful_timeout``, here ``shutdown_timeout_s`` (a ``--graceful-timeout``
 on the command line wins).
+
+Each worker gets its number (``worker.age``) in ``BANDIT_PUSH_WORKER_ID`` before it loads the app, so that
+with ``BANDIT_PUSH_SEED`` set the workers draw different (reproducible) random sequences.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from bandit_push.config import Settings, is_loopback
@@ -41,3 +45,8 @@ def on_starting(server) -> None:
             print(f"bandit-push: refusing to listen on {host}: no API keys configured (BANDIT_PUSH_API_KEYS); "
                   "without keys only loopback addresses are allowed", file=sys.stderr, flush=True)
             sys.exit(2)
+
+
+def post_fork(server, worker) -> None:
+    """Gunicorn hook, in the new worker before it loads the app: its number, for its own random sequence."""
+    os.environ["BANDIT_PUSH_WORKER_ID"] = str(worker.age)

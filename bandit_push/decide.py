@@ -182,11 +182,14 @@ class DecisionEngine:
     """
 
     def __init__(self, store: Store, settings: Settings, policy: Policy | None = None,
-                 rng: random.Random | None = None, registry: Registry | None = None):
+                 rng: random.Random | None = None, registry: Registry | None = None, stream: str | None = None):
         self.store = store
         self.settings = settings
         self.policy = policy or POLICIES[settings.policy](settings)
-        self.rng = rng or random.Random(settings.seed)
+        # with a seed, each serving process (``stream``: e.g. a gunicorn worker's number) draws its own
+        # reproducible sequence: processes sharing one sequence would explore in lockstep
+        seed = settings.seed if settings.seed is None or stream is None else f"{settings.seed}:{stream}"
+        self.rng = rng or random.Random(seed)
         self.registry = registry or Registry(store)
         self._base = script_config(settings, self.policy)
         self._variants: dict[tuple[int, int], dict[str, Any]] = {}  # (experiment, variant) -> config

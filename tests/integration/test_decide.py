@@ -270,3 +270,22 @@ def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings)
         assert decide(c_, "u2")["reason"] == reason, c
         new = next(x for x in c_.get(f"/v1/segments?now={T0}").get_json()["segments"] if x["segment"] == "new")
         assert new["max_load"] == f"{choice[c]} in 72h"
+
+
+def test_seeded_workers_draw_their_own_sequences(make_app, monkeypatch):
+    """With a seed, the gunicorn configuration gives each worker its number before it loads the app, and each
+    worker's engine draws its own reproducible sequence (workers sharing one would explore in lockstep); a
+    process without a worker number keeps the plain seeded sequence (in-process studies, tests)."""
+    import random
+    from types import SimpleNamespace
+
+    from api import WORKER_ENV, gunicorn_conf
+    monkeypatch.setenv(WORKER_ENV, "")  # (so that monkeypatch restores the variable post_fork sets below)
+    monkeypatch.delenv(WORKER_ENV)
+    first = [make_app(seed=5).extensions["bandit_push"].engine.rng.random() for _ in range(2)]
+    assert first[0] == first[1] == random.Random(5).random()
+    draws = {}
+    for age in (1, 2, 1):
+        gunicorn_conf.post_fork(None, SimpleNamespace(age=age))
+        draws.setdefault(age, []).append(make_app(seed=5).extensions["bandit_push"].engine.rng.random())
+    assert draws[1][0] == draws[1][1] and draws[1][0] != draws[2][0] and first[0] not in (draws[1][0], draws[2][0])
