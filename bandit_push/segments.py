@@ -14,7 +14,7 @@ import numpy as np
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import DEFAULT_SPACE
-from bandit_push.policies import ArmView, Policy, pacing_load
+from bandit_push.policies import ArmView, Policy, pacing_choice
 from bandit_push.store import Store
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
@@ -100,8 +100,9 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
         entry: dict[str, Any] = {"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts}
         if paced:  # decide's pace_load on the same arms
             views = [view(arms.get(f"{seg}|F{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
-            best = pacing_load([m - caution * math.sqrt(var) for m, var in (v.posterior(policy.prior) for v in views)],
-                               cost, settings.pacing_window_hours, settings.recency_edges_hours[-1])
+            post = [v.posterior(policy.prior) for v in views]
+            best = pacing_choice([m for m, _ in post], [math.sqrt(var) for _, var in post], cost,
+                                 settings.pacing_window_hours, settings.recency_edges_hours[-1], caution)
             entry["loads"] = [{"load": name, **summary(v)} for name, v in zip(load_labels, views)]
             entry["max_load"] = load_labels[best + 1]
         out.append(entry)

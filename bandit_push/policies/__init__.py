@@ -1,7 +1,8 @@
 """Send policies behind one interface, found by name."""
 from __future__ import annotations
 
-from bandit_push.policies.base import (ArmView, LoggedArms, Policy, Prior, net_value_posterior, pacing_load,
+from bandit_push.policies.base import (ArmView, LoggedArms, Policy, Prior, net_value_posterior,
+                                      pacing_choice, pacing_load,
                                       phi, phi_array)
 from typing import Any
 
@@ -32,6 +33,7 @@ def from_config(config: Any, settings: Settings, field: str = "policy") -> Polic
         raise InvalidArgument(e.message.replace("policy", field, 1),
                               field=(e.field or field).replace("policy", field, 1)) from None
 
-__all__ = ["POLICIES", "ArmView", "LoggedArms", "Policy", "Prior", "net_value_posterior", "pacing_load",
+__all__ = ["POLICIES", "ArmView", "LoggedArms", "Policy", "Prior", "net_value_posterior", "pacing_choice",
+           "pacing_load",
            "phi", "phi_array",
            "FixedCadence", "Holdout", "ThompsonSampling", "UCB", "from_config"]

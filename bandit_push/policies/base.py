@@ -133,9 +133,7 @@ def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hou
     above the best one, and Thompson sampling or UCB decides below it. The load arms learn from pushes at each load,
     whatever the user's history, so a frequently pushed segment's high-load arms fill with data and show what
     over-pushing costs; a segment whose pushes lose money everywhere is held to one push per ``long_hours``.
-    With the ``pacing_caution`` setting ``c``, callers pass ``mean - c * sd`` of each arm's posterior instead
-    of its mean: an arm's noise counts ``j + 1`` times in its rate, so the maximum over thinly observed high
-    loads is biased upwards (the winner's curse) and a lower bound ranks them more soberly.
+    With the ``pacing_caution`` setting, see :func:`pacing_choice`.
     The Lua kernel (``pace_load`` in scripts.py) performs the same operations in the same order.
     """
     m = np.asarray(means, dtype=np.float64)
@@ -144,6 +142,26 @@ def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hou
         r = (m[j + 1] - cost) * (j + 1)
         if r > best:
             best, bj = r, j
+    return bj
+
+
+def pacing_choice(means: npt.ArrayLike, sds: npt.ArrayLike, cost: float, window_hours: float, long_hours: float,
+                  caution: float = 0.0) -> int:
+    """:func:`pacing_load` with ``pacing_caution`` (``caution``): whether a segment is pushed more than once per
+    ``long_hours`` at all is decided by the means; if so, which load by lower bounds, ``mean - caution * sd``.
+
+    An arm's noise counts ``j + 1`` times in its rate, so the best of several thinly observed high loads looks
+    better than it is (the winner's curse); a lower bound ranks them more soberly. The week-rested arm is left out
+    of that ranking: it is the best observed arm of a segment paced to it, and users pushed within a week are
+    refused there, so the load arms would never get the data that lifts their bounds above it.
+    The Lua kernel (the decide script's pacing step) performs the same operations in the same order.
+    """
+    m = np.asarray(means, dtype=np.float64)
+    bj = pacing_load(m, cost, window_hours, long_hours)
+    if bj >= 0 and caution > 0:
+        lows = m - caution * np.asarray(sds, dtype=np.float64)
+        lows[0] = -math.inf
+        bj = pacing_load(lows, cost, window_hours, long_hours)
     return bj
 
 

@@ -235,7 +235,7 @@ def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings)
     lower load is best by mean minus ``pacing_caution`` sds: a user at the thin load is served without caution
     and refused (reason ``pacing``) with it, as the numpy reference chooses on the same arms, and GET /v1/segments
     reports the same ``max_load``."""
-    from bandit_push.policies import net_value_posterior, pacing_load
+    from bandit_push.policies import net_value_posterior, pacing_choice
     from bandit_push.policies.base import Prior
     k, clicked = len(OUTCOMES), 2 + OUTCOMES.index("clicked")
     sends = {"L": 1000.0, 0: 1000.0, 1: 1000.0, 2: 20.0, 3: 1000.0, 4: 1000.0, 5: 1000.0, 6: 1000.0}
@@ -256,8 +256,8 @@ def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings)
                np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)))
     means, var = net_value_posterior(n, counts, Prior.from_settings(settings), parents)
     caution = 2.0
-    choice = {c: pacing_load(means - c * np.sqrt(var), 0.0, settings.pacing_window_hours,
-                             settings.recency_edges_hours[-1]) for c in (0.0, caution)}
+    choice = {c: pacing_choice(means, np.sqrt(var), 0.0, settings.pacing_window_hours,
+                               settings.recency_edges_hours[-1], c) for c in (0.0, caution)}
     assert choice == {0.0: 2, caution: 1}, (means, np.sqrt(var))
     for c, reason in ((0.0, "policy"), (caution, "pacing")):
         app = make_app(pacing_caution=c, min_gap_hours=4)

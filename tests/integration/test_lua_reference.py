@@ -147,3 +147,27 @@ def test_pacing_choice_matches_numpy(store):
         return out""", json.dumps(cases), repr(lw), repr(ll))
     assert got == [pacing_load(m, c, s.pacing_window_hours, s.recency_edges_hours[-1]) for m, c in cases]
     assert -1 in got and len(set(got)) > 3  # the choices vary, 'not pushed within a week' among them
+
+
+def test_cautious_pacing_choice_matches_numpy(store):
+    """pace_choice (Lua) picks the same load as pacing_choice (numpy), over random means, sds, costs and cautions;
+    with caution a load is chosen wherever the means choose one (never the week-rested arm), and caution moves
+    some choices."""
+    from bandit_push.policies import pacing_choice
+    s = Settings()
+    rng = np.random.default_rng(5)
+    n = 1 + s.pacing_loads
+    cases = [(rng.normal(0, 0.05, size=n).tolist(), rng.uniform(0, 0.05, size=n).tolist(),
+              float(rng.choice([0.0, 0.01, -0.02])), float(rng.choice([0.0, 0.5, 2.0]))) for _ in range(300)]
+    lw, ll = s.pacing_window_hours * 3600.0, s.recency_edges_hours[-1] * 3600.0
+    got = lua(store, """
+        local out = {}
+        for i, c in ipairs(cjson.decode(ARGV[1])) do
+          out[i] = pace_choice(c[1], c[2], c[3], tonumber(ARGV[2]), tonumber(ARGV[3]), c[4])
+        end
+        return out""", json.dumps(cases), repr(lw), repr(ll))
+    args = (s.pacing_window_hours, s.recency_edges_hours[-1])
+    assert got == [pacing_choice(m, sd, cost, *args, c) for m, sd, cost, c in cases]
+    plain = [pacing_choice(m, sd, cost, *args) for m, sd, cost, _ in cases]
+    assert all((g == -1) == (p == -1) for g, p in zip(got, plain))
+    assert sum(g != p for g, p in zip(got, plain)) > 10
