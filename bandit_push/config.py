@@ -98,8 +98,8 @@ class Settings:
     pacing: float = 1.0
     pacing_window_hours: float = 72.0      #: the window a user's load counts pushes in
     pacing_loads: int = 7                  #: load arms per segment: 0 .. this - 2 pushes, and this - 1 or more
-    #: pacing ranks the loads by each load arm's posterior mean minus this many posterior sds (a thinly observed
-    #: high load's noise counts j + 1 times in its rate); 0: by the means
+    #: with pacing, whether to push more than once per week stays with the means, but the load is chosen by each
+    #: load arm's posterior mean minus this many posterior sds (policies/base.py, pacing_choice); 0: by the means
     pacing_caution: float = 0.0
     half_life_hours: float = 14 * 24.0     #: arm statistics halve in weight over this time
     recency_edges_hours: tuple[float, ...] = (3.0, 12.0, 24.0, 72.0, 168.0)

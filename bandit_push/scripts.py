@@ -150,12 +150,12 @@ local function pace_load(means, cost, lw, ll)
 end
 
 -- pacing_caution c (policies/base.py, pacing_choice): whether to push within ll at all by the means, which load
--- by lower bounds (mean - c * sd), the 'not pushed within ll' arm left out of that ranking
-local function pace_choice(means, sds, cost, lw, ll, c)
+-- by lower bounds (mean - c * sd), the 'not pushed within ll' arm left out of that ranking; vars: the variances
+local function pace_choice(means, vars, cost, lw, ll, c)
   local bj = pace_load(means, cost, lw, ll)
   if bj >= 0 and c > 0 then
     local lows = {-math.huge}
-    for i = 2, #means do lows[i] = means[i] - c * sds[i] end
+    for i = 2, #means do lows[i] = means[i] - c * math.sqrt(vars[i]) end
     bj = pace_load(lows, cost, lw, ll)
   end
   return bj
@@ -384,15 +384,14 @@ else
     arm_decay_to(larm, now, cfg.hl)
   elseif pace then
     -- wait while the user's load is above the one whose steady cadence earns most
-    local means, sds = {}, {}
+    local means, vars = {}, {}
     for i = 4, #fields do
       local a = arm_load(raw[i], 2 + #cfg.w)
       arm_decay_to(a, now, cfg.hl)
-      local m, v = posterior(a, cfg, pr)
-      means[i - 3], sds[i - 3] = m, math.sqrt(v)
+      means[i - 3], vars[i - 3] = posterior(a, cfg, pr)
       if i == 5 + load then larm = a end
     end
-    if load > pace_choice(means, sds, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0) then reason = 'pacing' end
+    if load > pace_choice(means, vars, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0) then reason = 'pacing' end
   end
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed

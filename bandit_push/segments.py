@@ -98,11 +98,11 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
             contexts.append({"recency": recency[r], "daypart": dayparts[d], **summary(v),
                              "send_probability": policy.send_probability(v)})
         entry: dict[str, Any] = {"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts}
-        if paced:  # decide's pace_load on the same arms
+        if paced:  # decide's pace_choice on the same arms
             views = [view(arms.get(f"{seg}|F{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
-            post = [v.posterior(policy.prior) for v in views]
-            best = pacing_choice([m for m, _ in post], [math.sqrt(var) for _, var in post], cost,
-                                 settings.pacing_window_hours, settings.recency_edges_hours[-1], caution)
+            means, variances = zip(*(v.posterior(policy.prior) for v in views))
+            best = pacing_choice(means, variances, cost, settings.pacing_window_hours,
+                                 settings.recency_edges_hours[-1], caution)
             entry["loads"] = [{"load": name, **summary(v)} for name, v in zip(load_labels, views)]
             entry["max_load"] = load_labels[best + 1]
         out.append(entry)

@@ -1,7 +1,9 @@
 """Where one decide's CPU goes, without HTTP: the client side and the Redis side, on the serving benchmark's
 population (bench/population.py: segments, time zones, events, an MF refit, two rounds of decisions).
 
-1. Client: ``DecisionEngine.decide`` in a loop, beside a bare ``EVALSHA`` round trip of a no-op script.
+1. Client: ``DecisionEngine.decide`` in a loop, beside a bare ``EVALSHA`` round trip of a no-op script; and the
+   Flask app called in process as WSGI (no server, no HTTP parsing): ``POST /v1/decide`` beside the bare
+   ``GET /v1/ping``, in alternating rounds (what gunicorn adds is the rest of the serving benchmark's figure).
 2. Redis: the decide script's time per call (``INFO commandstats``), and the Redis process's CPU per decide
    when the server runs on this host (read from /proc; includes reading the command and writing the answer).
 3. Pieces of the script: the same loop with one piece of the script removed (the item choice, the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import os
 import pstats
 import random
@@ -78,6 +81,9 @@ def main() -> None:
             conn.read_response()
         bare = (time.process_time() - t) / a.n * 1e6
         print(f"client CPU per decide {client:.1f} us; a bare EVALSHA round trip {bare:.1f} us")
+        app_decide, app_ping = _wsgi(s, a.users, a.n, clock, rng)
+        print(f"the app in process (WSGI): POST /v1/decide {app_decide:.1f} us, GET /v1/ping {app_ping:.1f} us of CPU "
+              f"(median of 5 alternating rounds)")
 
         server_cpu = _server_cpu(r)
 
@@ -120,6 +126,39 @@ def main() -> None:
     finally:
         store.delete_prefix()
         store.close()
+
+
+def _wsgi(s: Settings, users: int, n: int, clock: list[float], rng: random.Random) -> tuple[float, float]:
+    """CPU per request of the app called as a WSGI callable: decide and the bare ping, in alternating rounds."""
+    from api import create_app
+
+    app = create_app(s)
+
+    def call(method: str, path: str, body: bytes = b"") -> None:
+        env = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
+               "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+               "wsgi.run_once": False, "wsgi.version": (1, 0)}
+        out = app(env, lambda status, headers, exc=None: None)
+        b"".join(out)
+        out.close()
+
+    def decide() -> None:
+        clock[0] += 2
+        call("POST", "/v1/decide", b'{"user_id":"%s","now":%d}' % (user_id(rng.randrange(users)).encode(), clock[0]))
+
+    def per_call(f: Callable[[], None], k: int) -> float:
+        t = time.process_time()
+        for _ in range(k):
+            f()
+        return (time.process_time() - t) / k * 1e6
+
+    per_call(decide, 200)  # compiles the script, warms the caches
+    rounds = [(per_call(decide, n // 5), per_call(lambda: call("GET", "/v1/ping"), n // 5)) for _ in range(5)]
+    app.extensions["bandit_push"].store.close()
+    return statistics.median(d for d, _ in rounds), statistics.median(p for _, p in rounds)
 
 
 def _server_cpu(r) -> Callable[[], float] | None:

@@ -22,7 +22,7 @@ from its own pushes can meet the target on that mix; the fixed cadences are not 
 price, and neither does the oracle.
 
 Usage: .venv/bin/python bench/sim_floor.py [--users 2000] [--days 30] [--seeds 1,2] [--mixes balanced,casual,enthusiastic]
-(about 15 s per mix and seed: the baselines run in process, without Redis)
+(about 25 s per mix and seed: the baselines run in process, without Redis)
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def push_moments(pop: Population, type_index: int, hour: int, weights: dict[str,
     p = pop.probabilities(type_index, hour, 0.0, 0.5)
     d = pop.params.p_delivered
     wc, wv, wd, wu = (weights.get(o, 0.0) for o in ("clicked", "converted", "dismissed", "unsubscribed"))
-    mu = pop._expected(p, weights)
+    mu = pop.expected_value(type_index, hour, 0.0, 0.5, weights)
     # E[X^2] of the engagement part (mutually exclusive branches) plus the independent unsubscribe's terms
     engage = (p["clicked"] - p["converted"]) * wc + p["converted"] * (wc + wv) + p["dismissed"] * wd
     engage2 = (p["clicked"] - p["converted"]) * wc ** 2 + p["converted"] * (wc + wv) ** 2 + p["dismissed"] * wd ** 2

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from bandit_push.policies.base import (ArmView, LoggedArms, Policy, Prior, net_value_posterior,
-                                      pacing_choice, pacing_load,
-                                      phi, phi_array)
+                                      pacing_choice, pacing_load, phi, phi_array)
 from typing import Any
 
 from bandit_push.config import Settings
@@ -34,6 +33,5 @@ def from_config(config: Any, settings: Settings, field: str = "policy") -> Polic
                               field=(e.field or field).replace("policy", field, 1)) from None
 
 __all__ = ["POLICIES", "ArmView", "LoggedArms", "Policy", "Prior", "net_value_posterior", "pacing_choice",
-           "pacing_load",
-           "phi", "phi_array",
+           "pacing_load", "phi", "phi_array",
            "FixedCadence", "Holdout", "ThompsonSampling", "UCB", "from_config"]

@@ -145,10 +145,11 @@ def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hou
     return bj
 
 
-def pacing_choice(means: npt.ArrayLike, sds: npt.ArrayLike, cost: float, window_hours: float, long_hours: float,
-                  caution: float = 0.0) -> int:
+def pacing_choice(means: npt.ArrayLike, variances: npt.ArrayLike, cost: float, window_hours: float,
+                  long_hours: float, caution: float = 0.0) -> int:
     """:func:`pacing_load` with ``pacing_caution`` (``caution``): whether a segment is pushed more than once per
-    ``long_hours`` at all is decided by the means; if so, which load by lower bounds, ``mean - caution * sd``.
+    ``long_hours`` at all is decided by the means; if so, which load by lower bounds, ``mean - caution * sd``
+    (``variances``: the posterior variances, in the same order as ``means``).
 
     An arm's noise counts ``j + 1`` times in its rate, so the best of several thinly observed high loads looks
     better than it is (the winner's curse); a lower bound ranks them more soberly. The week-rested arm is left out
@@ -159,7 +160,7 @@ def pacing_choice(means: npt.ArrayLike, sds: npt.ArrayLike, cost: float, window_
     m = np.asarray(means, dtype=np.float64)
     bj = pacing_load(m, cost, window_hours, long_hours)
     if bj >= 0 and caution > 0:
-        lows = m - caution * np.asarray(sds, dtype=np.float64)
+        lows = m - caution * np.sqrt(np.asarray(variances, dtype=np.float64))
         lows[0] = -math.inf
         bj = pacing_load(lows, cost, window_hours, long_hours)
     return bj

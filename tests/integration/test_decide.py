@@ -256,7 +256,7 @@ def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings)
                np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)))
     means, var = net_value_posterior(n, counts, Prior.from_settings(settings), parents)
     caution = 2.0
-    choice = {c: pacing_choice(means, np.sqrt(var), 0.0, settings.pacing_window_hours,
+    choice = {c: pacing_choice(means, var, 0.0, settings.pacing_window_hours,
                                settings.recency_edges_hours[-1], c) for c in (0.0, caution)}
     assert choice == {0.0: 2, caution: 1}, (means, np.sqrt(var))
     for c, reason in ((0.0, "policy"), (caution, "pacing")):

@@ -157,7 +157,7 @@ def test_cautious_pacing_choice_matches_numpy(store):
     s = Settings()
     rng = np.random.default_rng(5)
     n = 1 + s.pacing_loads
-    cases = [(rng.normal(0, 0.05, size=n).tolist(), rng.uniform(0, 0.05, size=n).tolist(),
+    cases = [(rng.normal(0, 0.05, size=n).tolist(), (rng.uniform(0, 0.05, size=n) ** 2).tolist(),
               float(rng.choice([0.0, 0.01, -0.02])), float(rng.choice([0.0, 0.5, 2.0]))) for _ in range(300)]
     lw, ll = s.pacing_window_hours * 3600.0, s.recency_edges_hours[-1] * 3600.0
     got = lua(store, """
@@ -167,7 +167,7 @@ def test_cautious_pacing_choice_matches_numpy(store):
         end
         return out""", json.dumps(cases), repr(lw), repr(ll))
     args = (s.pacing_window_hours, s.recency_edges_hours[-1])
-    assert got == [pacing_choice(m, sd, cost, *args, c) for m, sd, cost, c in cases]
-    plain = [pacing_choice(m, sd, cost, *args) for m, sd, cost, _ in cases]
+    assert got == [pacing_choice(m, var, cost, *args, c) for m, var, cost, c in cases]
+    plain = [pacing_choice(m, var, cost, *args) for m, var, cost, _ in cases]
     assert all((g == -1) == (p == -1) for g, p in zip(got, plain))
     assert sum(g != p for g, p in zip(got, plain)) > 10
