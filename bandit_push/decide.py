@@ -79,11 +79,15 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
     cfg: dict[str, Any] = {
         "kind": policy.kind, "policy": policy.name, "space": space, "model": model,
         "w": [float(x) for x in policy.prior.weights], "pa": [float(x) for x in policy.prior.alpha],
+        # the outcomes the net value weighs (1-based): the kernel's loops skip the others
+        "nz": [i + 1 for i, x in enumerate(policy.prior.weights) if x != 0],
         "pb": [float(x) for x in policy.prior.beta], "pool": policy.prior.pool,
         "hl": settings.half_life_hours * 3600.0,
         "cap": settings.max_per_day, "min_gap": settings.min_gap_hours * 3600.0,
         "rec": [h * 3600.0 for h in settings.recency_edges_hours],
         "lw": settings.pacing_window_hours * 3600.0, "lj": settings.pacing_loads,
+        # the load arms' field suffixes, 'not pushed within ll' first (segments.py reads the same fields)
+        "fs": ["|FL"] + [f"|F{j}" for j in range(settings.pacing_loads)],
         "ll": settings.recency_edges_hours[-1] * 3600.0,
         "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
         "excl": settings.exclude_pushed_days * 86400.0,
@@ -114,7 +118,7 @@ def lua_literal(value: Any) -> str:
     raise ValueError(f"cannot embed {value!r} in the decide script")
 
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.,:+\-]*$")
+_SAFE = re.compile(r"^[A-Za-z0-9_.,:|+\-]*$")
 
 
 def new_decision_id(space: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # Shared helpers, prepended to the scripts that need them.
 PRELUDE = r"""
+local pow, sqrt, floor = math.pow, math.sqrt, math.floor
 local function fmt(x) return string.format('%.17g', x) end
 
 -- an arm is {t, n, outcome_1, ..., outcome_m}: reference time, decayed sends, decayed outcome counts.
@@ -38,7 +39,7 @@ end
 -- move the reference time forward to t, decaying every count (never backwards)
 local function arm_decay_to(a, t, hl)
   if t > a[1] then
-    local f = math.pow(2, -(t - a[1]) / hl)
+    local f = pow(2, -(t - a[1]) / hl)
     for i = 2, #a do a[i] = a[i] * f end
     a[1] = t
   end
@@ -46,25 +47,25 @@ end
 -- add x to slot i for an event at time t (an event older than the reference time weighs less)
 local function arm_add(a, i, t, hl, x)
   if t >= a[1] then arm_decay_to(a, t, hl); a[i] = a[i] + x
-  else a[i] = a[i] + x * math.pow(2, -(a[1] - t) / hl) end
+  else a[i] = a[i] + x * pow(2, -(a[1] - t) / hl) end
 end
 
 -- time zones: see bandit_push/tzrule.py for the rule format
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
+  local era = floor(y / 400)
   local yoe = y - era * 400
-  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468
 end
 local function civil_year(days)
   local z = days + 719468
-  local era = math.floor(z / 146097)
+  local era = floor(z / 146097)
   local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
   local y = yoe + era * 400
-  if math.floor((5 * doy + 2) / 153) >= 10 then y = y + 1 end
+  if floor((5 * doy + 2) / 153) >= 10 then y = y + 1 end
   return y
 end
 local function rule_day(y, m, w, d)
@@ -82,7 +83,7 @@ local function utc_offset(rule, ts)
   local std, dst, sm, sw, sd, st, em, ew, ed, et = string.match(rule, TZ_DST)
   if not std then return tonumber(rule) end
   std, dst = tonumber(std), tonumber(dst)
-  local y = civil_year(math.floor((ts + std) / 86400))
+  local y = civil_year(floor((ts + std) / 86400))
   local s = rule_day(y, tonumber(sm), tonumber(sw), tonumber(sd)) * 86400 + tonumber(st) - std
   local e = rule_day(y, tonumber(em), tonumber(ew), tonumber(ed)) * 86400 + tonumber(et) - dst
   local in_dst
@@ -93,7 +94,7 @@ end
 
 -- standard normal CDF, Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7); policies/base.py has the same
 local function phi(z)
-  local x = math.abs(z) / math.sqrt(2)
+  local x = math.abs(z) / sqrt(2)
   local t = 1 / (1 + 0.3275911 * x)
   local y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
                  + 0.254829592) * t * math.exp(-x * x)
@@ -101,37 +102,45 @@ local function phi(z)
   return 0.5 * (1 - y)
 end
 
--- the Beta prior of each weighted outcome rate {pa, pb}: the configured one, or with cfg.pool > 0 and the
--- parents given (sg: the segment's totals, al: the whole space's, decayed like the arm) the pooled one;
--- policies/base.py (pooled_prior) is the reference, operation for operation. The same for every arm of a segment.
+-- the Beta prior of each weighted outcome rate, as two lists pa, pb in the order of cfg.nz (the outcomes with
+-- a non-zero weight, 1-based): the configured one, or with cfg.pool > 0 and the parents given (sg: the segment's
+-- totals, al: the whole space's, decayed like the arm) the pooled one; policies/base.py (pooled_prior) is the
+-- reference, operation for operation. The same for every arm of a segment.
 local function prior(cfg, sg, al)
-  local pool, pr = cfg.pool or 0, {}
-  for i = 1, #cfg.w do
-    local pa, pb = cfg.pa[i], cfg.pb[i]
-    if cfg.w[i] ~= 0 and pool > 0 and sg then
-      local g = (pool + al[2 + i]) / (pool / (pa / (pa + pb)) + math.max(al[2], al[2 + i]))
-      local r = math.min((pool + sg[2 + i]) / (pool / g + math.max(sg[2], sg[2 + i])), 0.999999)
-      pa, pb = pool, pool * (1 - r) / r
+  local pool, nz, pa, pb = cfg.pool or 0, cfg.nz, {}, {}
+  for j = 1, #nz do
+    local i = nz[j]
+    local a, b = cfg.pa[i], cfg.pb[i]
+    if pool > 0 and sg then
+      local an, ac, sn, sc = al[2], al[2 + i], sg[2], sg[2 + i]
+      if ac > an then an = ac end  -- math.max(an, ac) and math.min(r, 0.999999) below, without the calls
+      if sc > sn then sn = sc end
+      local g = (pool + ac) / (pool / (a / (a + b)) + an)
+      local r = (pool + sc) / (pool / g + sn)
+      if r > 0.999999 then r = 0.999999 end
+      a, b = pool, pool * (1 - r) / r
     end
-    pr[i] = {pa, pb}
+    pa[j], pb[j] = a, b
   end
-  return pr
+  return pa, pb
 end
 
--- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors
--- (pr: the prior, see above)
-local function posterior(a, cfg, pr)
-  local n, mu, var = a[2], 0, 0
-  for i = 1, #cfg.w do
-    local w = cfg.w[i]
-    if w ~= 0 then
-      local s = a[2 + i]
-      local al_ = pr[i][1] + s
-      local be = pr[i][2] + math.max(n - s, 0)
-      local ab = al_ + be
-      mu = mu + w * al_ / ab
-      var = var + w * w * al_ * be / (ab * ab * (ab + 1))
-    end
+-- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors (pa, pb: the
+-- prior, see above); the arm's counts are taken times f (default 1): the arm as arm_decay_to would leave it
+-- with that factor, the same products, without writing to it
+local function posterior(a, cfg, pa, pb, f)
+  f = f or 1
+  local n, mu, var, nz, w = a[2] * f, 0, 0, cfg.nz, cfg.w
+  for j = 1, #nz do
+    local i = nz[j]
+    local wi, s = w[i], a[2 + i] * f
+    local d = n - s
+    if d < 0 then d = 0 end  -- (math.max(n - s, 0))
+    local al_ = pa[j] + s
+    local be = pb[j] + d
+    local ab = al_ + be
+    mu = mu + wi * al_ / ab
+    var = var + wi * wi * al_ * be / (ab * ab * (ab + 1))
   end
   return mu, var
 end
@@ -155,7 +164,7 @@ local function pace_choice(means, vars, cost, lw, ll, c)
   local bj = pace_load(means, cost, lw, ll)
   if bj >= 0 and c > 0 then
     local lows = {-math.huge}
-    for i = 2, #means do lows[i] = means[i] - c * math.sqrt(vars[i]) end
+    for i = 2, #means do lows[i] = means[i] - c * sqrt(vars[i]) end
     bj = pace_load(lows, cost, lw, ll)
   end
   return bj
@@ -342,7 +351,7 @@ end
 load = math.min(load, cfg.lj - 1)
 if not lp or now - lp >= cfg.ll then load = 'L' end
 local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400
-local dp = cfg.dp[math.floor(lsec / 3600) + 1]
+local dp = cfg.dp[floor(lsec / 3600) + 1]
 local rec = #cfg.rec
 if lp then
   for i, e in ipairs(cfg.rec) do if now - lp < e then rec = i - 1; break end end
@@ -367,28 +376,32 @@ else
   local fields = {arm_field, seg .. '|N', '*|N'}
   local pace = (cfg.pacing or 0) > 0
   if pace then  -- at 'L' only its own arm (a send credits it): nothing to wait for there
-    fields[4] = seg .. '|FL'
-    if load ~= 'L' then for j = 0, cfg.lj - 1 do fields[5 + j] = seg .. '|F' .. j end end
+    local fs = cfg.fs  -- the load arms' field suffixes ('|FL', '|F0', ...): no number formatting per call
+    fields[4] = seg .. fs[1]
+    if load ~= 'L' then for j = 2, #fs do fields[3 + j] = seg .. fs[j] end end
   end
   local raw = redis.call('HMGET', akey, unpack(fields))
-  arm = arm_load(raw[1], 2 + #cfg.w)
-  tot = arm_load(raw[2], 2 + #cfg.w)
-  all = arm_load(raw[3], 2 + #cfg.w)
+  local size, hl = 2 + #cfg.w, cfg.hl
+  arm = arm_load(raw[1], size)
+  tot = arm_load(raw[2], size)
+  all = arm_load(raw[3], size)
   -- decayed to now in place (a send below adds to them as they are), the arm as every policy sees it now;
   -- recorded whatever the policy, so the log can evaluate others
-  for _, a in ipairs({arm, tot, all}) do arm_decay_to(a, now, cfg.hl) end
-  local pr = prior(cfg, tot, all)
-  local mu, var = posterior(arm, cfg, pr)
+  arm_decay_to(arm, now, hl); arm_decay_to(tot, now, hl); arm_decay_to(all, now, hl)
+  local pa, pb = prior(cfg, tot, all)
+  local mu, var = posterior(arm, cfg, pa, pb)
   if pace and load == 'L' then
-    larm = arm_load(raw[4], 2 + #cfg.w)
-    arm_decay_to(larm, now, cfg.hl)
+    larm = arm_load(raw[4], size)
+    arm_decay_to(larm, now, hl)
   elseif pace then
-    -- wait while the user's load is above the one whose steady cadence earns most
+    -- wait while the user's load is above the one whose steady cadence earns most: the load arms' posteriors
+    -- at now, decayed on the fly (the user's own load arm is decayed when a send credits it, by arm_add)
     local means, vars = {}, {}
     for i = 4, #fields do
-      local a = arm_load(raw[i], 2 + #cfg.w)
-      arm_decay_to(a, now, cfg.hl)
-      means[i - 3], vars[i - 3] = posterior(a, cfg, pr)
+      local a = arm_load(raw[i], size)
+      local f = 1
+      if now > a[1] then f = pow(2, -(now - a[1]) / hl) end  -- (arm_decay_to's factor)
+      means[i - 3], vars[i - 3] = posterior(a, cfg, pa, pb, f)
       if i == 5 + load then larm = a end
     end
     if load > pace_choice(means, vars, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0) then reason = 'pacing' end
@@ -402,11 +415,11 @@ else
     if cfg.kind == 'cadence' then
       send = (not lp) or (now - lp >= cfg.gap)
     elseif cfg.kind == 'thompson' then
-      local p = phi((mu - cfg.cost) / math.sqrt(var))
+      local p = phi((mu - cfg.cost) / sqrt(var))
       send = u < p
       if send then prop = p else prop = 1 - p end
     else
-      send = mu + cfg.ucb_c * math.sqrt(var * 2 * math.log(n + 2)) > cfg.cost
+      send = mu + cfg.ucb_c * sqrt(var * 2 * math.log(n + 2)) > cfg.cost
     end
   end
 end
@@ -460,7 +473,7 @@ if redis.call('APPEND', lkey, entry) == #entry then redis.call('EXPIRE', lkey, c
 local first = 0
 if xi > 0 then
   local m
-  if xrec then m = xrec_load(xrec) else m = {tonumber(ARGV[7 + xi]), math.floor(now), 0, 0, 0, 0, 0, 0, 0}; first = 1 end
+  if xrec then m = xrec_load(xrec) else m = {tonumber(ARGV[7 + xi]), floor(now), 0, 0, 0, 0, 0, 0, 0}; first = 1 end
   if send then m[3] = m[3] + 1 end
   if send or first == 1 then redis.call('HSET', KEYS[7 + 3 * xi], uid, xrec_dump(m)) end
 end

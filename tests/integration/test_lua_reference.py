@@ -39,18 +39,24 @@ def test_phi_is_bit_identical_and_close_to_scipy(store):
     assert max(abs(phi(z) - norm.cdf(z)) for z in zs) < 2e-7
 
 
+def _kernel_cfg(prior: Prior) -> dict:
+    """The kernel's part of the decide script's config, as decide.script_config builds it."""
+    return {"w": prior.weights.tolist(), "pa": prior.alpha.tolist(), "pb": prior.beta.tolist(),
+            "nz": [i + 1 for i, w in enumerate(prior.weights) if w != 0]}
+
+
 def test_posterior_matches_numpy(store):
     settings = Settings()
     prior = Prior.from_settings(settings)
     rng = np.random.default_rng(2)
     n = rng.uniform(0, 500, size=40)
     counts = np.minimum(rng.uniform(0, 1, size=(40, len(OUTCOMES))) * n[:, None] * rng.uniform(0, 0.3), n[:, None])
-    cfg = {"w": prior.weights.tolist(), "pa": prior.alpha.tolist(), "pb": prior.beta.tolist()}
+    cfg = _kernel_cfg(prior)
     arms = [[0.0, float(n[i])] + counts[i].tolist() for i in range(40)]
     got = lua(store, """
         local cfg, out = cjson.decode(ARGV[1]), {}
         for i, a in ipairs(cjson.decode(ARGV[2])) do
-          local mu, var = posterior(a, cfg, prior(cfg))
+          local mu, var = posterior(a, cfg, prior(cfg))  -- (prior's two results: the pa and pb lists)
           out[i] = {fmt(mu), fmt(var)}
         end
         return out""", json.dumps(cfg), json.dumps(arms))
@@ -102,12 +108,12 @@ def test_pooled_posterior_matches_numpy(store):
 
     (n, c), (sn, sc), (an, ac) = arms(300), arms(3000), arms(30000)
     n[:3] = 0.0  # a cold context
-    cfg = {"w": prior.weights.tolist(), "pa": prior.alpha.tolist(), "pb": prior.beta.tolist(), "pool": prior.pool}
+    cfg = {**_kernel_cfg(prior), "pool": prior.pool}
     rows = [[[0.0, float(x[0][i])] + x[1][i].tolist() for x in ((n, c), (sn, sc), (an, ac))] for i in range(40)]
     got = lua(store, """
         local cfg, out = cjson.decode(ARGV[1]), {}
         for i, r in ipairs(cjson.decode(ARGV[2])) do
-          local mu, var = posterior(r[1], cfg, prior(cfg, r[2], r[3]))
+          local mu, var = posterior(r[1], cfg, prior(cfg, r[2], r[3]))  -- (pa, pb)
           out[i] = {fmt(mu), fmt(var)}
         end
         return out""", json.dumps(cfg), json.dumps(rows))
