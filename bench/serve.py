@@ -328,21 +328,25 @@ def print_report(res: dict) -> None:
               f"p99 {t['decide']['p99_ms']:6.2f} ms | ping {t['ping']['rps']:6.0f}/s p99 {t['ping']['p99_ms']:6.2f} ms"
               f" | decide/bare {t['decide']['rps'] / t['ping']['rps']:.2f}")
     print(f"{'conns':>5} {'endpoint':<8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'send':>5} "
-          f"{'CPU ms/req srv|redis|wrk':>25} {'other':>6}  {'decide/bare req/s':>17} {'decide/bare p99':>15}")
+          f"{'CPU ms/req srv|redis|wrk':>25} {'switches/req':>12} {'other':>6}  {'decide/bare req/s':>17} "
+          f"{'decide/bare p99':>15}")
     for lv in res["levels"]:
         d, p = lv["decide"], lv["ping"]
         for name, x in (("ping", p), ("decide", d)):
             c = x["cpu_ms_per_request"]
             cpu = f"{c['server']:.3f}|{c['redis']:.3f}|{c['wrk']:.3f}" if c else "n/a"
             other = f"{x['cpu']['other']:.0%}" if x["cpu"] else "n/a"
+            sw = x.get("switches_per_request") or {}
+            switches = "|".join(f"{sw[k]:.2f}" for k in ("server", "redis") if k in sw) or "n/a"
             send = f"{x['send_rate']:.0%}" if x["send_rate"] is not None else ""
             ratios = f"  {d['rps'] / p['rps']:17.2f} {d['p99_ms'] / p['p99_ms']:15.2f}" if name == "decide" else ""
             print(f"{lv['connections']:>5} {name:<8} {x['rps']:7.0f} {x['p50_ms']:7.2f} {x['p99_ms']:7.2f} "
-                  f"{send:>5} {cpu:>25} {other:>6}{ratios}")
+                  f"{send:>5} {cpu:>25} {switches:>12} {other:>6}{ratios}")
         print(f"{'':>14}decide reasons: {d['reasons']}")
     print(f"   ({res['args']['repeats']} alternating slices per endpoint and level: req/s over all, p50/p99 the "
-          f"median slice; CPU ms/req: gunicorn workers | redis-server | wrk; other: the machine's CPU used "
-          f"outside the benchmark, a noisy-neighbour gauge)")
+          f"median slice; CPU ms/req: gunicorn workers | redis-server | wrk; switches/req: context switches of "
+          f"the workers | of redis-server (on this host); other: the machine's CPU used outside the benchmark, "
+          f"a noisy-neighbour gauge)")
     rt = res["round_trips"]
     print(f"\n== round trips (MONITOR): {rt['ok']} decides, app connections sent {rt['app_commands']} -> "
           f"{rt['round_trips_per_decide']:.2f} per decide; Lua-internal calls {rt['lua_internal_calls_per_decide']:.1f}"

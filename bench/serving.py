@@ -102,6 +102,9 @@ class CpuMeter:
 
     def __init__(self, server: Server, r: redis.Redis):
         self.server, self.r = server, r
+        # redis-server's pid when it runs on this host (its context switches are read from /proc)
+        pid = r.info("server").get("process_id")
+        self.redis_pid = pid if pid and Path(f"/proc/{pid}/status").exists() and _local(r) else None
 
     def __enter__(self) -> "CpuMeter":
         self.start = self._sample()
@@ -119,6 +122,8 @@ class CpuMeter:
         self.result["other"] = round(max(d["busy"] - d["server"] - d["wrk"] - d["redis"] - d["bench"], 0.0)
                                      / capacity, 3)
         self.result["seconds"] = {k: round(d[k], 3) for k in ("wall", "server", "wrk", "redis")}
+        # context switches (voluntary + not) of the workers and of redis-server: a decide sleeps for its round trip
+        self.result["switches"] = {k: d[f"{k}_switches"] for k in ("server", "redis") if d[f"{k}_switches"] >= 0}
 
     def _sample(self) -> dict:
         tick = os.sysconf("SC_CLK_TCK")
@@ -127,17 +132,38 @@ class CpuMeter:
             busy = (sum(f[:8]) - f[3] - f[4]) / tick
         except (OSError, ValueError):
             busy = None
-        server = 0.0
+        server, server_switches = 0.0, 0
         for pid in self.server.pids():
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 server += (int(stat[11]) + int(stat[12])) / tick
+                server_switches += _switches(pid)
             except (OSError, IndexError, ValueError):
                 pass
+        try:
+            redis_switches = _switches(self.redis_pid) if self.redis_pid else -1
+        except (OSError, ValueError):
+            redis_switches = -1
         cpu = self.r.info("cpu")
         kids, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
         return {"wall": time.time(), "busy": busy, "server": server, "wrk": kids.ru_utime + kids.ru_stime,
-                "redis": cpu["used_cpu_user"] + cpu["used_cpu_sys"], "bench": me.ru_utime + me.ru_stime}
+                "redis": cpu["used_cpu_user"] + cpu["used_cpu_sys"], "bench": me.ru_utime + me.ru_stime,
+                "server_switches": server_switches, "redis_switches": redis_switches}
+
+
+def _switches(pid: int) -> int:
+    """Voluntary plus involuntary context switches of a process's main thread so far (Linux /proc): a sync worker
+    and redis-server's command loop are each one thread."""
+    n = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+            n += int(line.split()[1])
+    return n
+
+
+def _local(r: redis.Redis) -> bool:
+    kw = r.connection_pool.connection_kwargs
+    return "path" in kw or kw.get("host", "localhost") in ("localhost", "127.0.0.1", "::1")
 
 
 def run_wrk(server: Server, r: redis.Redis, mode: str, conns: int, threads: int, duration: float, users: int,
@@ -250,6 +276,9 @@ def combine(slices: list[dict]) -> dict:
                       for k in ("busy", "server", "wrk", "redis", "other")}
         out["cpu_ms_per_request"] = {k: round(1000 * sum(c["seconds"][k] for c in cpus) / n, 3)
                                      for k in ("server", "redis", "wrk")}
+        out["switches_per_request"] = {k: round(sum(c["switches"][k] for c in cpus) / n, 2)
+                                       for k in ("server", "redis") if all(k in c["switches"] for c in cpus)}
     else:
         out["cpu"] = out["cpu_ms_per_request"] = None
+        out["switches_per_request"] = {}
     return out
