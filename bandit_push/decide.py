@@ -239,7 +239,7 @@ class DecisionEngine:
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
         token = secrets.token_hex(10)
-        u = repr(self.rng.random())
+        u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
         for _ in range(5):
             compiled = self._script_for(self.registry.snapshot)
             snap = compiled.snapshot

@@ -206,7 +206,8 @@ local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
         local id = ids[j]
         if id and not excluded[id] then
           excluded[id] = true
-          items[#items + 1] = id; items[#items + 1] = fmt(lo + (hi - lo) * qs[j] / 65535)
+          -- 6 significant digits, as the popular lists' (the score is quantised to 16 bits of its range)
+          items[#items + 1] = id; items[#items + 1] = string.format('%.6g', lo + (hi - lo) * qs[j] / 65535)
           chosen = chosen + 1
           if chosen >= k then break end
         end
@@ -285,7 +286,8 @@ DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 -- then KEYS[8 + 3n] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
 -- then KEYS[9 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[10 + 3n] = item index -> id hash
 -- optional, last: KEYS[11 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
--- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1)
+-- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1) times 2^53 (an integer:
+--   u exactly, without formatting a float)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
 -- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
 -- with the bucket: ARGV[8 + n], ARGV[9 + n] = its rate/s and burst
@@ -304,7 +306,7 @@ if bucket then
   local allowed, wait = take_token(bucket, tonumber(ARGV[8 + nx]), tonumber(ARGV[9 + nx]), 1)
   if allowed == 0 then return {-1, wait} end
 end
-local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]) / 9007199254740992, tonumber(ARGV[5])
 local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')
 local seg = st[1] or 'new'
 

@@ -13,10 +13,12 @@ Steps (about 1 minute):
    compiles its script and decides a few times; then, counted: ``--n`` bare EVALSHA calls, and ``--n`` decides
    (seeded engine, the same users and clock every run).
 
-3. With ``--pieces``: the same count for the script with one piece cut at a time (``PIECES``), each on a fresh
+3. With ``--app``: the Flask app's own instructions per request, in its Python process under callgrind
+   (instrumented only while it serves), called as a WSGI callable: ``GET /v1/ping`` against ``POST /v1/decide``.
+4. With ``--pieces``: the same count for the script with one piece cut at a time (``PIECES``), each on a fresh
    server from the same RDB; the difference to the whole script is that piece's cost.
 
-Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--pieces] [--keep DIR]
+Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--app] [--pieces] [--keep DIR]
 Needs valgrind (Debian/Ubuntu: ``apt-get update && apt-get install -y valgrind``).
 With ``--keep DIR`` the callgrind files stay in DIR (``callgrind_annotate DIR/callgrind.out.2`` shows where
 the decides' instructions go: ``callgrind.whole.2``).
@@ -67,7 +69,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="counted calls of each kind")
     ap.add_argument("--keep", help="a directory for the callgrind files (default: deleted)")
     ap.add_argument("--pieces", action="store_true", help="also count the script with each of PIECES cut (~3 min)")
+    ap.add_argument("--app", action="store_true",
+                    help="also count the Flask app's own instructions per request, decide against ping (~2 min)")
+    ap.add_argument("--app-child", nargs=4, metavar=("SOCKET", "N", "T0", "USERS"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.app_child:
+        return _app_child(a.app_child[0], int(a.app_child[1]), float(a.app_child[2]), int(a.app_child[3]))
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             print(f"{tool} not found: `apt-get update && apt-get install -y valgrind`", file=sys.stderr)
@@ -109,6 +116,11 @@ def main() -> int:
                 finally:
                     scripts.DECIDE = script
                 print(f"  {label:>44}: {cut:10,.0f}   (the piece: {whole - cut:8,.0f})")
+        if a.app:
+            ping, decide = _count_app(base, work, sock, plan, a.n)
+            print("\nthe app in process (WSGI, no server, no HTTP parsing), instructions in Python per request:")
+            print(f"  GET /v1/ping   : {ping:10,.0f}")
+            print(f"  POST /v1/decide: {decide:10,.0f}   {decide / ping:.2f}x ping (the script's are in Redis, above)")
         if a.keep:
             Path(a.keep).mkdir(parents=True, exist_ok=True)
             for f in work.glob("callgrind.*"):
@@ -151,6 +163,60 @@ def _count(base: list[str], work: Path, sock: Path, settings: Settings, plan: Pl
             proc.kill()
             proc.wait()
     return _total(Path(f"{out}.1")) / n, _total(Path(f"{out}.2")) / n
+
+
+def _count_app(base: list[str], work: Path, sock: Path, plan: Plan, n: int) -> tuple[float, float]:
+    """The app under callgrind (instrumented only while it serves), against a plain server on the RDB."""
+    proc = subprocess.Popen(base, stdout=subprocess.DEVNULL)
+    try:
+        _wait(sock)
+        out = work / "callgrind.app"
+        subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                        sys.executable, __file__, "--app-child", str(sock), str(n),
+                        str(plan.t_end + 4 * 86400), str(plan.users)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+        return _total(Path(f"{out}.1")) / n, _total(Path(f"{out}.2")) / n
+    finally:
+        redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+        proc.wait(timeout=30)
+
+
+def _app_child(sock: str, n: int, t0: float, users: int) -> int:
+    """Under callgrind: n pings, a dump, n decides, a dump, the app called as a WSGI callable."""
+    import io
+    import os
+
+    from api import create_app
+
+    app = create_app(Settings(redis_url=f"unix://{sock}", prefix="bpcost:", quiet_hours="off", seed=1))
+    rng, clock = random.Random(1), [t0]
+
+    def call(method: str, path: str, body: bytes = b"") -> None:
+        env = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
+               "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+               "wsgi.run_once": False, "wsgi.version": (1, 0)}
+        out = app(env, lambda status, headers, exc=None: None)
+        b"".join(out)
+        out.close()
+
+    def decide() -> None:
+        clock[0] += 2
+        call("POST", "/v1/decide", b'{"user_id":"%s","now":%d}' % (user_id(rng.randrange(users)).encode(), clock[0]))
+
+    for _ in range(50):  # compiles the script, warms every cache
+        decide()
+        call("GET", "/v1/ping")
+    _control(os.getpid(), "-i", "on")
+    for _ in range(n):
+        call("GET", "/v1/ping")
+    _control(os.getpid(), "-d")
+    for _ in range(n):
+        decide()
+    _control(os.getpid(), "-d")
+    return 0
 
 
 def _wait(sock: Path, timeout: float = 30) -> redis.Redis:
