@@ -127,7 +127,7 @@ class Settings:
     quality_users: int = 500               #: users whose latest items are held out to measure a refit's quality
     model_grace_hours: float = 24.0        #: superseded model versions are deleted after this
     refit_timeout_s: int = 3600            #: an RQ refit job is killed after this; the refit lock expires with it
-    refit_retries: int = 2                 #: RQ retries of a failed refit job
+    refit_retries: int = 2                 #: RQ retries of a failed refit job (on demand or scheduled)
     refit_retry_interval_s: int = 30       #: first retry this long after a failure, then 4x and 20x as long (0: at once)
     job_heartbeat_s: int = 30              #: an RQ worker renews its running job's heartbeat this often
     job_abandon_grace_s: int = 60          #: a running job whose heartbeat is this late is abandoned: retried or failed

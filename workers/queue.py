@@ -62,6 +62,15 @@ def take_over(store: Store, settings: Settings, name: str, holder: str, owner: s
                            get=True) == holder
 
 
+def refit_retry(settings: Settings) -> Retry | None:
+    """How a failed refit job is retried (requested through the API or scheduled): ``refit_retries`` times,
+    waiting ``refit_retry_interval_s`` times :data:`RETRY_FACTORS`; None with no retries (RQ refuses max=0)."""
+    if not settings.refit_retries:
+        return None
+    return Retry(max=settings.refit_retries,
+                 interval=[settings.refit_retry_interval_s * f for f in RETRY_FACTORS[:settings.refit_retries]])
+
+
 def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, bool]:
     """Enqueue a refit of ``name``, or name the one running: (job id, True if enqueued now).
 
@@ -73,10 +82,7 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
         raise NotFound(f"unknown model {name!r}; one of {list(refits.REFITS)}", field="name", code="unknown_model")
     conn = store.binary
     queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
-    retry = (Retry(max=settings.refit_retries,
-                   interval=[settings.refit_retry_interval_s * f for f in RETRY_FACTORS[:settings.refit_retries]])
-             if settings.refit_retries else None)  # RQ refuses Retry(max=0)
-    job = queue.create_job(jobs.refit, args=(name,), timeout=settings.refit_timeout_s, retry=retry,
+    job = queue.create_job(jobs.refit, args=(name,), timeout=settings.refit_timeout_s, retry=refit_retry(settings),
                            result_ttl=7 * 86400, failure_ttl=7 * 86400)
     for _ in range(3):
         holder = refits.claim(store, settings, name, job.id)
