@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import os
 import pstats
 import random
@@ -34,7 +33,7 @@ from bandit_push.decide import DecisionEngine
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
-from population import Plan, populate, user_id  # noqa: E402
+from population import Plan, populate, user_id, wsgi_client  # noqa: E402
 
 # (label, text of the script, what replaces it): each removes one piece of the decide script
 PIECES = [
@@ -134,20 +133,7 @@ def _wsgi(s: Settings, users: int, n: int, clock: list[float], rng: random.Rando
 
     app = create_app(s)
 
-    def call(method: str, path: str, body: bytes = b"") -> None:
-        env = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-               "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "CONTENT_TYPE": "application/json",
-               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
-               "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
-               "wsgi.run_once": False, "wsgi.version": (1, 0)}
-        out = app(env, lambda status, headers, exc=None: None)
-        b"".join(out)
-        out.close()
-
-    def decide() -> None:
-        clock[0] += 2
-        call("POST", "/v1/decide", b'{"user_id":"%s","now":%d}' % (user_id(rng.randrange(users)).encode(), clock[0]))
+    call, decide = wsgi_client(app, users, rng, clock)
 
     def per_call(f: Callable[[], None], k: int) -> float:
         t = time.process_time()

@@ -209,3 +209,28 @@ def saturate(settings: Settings, users: list[int], t0: float, days: int = 3) -> 
             counts["send" if engine.decide(user_id(i), now=t0 + j * step).send else "no_send"] += 1
     store.close()
     return counts
+
+
+def wsgi_client(app, users: int, rng: random.Random, clock: list[float]):
+    """The app called as a WSGI callable, without a server or HTTP parsing (bench/decide_cpu.py,
+    bench/script_cost.py): ``call(method, path, body)`` and ``decide()``, the serving benchmark's decide
+    (a random one of ``users``, the clock ``clock[0]`` moved on by 2 s)."""
+    import io
+    import sys
+
+    def call(method: str, path: str, body: bytes = b"") -> None:
+        env = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
+               "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
+               "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
+               "wsgi.run_once": False, "wsgi.version": (1, 0)}
+        out = app(env, lambda status, headers, exc=None: None)
+        b"".join(out)
+        out.close()
+
+    def decide() -> None:
+        clock[0] += 2
+        call("POST", "/v1/decide", b'{"user_id":"%s","now":%d}' % (user_id(rng.randrange(users)).encode(), clock[0]))
+
+    return call, decide

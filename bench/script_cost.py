@@ -42,7 +42,7 @@ from bandit_push.decide import DecisionEngine
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
-from population import Plan, populate, user_id  # noqa: E402
+from population import Plan, populate, user_id, wsgi_client  # noqa: E402
 
 
 # (label, [(text of the decide script, what replaces it), ...]): each cuts one piece; the differences to the
@@ -183,7 +183,6 @@ def _count_app(base: list[str], work: Path, sock: Path, plan: Plan, n: int) -> t
 
 def _app_child(sock: str, n: int, t0: float, users: int) -> int:
     """Under callgrind: n pings, a dump, n decides, a dump, the app called as a WSGI callable."""
-    import io
     import os
 
     from api import create_app
@@ -191,20 +190,7 @@ def _app_child(sock: str, n: int, t0: float, users: int) -> int:
     app = create_app(Settings(redis_url=f"unix://{sock}", prefix="bpcost:", quiet_hours="off", seed=1))
     rng, clock = random.Random(1), [t0]
 
-    def call(method: str, path: str, body: bytes = b"") -> None:
-        env = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-               "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "CONTENT_TYPE": "application/json",
-               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
-               "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
-               "wsgi.run_once": False, "wsgi.version": (1, 0)}
-        out = app(env, lambda status, headers, exc=None: None)
-        b"".join(out)
-        out.close()
-
-    def decide() -> None:
-        clock[0] += 2
-        call("POST", "/v1/decide", b'{"user_id":"%s","now":%d}' % (user_id(rng.randrange(users)).encode(), clock[0]))
+    call, decide = wsgi_client(app, users, rng, clock)
 
     for _ in range(50):  # compiles the script, warms every cache
         decide()
