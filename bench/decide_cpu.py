@@ -34,6 +34,7 @@ from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from population import Plan, populate, user_id, wsgi_client  # noqa: E402
+from serving import redis_is_local  # noqa: E402
 
 # (label, text of the script, what replaces it): each removes one piece of the decide script
 PIECES = [
@@ -151,8 +152,7 @@ def _server_cpu(r) -> Callable[[], float] | None:
     """Seconds of CPU the Redis server process has used, if it runs on this host (else None)."""
     pid = r.info("server").get("process_id")
     path = Path(f"/proc/{pid}/stat")
-    if not path.exists() or r.connection_pool.connection_kwargs.get("host", "localhost") not in (
-            "localhost", "127.0.0.1", "::1") and "path" not in r.connection_pool.connection_kwargs:
+    if not path.exists() or not redis_is_local(r):
         return None
 
     def cpu() -> float:

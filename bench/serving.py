@@ -104,7 +104,7 @@ class CpuMeter:
         self.server, self.r = server, r
         # redis-server's pid when it runs on this host (its context switches are read from /proc)
         pid = r.info("server").get("process_id")
-        self.redis_pid = pid if pid and Path(f"/proc/{pid}/status").exists() and _local(r) else None
+        self.redis_pid = pid if pid and Path(f"/proc/{pid}/status").exists() and redis_is_local(r) else None
 
     def __enter__(self) -> "CpuMeter":
         self.start = self._sample()
@@ -161,7 +161,8 @@ def _switches(pid: int) -> int:
     return n
 
 
-def _local(r: redis.Redis) -> bool:
+def redis_is_local(r: redis.Redis) -> bool:
+    """Whether the client talks to a Redis on this host (a unix socket or a loopback address)."""
     kw = r.connection_pool.connection_kwargs
     return "path" in kw or kw.get("host", "localhost") in ("localhost", "127.0.0.1", "::1")
 

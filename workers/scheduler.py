@@ -22,20 +22,25 @@ from workers.schedule import periodic
 
 
 class JSONCronScheduler(CronScheduler):
-    """A CronScheduler whose jobs are enqueued with :class:`rq.serializers.JSONSerializer`, and with the
-    retry policy registered for their function (``retries``: function name -> ``rq.Retry``; RQ's
-    ``register`` takes none)."""
+    """A CronScheduler whose jobs are enqueued with :class:`rq.serializers.JSONSerializer`, each with the
+    ``retry`` given at registration (RQ's own ``register`` takes none)."""
 
-    def __init__(self, *args, retries: dict[str, Retry] | None = None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.retries = retries or {}
+        self._retries: dict[str, Retry] = {}  # cron job name -> its retry policy
+
+    def register(self, func, queue_name: str, *args, retry: Retry | None = None, **kwargs) -> CronJob:
+        job = super().register(func, queue_name, *args, **kwargs)
+        if retry is not None:
+            self._retries[job.name] = retry
+        return job
 
     def enqueue_jobs(self) -> list[CronJob]:
         enqueue_time = now()
         due = [job for job in self._cron_jobs if job.should_run()]
         for job in due:
             queue = Queue(job.queue_name, connection=self.connection, serializer=JSONSerializer)
-            queue.enqueue(job.func, args=job.args, kwargs=job.kwargs, retry=self.retries.get(job.func_name),
+            queue.enqueue(job.func, args=job.args, kwargs=job.kwargs, retry=self._retries.get(job.name),
                           **job.job_options)
             job.set_enqueue_time(enqueue_time)
         return due
@@ -45,12 +50,10 @@ def build(connection: Redis, settings: Settings | None = None) -> JSONCronSchedu
     """The scheduler of :func:`workers.schedule.periodic`; a scheduled refit that fails is retried as one
     requested through the API is (:func:`workers.queue.refit_retry`), not left to the next period."""
     settings = settings or Settings.from_env()
-    retry = refit_retry(settings)
-    refit_jobs = (jobs.refit_mf, jobs.refit_segments)
-    scheduler = JSONCronScheduler(connection=connection, retries={
-        f"{f.__module__}.{f.__name__}": retry for f in refit_jobs if retry is not None})
+    scheduler = JSONCronScheduler(connection=connection)
     for func, interval, timeout in periodic(settings):
-        scheduler.register(func, QUEUE, interval=interval, job_timeout=timeout)
+        retry = refit_retry(settings) if func in (jobs.refit_mf, jobs.refit_segments) else None
+        scheduler.register(func, QUEUE, interval=interval, job_timeout=timeout, retry=retry)
     return scheduler
 
 

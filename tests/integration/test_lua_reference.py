@@ -39,10 +39,13 @@ def test_phi_is_bit_identical_and_close_to_scipy(store):
     assert max(abs(phi(z) - norm.cdf(z)) for z in zs) < 2e-7
 
 
-def _kernel_cfg(prior: Prior) -> dict:
-    """The kernel's part of the decide script's config, as decide.script_config builds it."""
-    return {"w": prior.weights.tolist(), "pa": prior.alpha.tolist(), "pb": prior.beta.tolist(),
-            "nz": [i + 1 for i, w in enumerate(prior.weights) if w != 0]}
+def _kernel_cfg(settings: Settings) -> dict:
+    """The kernel's part of the decide script's config, taken from decide.script_config itself."""
+    from bandit_push.decide import script_config
+    from bandit_push.policies import POLICIES
+
+    cfg = script_config(settings, POLICIES["thompson"](settings))
+    return {k: cfg[k] for k in ("w", "pa", "pb", "nz", "pool")}
 
 
 def test_posterior_matches_numpy(store):
@@ -51,7 +54,7 @@ def test_posterior_matches_numpy(store):
     rng = np.random.default_rng(2)
     n = rng.uniform(0, 500, size=40)
     counts = np.minimum(rng.uniform(0, 1, size=(40, len(OUTCOMES))) * n[:, None] * rng.uniform(0, 0.3), n[:, None])
-    cfg = _kernel_cfg(prior)
+    cfg = _kernel_cfg(settings)
     arms = [[0.0, float(n[i])] + counts[i].tolist() for i in range(40)]
     got = lua(store, """
         local cfg, out = cjson.decode(ARGV[1]), {}
@@ -108,7 +111,7 @@ def test_pooled_posterior_matches_numpy(store):
 
     (n, c), (sn, sc), (an, ac) = arms(300), arms(3000), arms(30000)
     n[:3] = 0.0  # a cold context
-    cfg = {**_kernel_cfg(prior), "pool": prior.pool}
+    cfg = _kernel_cfg(Settings(pool_events=2.0))
     rows = [[[0.0, float(x[0][i])] + x[1][i].tolist() for x in ((n, c), (sn, sc), (an, ac))] for i in range(40)]
     got = lua(store, """
         local cfg, out = cjson.decode(ARGV[1]), {}
