@@ -34,15 +34,20 @@ def json_body() -> dict[str, Any]:
 
 
 def _raw_body() -> bytes:
-    """The body bytes. With a Content-Length (what gateways send) read straight from the WSGI input:
-    werkzeug's stream wrapping costs more than the rest of the parse; otherwise (chunked) through it."""
+    """The body bytes. With a Content-Length (what gateways send) read straight from the WSGI input, also when
+    the server marks its input terminated (gunicorn always does): werkzeug's stream wrapping cost more than the
+    rest of the parse; otherwise (chunked) through it."""
     env = request.environ
     length = get_content_length(env.get("CONTENT_LENGTH"), env.get("HTTP_TRANSFER_ENCODING"))
-    if length is None or env.get("wsgi.input_terminated"):
+    if length is None:
         return request.get_data(cache=True)
     if length > current_app.config["MAX_CONTENT_LENGTH"]:
         raise RequestEntityTooLarge()
-    return env["wsgi.input"].read(length)
+    raw = env["wsgi.input"].read(length)
+    if len(raw) != length:  # the client stopped sending: what did arrive may still parse, but is not the request
+        raise InvalidArgument(f"request body ended after {len(raw)} of the {length} bytes its Content-Length "
+                              "announced", field="body", code="incomplete_body")
+    return raw
 
 
 def _reject_constant(name: str) -> Any:

@@ -224,7 +224,8 @@ def wsgi_client(app, users: int, rng: random.Random, clock: list[float]):
                "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000", "CONTENT_TYPE": "application/json",
                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http",
                "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
-               "wsgi.run_once": False, "wsgi.version": (1, 0)}
+               "wsgi.run_once": False, "wsgi.version": (1, 0),
+               "wsgi.input_terminated": True}  # (as gunicorn sets it: the app takes the path it takes there)
         out = app(env, lambda status, headers, exc=None: None)
         b"".join(out)
         out.close()
