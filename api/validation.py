@@ -12,16 +12,17 @@ from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.utils import get_content_length
 
-from bandit_push.config import TIMESTAMP_MIN
+from bandit_push.config import TIMESTAMP_MIN, Settings
 from bandit_push.errors import InvalidArgument
 
 MIN_TS = TIMESTAMP_MIN  # the default lower bound, 2000-01-01T00:00:00Z (setting timestamp_min)
 _ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def json_body() -> dict[str, Any]:
-    """The request body as a JSON object."""
-    raw = _raw_body()
+def json_body(limit: int | None = None) -> dict[str, Any]:
+    """The request body as a JSON object; ``limit``: the app's MAX_CONTENT_LENGTH, when the caller has it at hand
+    (each look-up of ``current_app`` goes through a context-local proxy)."""
+    raw = _raw_body(limit)
     if not raw:
         raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
     try:  # what json.loads does with bytes, without building a decoder per call
@@ -33,7 +34,7 @@ def json_body() -> dict[str, Any]:
     return body
 
 
-def _raw_body() -> bytes:
+def _raw_body(limit: int | None = None) -> bytes:
     """The body bytes. With a Content-Length (what gateways send) read straight from the WSGI input, also when
     the server marks its input terminated (gunicorn always does): werkzeug's stream wrapping cost more than the
     rest of the parse; otherwise (chunked) through it."""
@@ -41,7 +42,7 @@ def _raw_body() -> bytes:
     length = get_content_length(env.get("CONTENT_LENGTH"), env.get("HTTP_TRANSFER_ENCODING"))
     if length is None:
         return request.get_data(cache=True)
-    if length > current_app.config["MAX_CONTENT_LENGTH"]:
+    if length > (current_app.config["MAX_CONTENT_LENGTH"] if limit is None else limit):
         raise RequestEntityTooLarge()
     raw = env["wsgi.input"].read(length)
     if len(raw) != length:  # the client stopped sending: what did arrive may still parse, but is not the request
@@ -83,9 +84,10 @@ def ident(value: Any, field: str, max_length: int) -> str:
     return value
 
 
-def timestamp(value: Any, field: str, default: float | None = None) -> float:
+def timestamp(value: Any, field: str, default: float | None = None, settings: Settings | None = None) -> float:
     """Epoch seconds or an ISO 8601 string with a UTC offset, inside the window of the settings
-    ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead)."""
+    ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead); ``settings``:
+    the app's, when the caller has them at hand."""
     if value is None:
         if default is None:
             raise InvalidArgument(f"field {field} is required", field=field, code="missing_field")
@@ -107,7 +109,8 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
         ts = dt.timestamp()
     else:
         raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)
-    settings = current_app.extensions["bandit_push"].settings
+    if settings is None:
+        settings = current_app.extensions["bandit_push"].settings
     lo, ahead = settings.timestamp_min, settings.timestamp_max_ahead_days
     if not math.isfinite(ts) or ts < lo or ts > time.time() + ahead * 86400.0:
         start = datetime.fromtimestamp(lo, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

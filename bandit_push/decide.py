@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hiredis import pack_command
 from redis.exceptions import NoScriptError
@@ -41,8 +41,9 @@ class RateLimit:
     burst: float
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(NamedTuple):
+    """One pushed item (a named tuple: decide builds k of them per call, a frozen dataclass costs twice as much)."""
+
     item_id: str
     score: float
 
@@ -91,9 +92,12 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
         "ll": settings.recency_edges_hours[-1] * 3600.0,
         "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
         "excl": settings.exclude_pushed_days * 86400.0,
-        "ttl": int(settings.decision_ttl_hours * 3600),
+        # (expiries as text: a number handed to redis.call is formatted with a sprintf on every call)
+        "ttl": str(int(settings.decision_ttl_hours * 3600)),
+        "lttl": str(int(settings.decision_ttl_hours * 3600) + 3600),  # the decision log's hour index
         # the recent-pushes record must outlive the cap's 24 h, the item exclusion window and pacing's window
-        "keep": int(max(settings.exclude_pushed_days * 86400.0, 86400.0, settings.pacing_window_hours * 3600.0)) + 3600,
+        "keep": str(int(max(settings.exclude_pushed_days * 86400.0, 86400.0, settings.pacing_window_hours * 3600.0))
+                    + 3600),
     }
     cfg.update(policy.lua_params())
     if quiet:
@@ -200,6 +204,9 @@ class DecisionEngine:
         self._compiled: _Compiled | None = None
         self._lock = threading.Lock()
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
+        keys = store.keys  # the keys every decide names, whoever the user
+        self._shared_keys = (keys.arms(DEFAULT_SPACE), keys.popular_top(), keys.segment_sizes(),
+                             keys.experiments_version(), keys.item_by_index())
 
     def _script_for(self, snapshot: Snapshot) -> _Compiled:
         """The decide script of ``snapshot``: the constant settings are compiled in, so no call pays for
@@ -238,15 +245,15 @@ class DecisionEngine:
         now = time.time() if now is None else float(now)
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
+        arms, popular, sizes, version, ixmap = self._shared_keys
         token = secrets.token_hex(10)
         u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
         for _ in range(5):
             compiled = self._script_for(self.registry.snapshot)
             snap = compiled.snapshot
             dids = [f"{token}.{DEFAULT_SPACE}"]
-            kk = [keys.user(user_id), keys.decision(dids[0]), keys.arms(DEFAULT_SPACE), keys.popular_top(),
-                  keys.segment_sizes(), keys.user_pushes(user_id), keys.experiments_version()]
-            args: list[Any] = [user_id, dids[0], repr(now), u, k, channel or "", snap.version]
+            kk = [keys.user(user_id), keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
+            args: list[Any] = [user_id, dids[0], "%.17g" % now, u, k, channel or "", snap.version]
             variants = []
             for x in snap.running:
                 vi = x.assign(user_id)
@@ -255,7 +262,7 @@ class DecisionEngine:
                 kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
                 args.append(vi)
             kk.append(keys.decision_log(int(now // 3600)))
-            kk += [keys.user_recs(user_id), keys.item_by_index()]
+            kk += [keys.user_recs(user_id), ixmap]
             if rate_limit is not None:  # the caller's token, taken in the same script
                 kk.append(keys.rate_bucket(rate_limit.key_id))
                 args += [repr(float(rate_limit.rate)), repr(float(rate_limit.burst))]

@@ -286,7 +286,7 @@ DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 -- then KEYS[8 + 3n] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
 -- then KEYS[9 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[10 + 3n] = item index -> id hash
 -- optional, last: KEYS[11 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
--- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s)   ARGV[4] = u ~ U[0,1) times 2^53 (an integer:
+-- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)   ARGV[4] = u ~ U[0,1) times 2^53 (an integer:
 --   u exactly, without formatting a float)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
 -- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
@@ -360,8 +360,9 @@ if lp then
 end
 
 local reason, send, prop, seen = 'policy', false, 1, nil
-local arm_field = seg .. '|' .. rec .. '|' .. dp
-local arm, tot, all, larm
+local ctx = rec .. '|' .. dp  -- (once: each number's conversion to text is a sprintf)
+local arm_field = seg .. '|' .. ctx
+local arm, tot, all, larm, lfs
 local quiet = false
 if cfg.quiet then
   local qs, qe = cfg.quiet[1], cfg.quiet[2]
@@ -431,7 +432,7 @@ end
 local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)
 local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)
 
-local ts = fmt(now)
+local ts = ARGV[3]
 if send then
   -- a user with a segment field exists; only one without may need creating
   if not st[1] and redis.call('EXISTS', KEYS[1]) == 0 then
@@ -448,17 +449,18 @@ if send then
   local set = {arm_field, arm_dump(arm), seg .. '|N', arm_dump(tot), '*|N', arm_dump(all)}
   if larm then
     arm_add(larm, 2, now, cfg.hl, 1)
-    set[7] = seg .. '|F' .. load; set[8] = arm_dump(larm)
+    lfs = cfg.fs[load == 'L' and 1 or load + 2]  -- '|F' .. load, without formatting the number
+    set[7] = seg .. lfs; set[8] = arm_dump(larm)
   end
   redis.call('HSET', akey, unpack(set))
 end
 local item_ids = {}
 for i = 1, #items, 2 do item_ids[#item_ids + 1] = items[i] end
-local record = {'u', uid, 's', seg, 'a', rec .. '|' .. dp, 'x', send and '1' or '0',
+local record = {'u', uid, 's', seg, 'a', ctx, 'x', send and '1' or '0',
   'q', fmt(prop), 't', ts, 'r', reason, 'p', cfg.policy, 'v', cfg.space, 'i', table.concat(item_ids, ' '),
   'c', ARGV[6], 'm', model}
 -- the load arm a pushed decision's feedback also credits
-if send and larm then record[#record + 1] = 'f'; record[#record + 1] = load end
+if send and larm then record[#record + 1] = 'f'; record[#record + 1] = string.sub(lfs, 3) end
 -- for off-policy evaluation: what the policy saw, as four little-endian doubles (exact, 32 bytes):
 -- the net value's posterior mean and variance, the segment's decayed sends, the seconds since the
 -- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
@@ -470,7 +472,7 @@ redis.call('EXPIRE', dkey, cfg.ttl)
 local lkey = KEYS[8 + 3 * nx]
 local entry = string.sub(did, 1, string.find(did, '.', 1, true)) .. cfg.space .. ' '
 -- the hour's first entry sets the expiry (later decides of the hour need not: saves a call per decide)
-if redis.call('APPEND', lkey, entry) == #entry then redis.call('EXPIRE', lkey, cfg.ttl + 3600) end
+if redis.call('APPEND', lkey, entry) == #entry then redis.call('EXPIRE', lkey, cfg.lttl) end
 -- the first exposure creates the user's counters (that is the exposure log); a send counts in them
 local first = 0
 if xi > 0 then

@@ -57,7 +57,7 @@ PIECES = [
                                                       _EARLY + "local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)")]),
     ("the item choice", [("local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)",
                           "local items, source, model = {}, 'none', 'popular'")]),
-    ("the scores' formatting", [("items[#items + 1] = fmt(lo + (hi - lo) * qs[j] / 65535)", "items[#items + 1] = '1'")]),
+    ("the scores' formatting", [("items[#items + 1] = string.format('%.6g', lo + (hi - lo) * qs[j] / 65535)", "items[#items + 1] = '1'")]),
     ("the decision record", [("redis.call('HSET', dkey, unpack(record))", ""), ("redis.call('EXPIRE', dkey, cfg.ttl)", "")]),
     ("the time-zone rule", [("local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400", "local lsec = now % 86400")]),
 ]
@@ -89,6 +89,7 @@ def main() -> int:
     settings = Settings(redis_url=f"unix://{sock}", prefix="bpcost:", quiet_hours="off", seed=1)
     day = int(time.time() // 86400) * 86400
     plan = Plan(users=a.users, segments=50, t_end=day - 200 * 86400 + 12 * 3600, seed=1)
+    proc = None
     try:
         print(f"populating {a.users} users ...", flush=True)
         proc = subprocess.Popen(base, stdout=subprocess.DEVNULL)
@@ -128,6 +129,9 @@ def main() -> int:
             print(f"callgrind files in {a.keep} (e.g. callgrind_annotate {a.keep}/callgrind.whole.2)")
         return 0
     finally:
+        if proc is not None and proc.poll() is None:  # (a failed population leaves its server running)
+            proc.kill()
+            proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -5,7 +5,7 @@ import json
 import math
 import time
 
-from flask import Blueprint, current_app, g
+from flask import Blueprint, Response, g
 
 from api import services
 from api import validation as v
@@ -19,28 +19,33 @@ _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds a 
 @bp.post("/v1/decide")
 def decide():
     s = services()
-    body = v.json_body()
+    settings = s.settings  # (handed on: every current_app/g look-up goes through a context-local proxy)
+    body = v.json_body(settings.max_body_bytes)
     v.only(body, _FIELDS)
-    user_id = v.ident(v.required(body, "user_id"), "user_id", s.settings.max_id_length)
-    now = v.timestamp(body.get("now"), "now", default=time.time())
-    k = v.integer(body.get("k"), "k", 1, s.settings.max_k, default=s.settings.default_k)
+    user_id = v.ident(v.required(body, "user_id"), "user_id", settings.max_id_length)
+    now = v.timestamp(body.get("now"), "now", default=time.time(), settings=settings)
+    k = v.integer(body.get("k"), "k", 1, settings.max_k, default=settings.default_k)
     channel = v.short_text(body["channel"], "channel") if body.get("channel") is not None else None
-    decision = s.engine.decide(user_id, now=now, k=k, channel=channel, rate_limit=g.get("rate_limit"))
-    return current_app.response_class(response_body(decision), mimetype="application/json")
+    # (auth sets g.rate_limit only for a scope with a rate limit)
+    rate_limit = g.get("rate_limit") if settings.rate_limits else None
+    decision = s.engine.decide(user_id, now=now, k=k, channel=channel, rate_limit=rate_limit)
+    return Response(response_body(decision), mimetype="application/json")
 
 
 _ESC = json.encoder.encode_basestring_ascii  # the encoder's own string escaping (C), ensure_ascii as json.dumps
 _BODY = ('{"decision_id":%s,"send":%s,"items":[%s],"items_source":%s,"segment":%s,"reason":%s,"propensity":%r,'
          '"policy":%s,"experiment":%s,"context":{"recency":%s,"daypart":%s}}')
+_ITEM = '{"item_id":%s,"score":%r}'
+_CONTEXT = ["recency", "daypart"]
 
 
 def response_body(d: Decision) -> str:
     """The response body: the same text as the JSON encoder makes of ``d.to_json()`` (a test holds them equal),
     filled into a template: on the hot path the encoder's walk over the dict cost twice the rest of this."""
-    if not (math.isfinite(d.propensity) and all(math.isfinite(i.score) for i in d.items)) or \
-            list(d.context) != ["recency", "daypart"]:
+    # (a sum is finite only if every term is: an overflow to inf merely takes the general path, same text)
+    if not math.isfinite(sum([i[1] for i in d.items], d.propensity)) or list(d.context) != _CONTEXT:
         return _ENCODE(d.to_json())  # (the encoder's NaN/Infinity, or another context: its general path)
-    items = ",".join('{"item_id":%s,"score":%r}' % (_ESC(i.item_id), i.score) for i in d.items)
+    items = ",".join([_ITEM % (_ESC(item_id), score) for item_id, score in d.items])
     c = d.context
     return _BODY % (_ESC(d.decision_id), "true" if d.send else "false", items, _ESC(d.items_source), _ESC(d.segment),
                     _ESC(d.reason), d.propensity, _ESC(d.policy),
