@@ -286,8 +286,8 @@ DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 -- then KEYS[8 + 3n] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
 -- then KEYS[9 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[10 + 3n] = item index -> id hash
 -- optional, last: KEYS[11 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
--- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)   ARGV[4] = u ~ U[0,1) times 2^53 (an integer:
---   u exactly, without formatting a float)
+-- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)
+-- ARGV[4] = u ~ U[0,1) times 2^53 (an integer: u exactly, without formatting a float)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
 -- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
 -- with the bucket: ARGV[8 + n], ARGV[9 + n] = its rate/s and burst

@@ -55,9 +55,10 @@ PIECES = [
                                                         _EARLY + "local reason, send, prop, seen = 'policy', false, 1, nil")]),
     ("all from the items on (return after policy)", [("local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)",
                                                       _EARLY + "local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)")]),
-    ("the item choice", [("local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)",
-                          "local items, source, model = {}, 'none', 'popular'")]),
-    ("the scores' formatting", [("items[#items + 1] = string.format('%.6g', lo + (hi - lo) * qs[j] / 65535)", "items[#items + 1] = '1'")]),
+    ("the item choice", [("local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, "
+                          "excluded)", "local items, source, model = {}, 'none', 'popular'")]),
+    ("the scores' formatting", [("items[#items + 1] = string.format('%.6g', lo + (hi - lo) * qs[j] / 65535)",
+                                 "items[#items + 1] = '1'")]),
     ("the decision record", [("redis.call('HSET', dkey, unpack(record))", ""), ("redis.call('EXPIRE', dkey, cfg.ttl)", "")]),
     ("the time-zone rule", [("local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400", "local lsec = now % 86400")]),
 ]

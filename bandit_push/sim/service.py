@@ -61,7 +61,8 @@ class Service:
                    BANDIT_PUSH_MIN_GAP_HOURS=repr(s.min_gap_hours), **policy_env(s, self.policy), **self.extra_env)
         if s.seed is not None:
             env["BANDIT_PUSH_SEED"] = str(s.seed)
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--workers", str(self.workers), "--threads", str(self.threads),
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--workers", str(self.workers),
+               "--threads", str(self.threads),
                "--worker-class", "gthread" if self.threads > 1 else "sync", "--bind", f"127.0.0.1:{self.port}",
                "--log-level", "warning", "api:create_app()"]
         self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
