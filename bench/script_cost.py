@@ -18,7 +18,10 @@ Steps (about 1 minute):
 4. With ``--pieces``: the same count for the script with one piece cut at a time (``PIECES``), each on a fresh
    server from the same RDB; the difference to the whole script is that piece's cost.
 
-Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--app] [--pieces] [--keep DIR]
+5. With ``--fixed``: what every call pays before the script's own work, each counted apart as a script that
+   does only that: taking 20 arguments, creating the helpers' closures, building the config table.
+
+Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--app] [--pieces] [--fixed] [--keep DIR]
 Needs valgrind (Debian/Ubuntu: ``apt-get update && apt-get install -y valgrind``).
 With ``--keep DIR`` the callgrind files stay in DIR (``callgrind_annotate DIR/callgrind.out.2`` shows where
 the decides' instructions go: ``callgrind.whole.2``).
@@ -38,7 +41,8 @@ import redis
 
 from bandit_push import scripts
 from bandit_push.config import Settings
-from bandit_push.decide import DecisionEngine
+from bandit_push.decide import DecisionEngine, lua_literal, script_config
+from bandit_push.policies import POLICIES
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
@@ -70,6 +74,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1000, help="counted calls of each kind")
     ap.add_argument("--keep", help="a directory for the callgrind files (default: deleted)")
     ap.add_argument("--pieces", action="store_true", help="also count the script with each of PIECES cut (~3 min)")
+    ap.add_argument("--fixed", action="store_true",
+                    help="also count what every call pays before the script's work: arguments, closures, config")
     ap.add_argument("--app", action="store_true",
                     help="also count the Flask app's own instructions per request, decide against ping (~2 min)")
     ap.add_argument("--app-child", nargs=4, metavar=("SOCKET", "N", "T0", "USERS"), help=argparse.SUPPRESS)
@@ -118,6 +124,10 @@ def main() -> int:
                 finally:
                     scripts.DECIDE = script
                 print(f"  {label:>44}: {cut:10,.0f}   (the piece: {whole - cut:8,.0f})")
+        if a.fixed:
+            print("\nwhat every decide pays before its work, as scripts that do only that (instructions per call):")
+            for label, cost in _count_fixed(base, work, sock, a.n).items():
+                print(f"  {label:>44}: {cost:10,.0f}")
         if a.app:
             ping, decide = _count_app(base, work, sock, plan, a.n)
             print("\nthe app in process (WSGI, no server, no HTTP parsing), instructions in Python per request:")
@@ -168,6 +178,42 @@ def _count(base: list[str], work: Path, sock: Path, settings: Settings, plan: Pl
             proc.kill()
             proc.wait()
     return _total(Path(f"{out}.1")) / n, _total(Path(f"{out}.2")) / n
+
+
+def _count_fixed(base: list[str], work: Path, sock: Path, n: int) -> dict[str, float]:
+    """Scripts that only take the decide's 20 arguments, create its helpers' closures, or build its config table,
+    beside ``return 1``, on one callgrind'ed server: the per-call cost of each, as differences to the bare call."""
+    settings = Settings(quiet_hours="off")
+    engine_cfg = script_config(settings, POLICIES[settings.policy](settings))
+    helpers = scripts.PRELUDE + scripts.TOKEN_BUCKET + scripts.XREC + scripts.PICK_ITEMS
+    cases = {"return 1": ("return 1", 0), "the 20 arguments (10 KEYS, 10 ARGV)": ("return 1", 10),
+             "the helpers' closures": (helpers + "\nreturn 1", 0),
+             "the config table": ("local conf = " + lua_literal({"base": engine_cfg, "xs": []}) + "\nreturn 1", 0)}
+    out = work / "callgrind.fixed"
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                             *base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    got = {}
+    try:
+        r = _wait(sock, timeout=120)
+        for i, (label, (src, nkeys)) in enumerate(cases.items(), 1):
+            sha = r.script_load(src)
+            args = [f"k{j}" for j in range(nkeys)] + [f"a{j}" for j in range(nkeys)]
+            for _ in range(20):
+                r.evalsha(sha, nkeys, *args)
+            _control(proc.pid, "-i", "on")
+            for _ in range(n):
+                r.evalsha(sha, nkeys, *args)
+            _control(proc.pid, "-i", "off")
+            _control(proc.pid, "-d")
+            got[label] = _total(Path(f"{out}.{i}")) / n
+        r.shutdown(nosave=True)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    bare = got.pop("return 1")
+    return {"EVALSHA of return 1": bare, **{label: cost - bare for label, cost in got.items()}}
 
 
 def _count_app(base: list[str], work: Path, sock: Path, plan: Plan, n: int) -> tuple[float, float]:
@@ -227,9 +273,10 @@ def _control(pid: int, *args: str) -> None:
 
 
 def _total(path: Path) -> int:
-    """The instruction total of a callgrind dump (its ``summary:`` or ``totals:`` line)."""
+    """The instruction total of a callgrind dump: its ``totals:`` line (``summary:`` reads 0 in a dump taken
+    with instrumentation off)."""
     for line in path.read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
+        if line.startswith("totals:"):
             return int(line.split()[1])
     raise RuntimeError(f"no totals in {path}")
 
