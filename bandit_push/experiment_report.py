@@ -27,10 +27,14 @@ GUARDRAILS = DEFAULT_GUARDRAILS
 
 
 def user_data(store: Store, experiment: experiments.Experiment) -> list[dict[str, np.ndarray]]:
-    """Per variant (in definition order), per column, one value per exposed user."""
+    """Per variant (in definition order), per column, one value per exposed user, in user id order.
+
+    HSCAN may return a field more than once (while the hash rehashes) and in any order: each user counts once,
+    and the sums over users are the same floats on every call."""
+    seen = dict(store.redis.hscan_iter(store.keys.experiment_users(experiment.id), count=1000))
     rows: list[list[list[float]]] = [[] for _ in experiment.variants]
-    for _, raw in store.redis.hscan_iter(store.keys.experiment_users(experiment.id), count=1000):
-        values = [float(x) for x in raw.split()]
+    for user in sorted(seen):
+        values = [float(x) for x in seen[user].split()]
         vi = int(values[0])
         if 0 <= vi < len(rows):
             rows[vi].append(values[2:2 + len(COLUMNS)])

@@ -89,3 +89,25 @@ def test_report_before_enough_users(client, store, settings):
     rep = client.get(f"/v1/experiments/{x.id}/report").get_json()
     assert rep["comparisons"] == [] and rep["summary"].startswith("Not enough exposed users")
     assert [v["users"] for v in rep["variants"]] == [0, 0]
+
+
+def test_user_data_is_in_user_order_whatever_order_redis_holds_it(store):
+    """Two experiments hold the same per-user counters, written in opposite orders (a small hash answers HSCAN in
+    insertion order): the report's per-user columns, and so its float sums, come out identical, each user once."""
+    from types import SimpleNamespace
+
+    from bandit_push.experiment_report import COLUMNS, user_data
+
+    rng = random.Random(3)
+    rows = {f"u{i}": f"{i % 2} 1790000000 {rng.randint(0, 9)} {rng.randint(0, 3)} 0 0 {rng.uniform(-1, 5):.12g} 2 0"
+            for i in range(60)}
+    a, b = SimpleNamespace(id=901, variants=[0, 1]), SimpleNamespace(id=902, variants=[0, 1])
+    for x, users in ((a, list(rows)), (b, list(reversed(rows)))):
+        for u in users:
+            store.redis.hset(store.keys.experiment_users(x.id), u, rows[u])
+    da, db = user_data(store, a), user_data(store, b)
+    for va, vb in zip(da, db):
+        for c in COLUMNS:
+            assert va[c].tolist() == vb[c].tolist()
+    assert [len(v["sends"]) for v in da] == [30, 30]
+    assert da[0]["net_value"].tolist() == [float(rows[u].split()[6]) for u in sorted(rows) if int(u[1:]) % 2 == 0]
