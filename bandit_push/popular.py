@@ -24,7 +24,8 @@ def refresh(store: Store, settings: Settings, now: float | None = None) -> dict[
         last_day = int(now // 86400)
     totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for day in range(last_day - settings.popular_window_days + 1, last_day + 1):
-        for fld, value in store.redis.hscan_iter(keys.popular_day(day), count=1000):
+        # (a dict: HSCAN may return a field twice while the hash rehashes, and each counts once)
+        for fld, value in dict(store.redis.hscan_iter(keys.popular_day(day), count=1000)).items():
             seg, _, item = fld.partition("|")
             totals[seg][item] += float(value)
     lists = {}

@@ -54,14 +54,17 @@ def scan(store: Store, fields: list[str], batch: int = 1000):
 
     For refit jobs only (a SCAN over the keyspace): the request path never scans. The order is the
     server's (it follows the hashing of the key names, so it differs between prefixes and servers):
-    a caller whose result depends on the order sorts.
+    a caller whose result depends on the order sorts. Each user comes once: SCAN may return a key twice
+    (while the keyspace rehashes), so the ids seen are kept (one set entry per user, beside the caller's rows).
     """
     head = f"{store.keys.prefix}u:{{"
     ids: list[str] = []
+    seen: set[str] = set()
     for key in store.redis.scan_iter(match=head + "*}", count=1000):
         uid = key[len(head):-1]
-        if "}" in uid:  # another per-user key whose suffix happens to end in a brace
+        if "}" in uid or uid in seen:  # another per-user key whose suffix ends in a brace, or a repeat
             continue
+        seen.add(uid)
         ids.append(uid)
         if len(ids) >= batch:
             yield _fetch(store, ids, fields)
