@@ -29,6 +29,7 @@ the decides' instructions go: ``callgrind.whole.2``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import shutil
 import subprocess
@@ -150,10 +151,7 @@ def _count(base: list[str], work: Path, sock: Path, settings: Settings, plan: Pl
            label: str) -> tuple[float, float]:
     """A callgrind'ed server on the population's RDB: instructions per bare EVALSHA and per decide."""
     out = work / f"callgrind.{label.replace(' ', '_')}"
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                             *base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        r = _wait(sock, timeout=120)
+    with _callgrind_server(base, sock, out) as (proc, r):
         store = Store.connect(settings)
         engine = DecisionEngine(store, settings)  # compiles scripts.DECIDE as it is now
         rng, clock = random.Random(1), plan.t_end + 4 * 86400
@@ -171,13 +169,24 @@ def _count(base: list[str], work: Path, sock: Path, settings: Settings, plan: Pl
             engine.decide(user_id(rng.randrange(plan.users)), now=clock)
         _control(proc.pid, "-d")  # <out>.2: the decides (the counters restart at each dump)
         store.close()
+    return _total(Path(f"{out}.1")) / n, _total(Path(f"{out}.2")) / n
+
+
+@contextlib.contextmanager
+def _callgrind_server(base: list[str], sock: Path, out: Path):
+    """The server command ``base`` under callgrind, instrumentation off, dumps to ``out``.N: yields (process,
+    client); shut down afterwards (killed if it will not go)."""
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                             *base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        r = _wait(sock, timeout=120)
+        yield proc, r
         r.shutdown(nosave=True)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return _total(Path(f"{out}.1")) / n, _total(Path(f"{out}.2")) / n
 
 
 def _count_fixed(base: list[str], work: Path, sock: Path, n: int) -> dict[str, float]:
@@ -190,11 +199,8 @@ def _count_fixed(base: list[str], work: Path, sock: Path, n: int) -> dict[str, f
              "the helpers' closures": (helpers + "\nreturn 1", 0),
              "the config table": ("local conf = " + lua_literal({"base": engine_cfg, "xs": []}) + "\nreturn 1", 0)}
     out = work / "callgrind.fixed"
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                             *base], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     got = {}
-    try:
-        r = _wait(sock, timeout=120)
+    with _callgrind_server(base, sock, out) as (proc, r):
         for i, (label, (src, nkeys)) in enumerate(cases.items(), 1):
             sha = r.script_load(src)
             args = [f"k{j}" for j in range(nkeys)] + [f"a{j}" for j in range(nkeys)]
@@ -206,12 +212,6 @@ def _count_fixed(base: list[str], work: Path, sock: Path, n: int) -> dict[str, f
             _control(proc.pid, "-i", "off")
             _control(proc.pid, "-d")
             got[label] = _total(Path(f"{out}.{i}")) / n
-        r.shutdown(nosave=True)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     bare = got.pop("return 1")
     return {"EVALSHA of return 1": bare, **{label: cost - bare for label, cost in got.items()}}
 

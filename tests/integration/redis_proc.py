@@ -17,6 +17,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 30.0, what: str = "service") -> None:
+    """Until ``base``/healthz answers 200; fails with the process's output if it exits first or the time runs out."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or still booting
+            pass
+        out = proc.stdout or proc.stderr
+        assert proc.poll() is None, out.read() if out else f"exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what} did not come up in {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 class RedisProcess:
     """redis-server on a free loopback port with its files in ``directory``; AOF on or off."""
 

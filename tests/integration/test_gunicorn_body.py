@@ -4,40 +4,25 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from redis_proc import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_url(store):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "REDIS_URL": store.settings.redis_url, "BANDIT_PUSH_PREFIX": store.settings.prefix,
            "BANDIT_PUSH_QUIET_HOURS": "off", "BANDIT_PUSH_MAX_BODY_BYTES": "4096"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "api:create_app()", "-b",
                              f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, "gunicorn did not come up in 60 s"
-        time.sleep(0.2)
+    wait_healthy(url, proc, timeout=60, what="gunicorn")
     yield url
     proc.terminate()
     proc.wait(timeout=20)

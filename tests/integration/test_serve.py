@@ -1,19 +1,12 @@
 """The newcomer's path: `bandit-push serve` on an embedded Redis starts, decides over HTTP, and stops cleanly."""
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import psutil
 import requests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from redis_proc import free_port, wait_healthy
 
 
 def _embedded_socket(tmp_path) -> str:
@@ -32,16 +25,7 @@ def test_serve_embedded_start_decide_stop(tmp_path):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or still booting
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "service did not come up in 60 s"
-            time.sleep(0.3)
+        wait_healthy(base, proc, timeout=60)
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "gunicorn" in names and "rq.cli" in names and "workers.scheduler" in names

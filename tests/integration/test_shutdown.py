@@ -20,7 +20,7 @@ import retail
 from bandit_push import models
 from bandit_push.config import Settings
 from bandit_push.store import Store
-from redis_proc import free_port
+from redis_proc import free_port, wait_healthy
 from workers.queue import job_state
 
 
@@ -39,16 +39,7 @@ def service(redis_server):
         store = Store.connect(Settings(redis_url=redis_server.url, prefix=prefix, quiet_hours="off", seed=7))
         started.append((proc, store))
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "service did not come up in 30 s"
-            time.sleep(0.2)
+        wait_healthy(base, proc)
         return proc, base, store, port
 
     yield start
