@@ -82,6 +82,9 @@ class Settings:
     prefix: str = "bp:"                    #: every Redis key starts with it
     data_dir: str = ".bandit-push"         #: where the embedded redis keeps its files
     redis_timeout_s: float = 2.0           #: socket timeout; beyond it a request answers 503
+    #: decide through a Redis Function (FCALL) on servers that have them (7.0+): helpers and constant settings are
+    #: built once when the library loads, not on every call as with EVALSHA; older servers always use EVALSHA
+    redis_functions: bool = True
 
     policy: str = "thompson"               #: thompson | ucb | cadence
     cost: float = 0.0                      #: the policy sends when net value beats this
@@ -327,8 +330,11 @@ def _parse(f: dataclasses.Field, raw: str, env_name: str) -> Any:
     """Turn one environment string into the field's type, or fail naming the variable."""
     try:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, bool):  # (anything else is a mistake, not a quiet false)
+            word = raw.strip().lower()
+            if word in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return word in ("1", "true", "yes", "on")
+            raise ValueError(f"{raw!r} is not true or false")
         if isinstance(default, int) or f.name == "seed":
             return int(raw)
         if isinstance(default, float):

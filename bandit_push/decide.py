@@ -9,6 +9,7 @@ and reads its answer.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from hiredis import pack_command
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from bandit_push import scripts
 from bandit_push.config import Settings
@@ -168,6 +169,30 @@ class _Compiled:
     snapshot: Snapshot
     script: Any  # redis.commands.core.Script
     policies: tuple[tuple[str, ...], ...]  # per running experiment, its variants' policy names
+    function: str | None = None  # the same code as a Redis Function (its library's name and its own), or None
+    library: str | None = None   # that library's code, for FUNCTION LOAD
+
+
+def function_library(source: str, name: str) -> str:
+    """The decide script ``source`` as a Redis Functions library ``name`` with one function of that name.
+
+    Everything before the script's body (the helpers, the constant settings) runs once, when the library loads;
+    the body is the function. A library's top level may not touch Lua's globals (``math``, ``string``...):
+    the helpers' two uses of them there are bound on the function's first call instead."""
+    cut = source.index(_BODY_START)
+    top = source[:cut]
+    for line in _TOP_GLOBALS:
+        if top.count(line) != 1:
+            raise AssertionError(f"the decide script changed: update _TOP_GLOBALS ({line!r})")
+        top = top.replace(line, line.split(" = ", 1)[0])  # the declaration stays; the value comes on first call
+    bind = "if not pow then " + "; ".join(line.removeprefix("local ") for line in _TOP_GLOBALS) + " end\n"
+    return (f"#!lua name={name}\n{top}\nredis.register_function('{name}', function(KEYS, ARGV)\n"
+            f"{bind}{source[cut:]}\nend)\n")
+
+
+_BODY_START = "local nx = #conf.xs\n"
+_TOP_GLOBALS = ("local pow, sqrt, floor = math.pow, math.sqrt, math.floor",
+                "local TZ_DST = '^' .. string.rep('([^,]+),', 9) .. '([^,]+)$'")
 
 
 def _overrides(base: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +257,13 @@ class DecisionEngine:
             source = scripts.DECIDE.replace("local conf = CONFIG", "local conf = " + lua_literal(
                 {"base": self._base, "xs": xs}), 1)
             policies = tuple(tuple(str(v.policy.get("name")) for v in x.variants) for x in snapshot.running)
-            self._compiled = compiled = _Compiled(snapshot, self.store.redis.register_script(source), policies)
+            function = library = None
+            if self.settings.redis_functions and self.store.functions:
+                function = self.store.library_tag() + hashlib.sha1(source.encode()).hexdigest()[:16]
+                library = function_library(source, function)
+                self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+            self._compiled = compiled = _Compiled(snapshot, self.store.redis.register_script(source), policies,
+                                                  function, library)
             return compiled
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
@@ -266,7 +297,7 @@ class DecisionEngine:
             if rate_limit is not None:  # the caller's token, taken in the same script
                 kk.append(keys.rate_bucket(rate_limit.key_id))
                 args += [repr(float(rate_limit.rate)), repr(float(rate_limit.burst))]
-            out = self._eval(compiled.script, tuple(kk), tuple(args))
+            out = self._eval(compiled, tuple(kk), tuple(args))
             if out[0] != "stale":
                 break
             self.registry.refresh()
@@ -290,23 +321,30 @@ class DecisionEngine:
             context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
             items_source=source, experiment=experiment)
 
-    def _eval(self, script: Any, keys: tuple, args: tuple) -> Any:
-        """EVALSHA of the decide script on this thread's own connection.
+    def _eval(self, compiled: _Compiled, keys: tuple, args: tuple) -> Any:
+        """FCALL of the decide function (EVALSHA of the script where the server has no Functions) on this
+        thread's own connection.
 
         The hot path: the same command as ``Script.__call__``, without taking and returning a pool
         connection per call (about a third of redis-py's per-command cost). Connection errors retry
         and reconnect under the connection's own retry policy, as ``Redis.execute_command`` does;
-        NOSCRIPT (a restarted or flushed server) loads the script and runs it again.
+        NOSCRIPT or a missing function (a restarted, flushed or failed-over server) loads it and runs it again.
         """
         conn = self.store.thread_connection()
+        script, function = compiled.script, compiled.function
 
         def run() -> Any:
             # hiredis packs the command straight from str/int arguments: a third of redis-py's packing cost
-            conn.send_packed_command([pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))])
+            command = ("FCALL", function) if function else ("EVALSHA", script.sha)
+            conn.send_packed_command([pack_command((*command, len(keys), *keys, *args))])
             return conn.read_response()
 
         try:
             return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
         except NoScriptError:
             script.sha = self.store.redis.script_load(script.script)
-            return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
+        except ResponseError as e:
+            if not (function and str(e).startswith("Function not found")):
+                raise
+            self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", compiled.library)
+        return conn.retry.call_with_retry(run, lambda error: conn.disconnect())

@@ -1,6 +1,7 @@
 """The Redis store: one client per process, the Lua scripts registered once on it."""
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 
@@ -35,6 +36,7 @@ class Store:
         self.experiment_update_script = client.register_script(scripts.EXPERIMENT_UPDATE)
         self._binary: redis.Redis | None = None
         self._local = threading.local()
+        self._functions: bool | None = None
 
     @classmethod
     def connect(cls, settings: Settings) -> "Store":
@@ -57,6 +59,18 @@ class Store:
             self._binary = redis.Redis(connection_pool=pool)
         return self._binary
 
+    @property
+    def functions(self) -> bool:
+        """Whether the server runs Redis Functions (7.0 and later; asked once)."""
+        if self._functions is None:
+            version = str(self.redis.info("server").get("redis_version", "0"))
+            self._functions = int(version.split(".")[0]) >= 7
+        return self._functions
+
+    def library_tag(self) -> str:
+        """The start of the names of this prefix's function libraries (letters, digits, underscores only)."""
+        return "bp_" + hashlib.sha1(self.settings.prefix.encode()).hexdigest()[:10] + "_"
+
     def thread_connection(self) -> redis.connection.Connection:
         """This thread's own connection for hot-path commands (decide), taken from the pool once.
 
@@ -70,8 +84,9 @@ class Store:
         return held.conn
 
     def delete_prefix(self, prefix: str | None = None, batch: int = 1000) -> int:
-        """Delete every key under ``prefix`` (default: this store's own); returns how many.
-        For tests, benchmarks and simulation runs that own their prefix: a deployment never calls it."""
+        """Delete every key under ``prefix`` (default: this store's own), and this prefix's decide function
+        libraries; returns how many keys. For tests, benchmarks and simulation runs that own their prefix: a
+        deployment never calls it."""
         prefix = self.settings.prefix if prefix is None else prefix
         doomed, deleted = [], 0
         for key in self.redis.scan_iter(match=f"{prefix}*", count=batch):
@@ -81,6 +96,12 @@ class Store:
                 doomed = []
         if doomed:
             deleted += self.redis.delete(*doomed)
+        if self.functions and prefix == self.settings.prefix:  # its decide libraries (server-wide, not in a db)
+            tag = self.library_tag()
+            for lib in self.redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", tag + "*"):
+                name = (lib if isinstance(lib, dict) else dict(zip(lib[::2], lib[1::2])))["library_name"]
+                if name.startswith(tag):
+                    self.redis.execute_command("FUNCTION", "DELETE", name)
         return deleted
 
     def ping(self) -> bool:

@@ -198,8 +198,7 @@ def round_trips(r: redis.Redis, port: int, prefix: str, n: int, users: int, cloc
     """Count, with MONITOR, the commands the app's connections send for ``n`` sequential decides."""
     marker = f"{prefix}monitor-end:{uuid.uuid4().hex}"
     seen: list[dict] = []
-    before = (r.info("stats")["total_commands_processed"],
-              r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    before = (r.info("stats")["total_commands_processed"], _decide_calls(r))
     with r.monitor() as mon:
         reader = threading.Thread(target=_read_monitor, args=(mon, marker, seen), daemon=True)
         reader.start()
@@ -215,8 +214,7 @@ def round_trips(r: redis.Redis, port: int, prefix: str, n: int, users: int, cloc
         clock.consume(clock.t0 + n * 60)
         r.echo(marker)
         reader.join(timeout=30)
-    after = (r.info("stats")["total_commands_processed"],
-             r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    after = (r.info("stats")["total_commands_processed"], _decide_calls(r))
     # the app's connections: those that sent a command naming the benchmark's keys
     app_clients = {(c["client_address"], c["client_port"]) for c in seen
                    if c["client_type"] != "lua" and prefix in c["command"]}
@@ -230,9 +228,15 @@ def round_trips(r: redis.Redis, port: int, prefix: str, n: int, users: int, cloc
             "round_trips_per_decide": sum(by_command.values()) / max(ok, 1),
             "lua_internal_calls_per_decide": lua / max(ok, 1),
             "server_commands_per_decide_incl_lua": (after[0] - before[0]) / max(ok, 1),
-            "server_evalsha_per_decide": (after[1] - before[1]) / max(ok, 1),
+            "server_evalsha_or_fcall_per_decide": (after[1] - before[1]) / max(ok, 1),
             "note": "round trips come from MONITOR, filtered to the app's connections; the server_* INFO "
                     "deltas are server-wide and include other clients of the same Redis"}
+
+
+def _decide_calls(r: redis.Redis) -> int:
+    """EVALSHA and FCALL calls the server has counted (a decide is one of them, see ``redis_functions``)."""
+    stats = r.info("commandstats")
+    return sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("evalsha", "fcall"))
 
 
 def _read_monitor(mon, marker: str, seen: list[dict]) -> None:

@@ -57,3 +57,11 @@ def test_security_settings_from_env():
     assert s.api_keys[2][1] == "ab" * 32  # digests are compared in lower case
     assert s.rate_limits == {"admin": 50.0, "gateway": 100.0, "read": 50.0}
     assert s.timestamp_min == 1e9
+
+
+def test_a_switch_reads_true_or_false_and_nothing_else():
+    assert Settings.from_env({"BANDIT_PUSH_REDIS_FUNCTIONS": "off"}).redis_functions is False
+    assert Settings.from_env({"BANDIT_PUSH_ALLOW_REPURCHASE": "Yes"}).allow_repurchase is True
+    with pytest.raises(ConfigError) as e:  # a typo must not quietly mean false
+        Settings.from_env({"BANDIT_PUSH_REDIS_FUNCTIONS": "ture"})
+    assert "BANDIT_PUSH_REDIS_FUNCTIONS" in str(e.value)

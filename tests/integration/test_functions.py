@@ -1,0 +1,48 @@
+"""The decide as a Redis Function where the server has them (7.0+), as a script where it does not (the embedded
+Redis 6.2): the same decisions either way, the library loaded again when the server lost it, removed with its
+prefix."""
+import random
+
+from bandit_push.decide import DecisionEngine
+from bandit_push.store import Store
+
+T0 = 1_780_000_000.0
+
+
+def _libraries(store) -> list[str]:
+    out = store.redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", store.library_tag() + "*")
+    return [(lib if isinstance(lib, dict) else dict(zip(lib[::2], lib[1::2])))["library_name"] for lib in out]
+
+
+def _run(store, settings) -> list[tuple]:
+    """Three rounds of decides for six users, 5 h apart (sends, gaps, the recency buckets move), seeded draws."""
+    engine = DecisionEngine(store, settings, rng=random.Random(5))
+    out = []
+    for r in range(3):
+        for u in range(6):
+            d = engine.decide(f"u{u}", now=T0 + r * 5 * 3600 + u)
+            out.append((d.send, d.reason, d.segment, d.propensity, d.context["recency"], d.items_source))
+    return out, engine
+
+
+def test_function_and_script_decide_alike(store, settings):
+    other = Store.connect(settings.replace(prefix=settings.prefix + "s:", redis_functions=False))
+    try:
+        by_function, engine = _run(store, settings)
+        by_script, script_engine = _run(other, other.settings)
+        assert by_function == by_script and any(send for send, *_ in by_function)
+        assert script_engine._compiled.function is None
+        if not store.functions:  # Redis 6.2 (the embedded one): the script, and no library anywhere
+            assert engine._compiled.function is None
+            return
+        name = engine._compiled.function
+        assert name and _libraries(store) == [name]
+        # a server that lost its functions (FUNCTION FLUSH, a failover to a replica without them): loaded again
+        store.redis.execute_command("FUNCTION", "DELETE", name)
+        assert engine.decide("u9", now=T0).segment == "new"
+        assert _libraries(store) == [name]
+        store.delete_prefix()
+        assert _libraries(store) == []
+    finally:
+        other.delete_prefix()
+        other.close()
