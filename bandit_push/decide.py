@@ -10,6 +10,7 @@ and reads its answer.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 import re
@@ -31,6 +32,7 @@ from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
 
 DEFAULT_SPACE = "default"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,11 @@ class DecisionEngine:
             if self.settings.redis_functions and self.store.functions:
                 function = self.store.library_tag() + hashlib.sha1(source.encode()).hexdigest()[:16]
                 library = function_library(source, function)
-                self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+                try:
+                    self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+                except ResponseError as e:  # e.g. an ACL without FUNCTION: the script still works
+                    log.warning("decide stays an EVALSHA script: FUNCTION LOAD was refused (%s)", e)
+                    function = library = None
             self._compiled = compiled = _Compiled(snapshot, self.store.redis.register_script(source), policies,
                                                   function, library)
             return compiled

@@ -46,3 +46,25 @@ def test_function_and_script_decide_alike(store, settings):
     finally:
         other.delete_prefix()
         other.close()
+
+
+def test_a_server_that_refuses_function_load_gets_the_script(tmp_path, settings):
+    """An ACL user without FUNCTION: the engine says so in the log and decides with EVALSHA."""
+    import redis as redis_py
+    from redis_proc import RedisProcess
+
+    server = RedisProcess(str(tmp_path), aof=False)
+    server.start()
+    try:
+        admin = redis_py.Redis.from_url(server.url)
+        if int(admin.info("server")["redis_version"].split(".")[0]) < 7:
+            raise AssertionError("the fault tests' redis-server must be 7.0 or later (it runs Functions)")
+        admin.execute_command("ACL", "SETUSER", "gw", "on", ">pw", "~*", "+@all", "-function")
+        url = server.url.replace("redis://", "redis://gw:pw@")
+        store = Store.connect(settings.replace(redis_url=url))
+        engine = DecisionEngine(store, store.settings)
+        d = engine.decide("acl", now=T0)
+        assert store.functions and engine._compiled.function is None and d.segment == "new"
+        store.close()
+    finally:
+        server.kill()
