@@ -97,12 +97,18 @@ class Store:
         if doomed:
             deleted += self.redis.delete(*doomed)
         if self.functions and prefix == self.settings.prefix:  # its decide libraries (server-wide, not in a db)
-            tag = self.library_tag()
-            for lib in self.redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", tag + "*"):
-                name = (lib if isinstance(lib, dict) else dict(zip(lib[::2], lib[1::2])))["library_name"]
-                if name.startswith(tag):
-                    self.redis.execute_command("FUNCTION", "DELETE", name)
+            for name in self.libraries():
+                self.redis.execute_command("FUNCTION", "DELETE", name)
         return deleted
+
+    def libraries(self) -> list[str]:
+        """The names of this prefix's function libraries on the server (none where it has no Functions)."""
+        if not self.functions:
+            return []
+        tag = self.library_tag()
+        names = [(lib if isinstance(lib, dict) else dict(zip(lib[::2], lib[1::2])))["library_name"]
+                 for lib in self.redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", tag + "*")]
+        return [name for name in names if name.startswith(tag)]
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

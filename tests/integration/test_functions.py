@@ -9,11 +9,6 @@ from bandit_push.store import Store
 T0 = 1_780_000_000.0
 
 
-def _libraries(store) -> list[str]:
-    out = store.redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", store.library_tag() + "*")
-    return [(lib if isinstance(lib, dict) else dict(zip(lib[::2], lib[1::2])))["library_name"] for lib in out]
-
-
 def _run(store, settings) -> list[tuple]:
     """Three rounds of decides for six users, 5 h apart (sends, gaps, the recency buckets move), seeded draws."""
     engine = DecisionEngine(store, settings, rng=random.Random(5))
@@ -36,13 +31,13 @@ def test_function_and_script_decide_alike(store, settings):
             assert engine._compiled.function is None
             return
         name = engine._compiled.function
-        assert name and _libraries(store) == [name]
+        assert name and store.libraries() == [name]
         # a server that lost its functions (FUNCTION FLUSH, a failover to a replica without them): loaded again
         store.redis.execute_command("FUNCTION", "DELETE", name)
         assert engine.decide("u9", now=T0).segment == "new"
-        assert _libraries(store) == [name]
+        assert store.libraries() == [name]
         store.delete_prefix()
-        assert _libraries(store) == []
+        assert store.libraries() == []
     finally:
         other.delete_prefix()
         other.close()
