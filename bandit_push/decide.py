@@ -172,7 +172,6 @@ class _Compiled:
     script: Any  # redis.commands.core.Script
     policies: tuple[tuple[str, ...], ...]  # per running experiment, its variants' policy names
     function: str | None = None  # the same code as a Redis Function (its library's name and its own), or None
-    library: str | None = None   # that library's code, for FUNCTION LOAD
 
 
 def function_library(source: str, name: str) -> str:
@@ -259,18 +258,20 @@ class DecisionEngine:
             source = scripts.DECIDE.replace("local conf = CONFIG", "local conf = " + lua_literal(
                 {"base": self._base, "xs": xs}), 1)
             policies = tuple(tuple(str(v.policy.get("name")) for v in x.variants) for x in snapshot.running)
-            function = library = None
+            script, function = self.store.redis.register_script(source), None
             if self.settings.redis_functions and self.store.functions:
                 function = self.store.library_tag() + hashlib.sha1(source.encode()).hexdigest()[:16]
-                library = function_library(source, function)
                 try:
-                    self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+                    self._load(script, function)
                 except ResponseError as e:  # e.g. an ACL without FUNCTION: the script still works
                     log.warning("decide stays an EVALSHA script: FUNCTION LOAD was refused (%s)", e)
-                    function = library = None
-            self._compiled = compiled = _Compiled(snapshot, self.store.redis.register_script(source), policies,
-                                                  function, library)
+                    function = None
+            self._compiled = compiled = _Compiled(snapshot, script, policies, function)
             return compiled
+
+    def _load(self, script: Any, function: str) -> None:
+        """Load (or replace) the library that holds ``script``'s code as the function ``function``."""
+        self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", function_library(script.script, function))
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
                channel: str | None = None, rate_limit: RateLimit | None = None) -> Decision:
@@ -352,5 +353,5 @@ class DecisionEngine:
         except ResponseError as e:
             if not (function and str(e).startswith("Function not found")):
                 raise
-            self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", compiled.library)
+            self._load(script, function)
         return conn.retry.call_with_retry(run, lambda error: conn.disconnect())

@@ -66,6 +66,13 @@ PIECES = [
                                  "items[#items + 1] = '1'")]),
     ("the decision record", [("redis.call('HSET', dkey, unpack(record))", ""), ("redis.call('EXPIRE', dkey, cfg.ttl)", "")]),
     ("the time-zone rule", [("local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400", "local lsec = now % 86400")]),
+    # what caching each segment's pacing choice could save at most: only the user's own load arm read, no loop
+    ("the load arms' reading and comparing", [
+        ("    if load ~= 'L' then for j = 2, #fs do fields[3 + j] = seg .. fs[j] end end",
+         "    if load ~= 'L' then fields[4] = seg .. fs[load + 2] end"),
+        (scripts.DECIDE[scripts.DECIDE.index("    local means, vars = {}, {}\n"):
+                        scripts.DECIDE.index("'pacing' end\n", scripts.DECIDE.index("    local means, vars")) + 13],
+         "    larm = arm_load(raw[4], size)\n    if load > 1 then reason = 'pacing' end\n")]),
 ]
 
 
