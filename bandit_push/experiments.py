@@ -210,10 +210,15 @@ def _from_hash(experiment_id: int, h: dict[str, str]) -> Experiment:
         started_at=opt("started"), stopped_at=opt("stopped"))
 
 
-def create(store: Store, settings: Settings, body: Any, now: float | None = None) -> Experiment:
-    """Validate and store a new experiment as a draft; returns it with its id."""
+def create(store: Store, settings: Settings, body: Any, now: float | None = None,
+           salt: str | None = None) -> Experiment:
+    """Validate and store a new experiment as a draft; returns it with its id.
+
+    ``salt`` seeds the assignment hash; a fresh random one by default (clients cannot choose it: a reused salt
+    would hand a new experiment the old one's split). Tests pass one to make a split reproducible.
+    """
     definition = parse_definition(body, settings)
-    definition["salt"] = secrets.token_hex(8)
+    definition["salt"] = secrets.token_hex(8) if salt is None else salt
     now = time.time() if now is None else now
     keys = store.keys
     experiment_id = int(store.redis.hincrby(keys.counters(), "experiments", 1))
