@@ -101,13 +101,20 @@ def _rows(store: Store, settings: Settings, ids: list[str], since: float, until:
             yield row
 
 
+#: the fields of a record's ``d``, tab-separated in this order
+LOG_FIELDS = ("q", "r", "p", "m")
+
+
 def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
-    """A record read as bytes: text fields decoded; the packed ``z`` (what the policy saw) unpacked to
-    ``z`` = (mean, var, segment sends) and ``l`` = seconds since the last push (absent if never)."""
+    """A record read as bytes: text fields decoded; ``d`` split into :data:`LOG_FIELDS` (propensity, reason,
+    policy, model); the packed ``z`` (what the policy saw) unpacked to ``z`` = (mean, var,
+    segment sends) and ``l`` = seconds since the last push (absent if never)."""
     out: dict[str, Any] = {}
     for k, v in raw.items():
         name = k.decode()
-        if name == "z":
+        if name == "d":
+            out.update(zip(LOG_FIELDS, v.decode().split("\t")))
+        elif name == "z":
             mean, var, sends, gap = struct.unpack("<dddd", v)
             out["z"] = (mean, var, sends)
             if not math.isnan(gap):

@@ -106,6 +106,11 @@ def test_a_killed_refit_process_leaves_the_old_model_serving(store, settings, wo
     assert 0 < store.redis.ttl(store.keys.refit_lock("mf")) <= settings.refit_timeout_s + 60
 
 
+def _logged_model(store, decision):
+    from bandit_push.decision_log import decode
+    return decode(store.binary.hgetall(store.keys.decision(decision["decision_id"])))["m"]
+
+
 def test_new_version_served_without_restart(client, store, settings):
     sample = retail.sample(200)
     retail.ingest(store, settings, sample)
@@ -113,10 +118,10 @@ def test_new_version_served_without_restart(client, store, settings):
     uid = sample[0].user_id
     d1 = client.post("/v1/decide", json={"user_id": uid, "now": LATER}).get_json()
     assert d1["items_source"] == "model"
-    assert store.redis.hget(store.keys.decision(d1["decision_id"]), "m") == "mf:1"
+    assert _logged_model(store, d1) == "mf:1"
     assert fit(store, settings)["version"] == "2"  # same app instance: its next request serves version 2
     d2 = client.post("/v1/decide", json={"user_id": uid, "now": LATER + 86400}).get_json()
-    assert store.redis.hget(store.keys.decision(d2["decision_id"]), "m") == "mf:2"
+    assert _logged_model(store, d2) == "mf:2"
     cache = client.application.extensions["bandit_push"].models
     client.post("/v1/events", json={"user_id": uid, "item_id": sample[1].item_id, "type": "view", "ts": LATER})
     assert cache.get(store, "mf").version == "2"
