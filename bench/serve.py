@@ -20,7 +20,10 @@ Steps, about 3 minutes with the defaults on 2 cores:
 3. Serving: gunicorn on ``api:create_app()`` with quiet hours off (``BANDIT_PUSH_QUIET_HOURS=off``; the
    users live in 12 time zones, and a refusal at night would skip the policy's work). wrk drives
    decide (random user, a `now` that moves on 2 s per request so that the minimum gap rarely
-   refuses) and ping with the same Lua script, threads and connections, alternating in slices.
+   refuses) and ping with the same Lua script, threads and connections, alternating in slices; and, as a
+   third endpoint of the same app (bench/floor_app.py: api:create_app() plus this one route), the bare answer
+   after one Redis round trip (``trip`` in the report): the most a one-round-trip decide could reach here,
+   so that what separates decide from it is decide's own work (its Python and its script).
    Gunicorn: by default the configuration the service ships (Procfile, ``bandit-push serve``): 4 sync
    workers — the machine has 2 cores shared by the workers, Redis and wrk, Python is CPU-bound, and a
    sync worker idles during its Redis round trip, so 2 per core. ``--configs sync:2,sync:4,gthread:2x4``
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(res, indent=2) + "\n")
     print_report(res)
     print(f"\nwall time {res['wall_s']:.0f} s; JSON: {out}")
-    bad = [(lv["connections"], m) for lv in res["levels"] for m in ("ping", "decide")
+    bad = [(lv["connections"], m) for lv in res["levels"] for m in ("ping", "floor", "decide")
            if lv[m]["non2xx"] or sum(lv[m]["errors"].values())]
     if bad or res["round_trips"]["ok"] != res["round_trips"]["decides"]:
         print(f"ERROR: non-2xx answers or socket errors (runs {bad}); see {LOG}", file=sys.stderr)
@@ -175,20 +178,21 @@ def pick_config(configs: list[dict], args: argparse.Namespace, r: redis.Redis, c
 
 def measure_level(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> dict:
     """Ping and decide at one load level, alternating in slices so that a noisy neighbour hits both alike."""
-    slices: dict[str, list[dict]] = {"ping": [], "decide": []}
+    slices: dict[str, list[dict]] = {"ping": [], "floor": [], "decide": []}
     for _ in range(args.repeats):
         for mode in slices:
             slices[mode].append(run_wrk(server, r, mode, conns, args.threads, args.duration / args.repeats,
                                         args.users, clock))
     runs = {mode: combine(x) for mode, x in slices.items()}
     print(f"  -c {conns}: decide {runs['decide']['rps']:.0f}/s p99 {runs['decide']['p99_ms']:.1f} ms, "
-          f"ping {runs['ping']['rps']:.0f}/s p99 {runs['ping']['p99_ms']:.1f} ms", flush=True)
+          f"ping {runs['ping']['rps']:.0f}/s p99 {runs['ping']['p99_ms']:.1f} ms, "
+          f"one round trip {runs['floor']['rps']:.0f}/s", flush=True)
     return {"connections": conns, "threads": min(args.threads, conns), **runs}
 
 
 def warm_up(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> None:
     """Let every worker load its script and connect to Redis before anything is measured."""
-    for mode in ("decide", "ping"):
+    for mode in ("decide", "ping", "floor"):
         run_wrk(server, r, mode, conns, args.threads, 1, args.users, clock)
 
 
@@ -314,8 +318,11 @@ def verdict(res: dict) -> dict:
         "interaction_bytes": (m["interaction_bytes"], m["interaction_bytes"] <= TARGETS["interaction_bytes"],
                               "<= 24 B"),
     }
+    trip = at["floor"]
     return {"at_connections": at["connections"],
             "p99_ratio": at["decide"]["p99_ms"] / at["ping"]["p99_ms"],
+            # the ceiling of any one-round-trip decide, and how much of it decide's own work leaves
+            "trip_ratio": trip["rps"] / at["ping"]["rps"], "decide_to_trip": at["decide"]["rps"] / trip["rps"],
             "targets": {k: {"value": v, "ok": ok, "target": t} for k, (v, ok, t) in rows.items()}}
 
 
@@ -328,25 +335,25 @@ def print_report(res: dict) -> None:
               f"p99 {t['decide']['p99_ms']:6.2f} ms | ping {t['ping']['rps']:6.0f}/s p99 {t['ping']['p99_ms']:6.2f} ms"
               f" | decide/bare {t['decide']['rps'] / t['ping']['rps']:.2f}")
     print(f"{'conns':>5} {'endpoint':<8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'send':>5} "
-          f"{'CPU ms/req srv|redis|wrk':>25} {'switches/req':>12} {'other':>6}  {'decide/bare req/s':>17} "
-          f"{'decide/bare p99':>15}")
+          f"{'CPU ms/req srv|redis|wrk':>25} {'switches/req':>12} {'other':>6}  {'/bare req/s':>17} "
+          f"{'/bare p99':>15}")
     for lv in res["levels"]:
         d, p = lv["decide"], lv["ping"]
-        for name, x in (("ping", p), ("decide", d)):
+        for name, x in (("ping", p), ("trip", lv["floor"]), ("decide", d)):
             c = x["cpu_ms_per_request"]
             cpu = f"{c['server']:.3f}|{c['redis']:.3f}|{c['wrk']:.3f}" if c else "n/a"
             other = f"{x['cpu']['other']:.0%}" if x["cpu"] else "n/a"
             sw = x.get("switches_per_request") or {}
             switches = "|".join(f"{sw[k]:.2f}" for k in ("server", "redis") if k in sw) or "n/a"
             send = f"{x['send_rate']:.0%}" if x["send_rate"] is not None else ""
-            ratios = f"  {d['rps'] / p['rps']:17.2f} {d['p99_ms'] / p['p99_ms']:15.2f}" if name == "decide" else ""
+            ratios = f"  {x['rps'] / p['rps']:17.2f} {x['p99_ms'] / p['p99_ms']:15.2f}" if name != "ping" else ""
             print(f"{lv['connections']:>5} {name:<8} {x['rps']:7.0f} {x['p50_ms']:7.2f} {x['p99_ms']:7.2f} "
                   f"{send:>5} {cpu:>25} {switches:>12} {other:>6}{ratios}")
         print(f"{'':>14}decide reasons: {d['reasons']}")
     print(f"   ({res['args']['repeats']} alternating slices per endpoint and level: req/s over all, p50/p99 the "
           f"median slice; CPU ms/req: gunicorn workers | redis-server | wrk; switches/req: context switches of "
           f"the workers | of redis-server (on this host); other: the machine's CPU used outside the benchmark, "
-          f"a noisy-neighbour gauge)")
+          f"a noisy-neighbour gauge; trip: the bare answer after one Redis round trip, bench/floor_app.py)")
     rt = res["round_trips"]
     print(f"\n== round trips (MONITOR): {rt['ok']} decides, app connections sent {rt['app_commands']} -> "
           f"{rt['round_trips_per_decide']:.2f} per decide; Lua-internal calls {rt['lua_internal_calls_per_decide']:.1f}"
@@ -380,6 +387,8 @@ def print_report(res: dict) -> None:
     for name, t in v["targets"].items():
         print(f"   {name:<24} {t['value']:9.2f}{units[name]:<3}  target {t['target']:<28} "
               f"{'ok' if t['ok'] else 'MISSED'}")
+    print(f"   (one round trip / bare {v['trip_ratio']:.2f}: the most a decide of one Redis round trip reaches here; "
+          f"decide / one round trip {v['decide_to_trip']:.2f})")
 
 
 def _safe(url: str) -> str:

@@ -33,7 +33,8 @@ def parse_config(spec: str) -> dict:
 
 
 class Server:
-    """gunicorn on ``api:create_app()`` for the benchmark's prefix, on a free local port, quiet hours off."""
+    """gunicorn on ``api:create_app()`` (with bench/floor_app.py's one route) for the benchmark's prefix, on a free
+    local port, quiet hours off."""
 
     def __init__(self, cfg: dict, redis_url: str, prefix: str, log: Path):
         self.cfg, self.redis_url, self.prefix, self.log = cfg, redis_url, prefix, log
@@ -45,7 +46,8 @@ class Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "REDIS_URL": self.redis_url, "BANDIT_PUSH_PREFIX": self.prefix,
                "BANDIT_PUSH_QUIET_HOURS": "off"}
-        cmd = [str(Path(sys.executable).parent / "gunicorn"), "api:create_app()", "-b", f"127.0.0.1:{self.port}",
+        # the service's app with the benchmark's round-trip route (bench/floor_app.py)
+        cmd = [str(Path(sys.executable).parent / "gunicorn"), "bench.floor_app:create()", "-b", f"127.0.0.1:{self.port}",
                "-k", self.cfg["worker_class"], "-w", str(self.cfg["workers"]), "--threads", str(self.cfg["threads"]),
                "--log-level", "warning", "--error-logfile", str(self.log)]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env)
