@@ -208,6 +208,8 @@ end
 -- 3 bytes of dense item index and a 16-bit quantised score), named through the ixmap hash; then the segment's
 -- popular list and the global one from the pop hash. excluded (a set of ids) is extended with the picks.
 -- returns {item, score, item, score, ...}, the source of the first item, the model label for the record
+-- item index -> its decimal text: like tz_memo, it outlives the call in a Redis Function (bounded: emptied at 65,536)
+local ix_text, ix_text_n = {}, 0
 local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
   local items, chosen, source, model = {}, 0, 'none', 'popular'
   local raw = redis.call('GET', recs_key)
@@ -220,8 +222,16 @@ local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
     if want > 0 then
       local ixs, qs = {}, {}
       for j = 0, want - 1 do
-        local ix, q = struct.unpack('<I3H', raw, 13 + 5 * j)
-        ixs[#ixs + 1] = ix; qs[#qs + 1] = q
+        -- the entry's five bytes in one call (struct.unpack parses its format on every call); the index as the
+        -- hash field's text, from ix_text (an integer handed to redis.call is formatted with a sprintf)
+        local b1, b2, b3, q1, q2 = string.byte(raw, 13 + 5 * j, 17 + 5 * j)
+        local ix = b1 + 256 * b2 + 65536 * b3
+        local t = ix_text[ix]
+        if not t then
+          if ix_text_n >= 65536 then ix_text, ix_text_n = {}, 0 end
+          t = tostring(ix); ix_text[ix] = t; ix_text_n = ix_text_n + 1
+        end
+        ixs[#ixs + 1] = t; qs[#qs + 1] = q1 + 256 * q2
       end
       local ids = redis.call('HMGET', ixmap_key, unpack(ixs))
       for j = 1, #ixs do
