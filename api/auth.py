@@ -87,7 +87,8 @@ class Guard:
         self._scopes: dict[str, str] = {}
 
     def check(self) -> None:
-        rule = request.url_rule
+        req = request._get_current_object()  # (see api.services: attributes of the request, not of the proxy)
+        rule = req.url_rule
         if rule is None:  # the route does not exist: 404/405 follow, revealing only the public contract
             return
         needed = self._scopes.get(rule.rule)
@@ -96,11 +97,11 @@ class Guard:
         if needed == OPEN:
             return
         if not self.keys:
-            if not is_loopback(request.remote_addr) or _proxied():
+            if not is_loopback(req.remote_addr) or _proxied(req.environ):
                 raise Forbidden("no API keys are configured, so only loopback clients are served; "
                                 "set BANDIT_PUSH_API_KEYS", code="auth_not_configured")
             return
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = req.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("an API key is required: send Authorization: Bearer <key>",
@@ -118,7 +119,7 @@ class Guard:
         rate = self.settings.rate_limits.get(scope, 0.0)
         if rate > 0:
             limit = RateLimit(digest.hex()[:32], rate, self.settings.rate_bursts.get(scope, 1.0))
-            if request.endpoint in FOLDED:  # the view takes the token inside its own single round trip
+            if req.endpoint in FOLDED:  # the view takes the token inside its own single round trip
                 g.rate_limit = limit
                 return
             wait = ratelimit.take(self.store, limit.key_id, limit.rate, limit.burst)
@@ -127,9 +128,9 @@ class Guard:
                                   retry_after=wait)
 
 
-def _proxied() -> bool:
-    """A request relayed by a proxy on this host looks local: forwarding headers give it away."""
-    env = request.environ  # (the WSGI names of X-Forwarded-For, Forwarded, X-Real-IP: cheaper than headers)
+def _proxied(env: dict) -> bool:
+    """A request relayed by a proxy on this host looks local: forwarding headers give it away (their WSGI names
+    in ``env``, the request's environ: cheaper than its headers)."""
     return "HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env or "HTTP_X_REAL_IP" in env
 
 

@@ -26,7 +26,7 @@ def decide():
     now = v.timestamp(body.get("now"), "now", default=time.time(), settings=settings)
     k = v.integer(body.get("k"), "k", 1, settings.max_k, default=settings.default_k)
     channel = v.short_text(body["channel"], "channel") if body.get("channel") is not None else None
-    decision = s.engine.decide(user_id, now=now, k=k, channel=channel, rate_limit=g.get("rate_limit"))
+    decision = s.engine.decide(user_id, now=now, k=k, channel=channel, rate_limit=g._get_current_object().get("rate_limit"))
     return Response(response_body(decision), mimetype="application/json")
 
 
