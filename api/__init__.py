@@ -31,7 +31,7 @@ WORKER_ENV = "BANDIT_PUSH_WORKER_ID"
 
 def services() -> Services:
     # (the app itself, not an attribute through the context-local proxy: each attribute the proxy forwards costs
-    # an AttributeError raised and cleared inside it, seven times what the resolution costs)
+    # an AttributeError raised and cleared inside it, several times what the resolution costs)
     return current_app._get_current_object().extensions["bandit_push"]
 
 

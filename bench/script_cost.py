@@ -21,7 +21,9 @@ Steps (about 1 minute):
 5. With ``--fixed``: what every call pays before the script's own work, each counted apart as a script that
    does only that: taking 20 arguments, creating the helpers' closures, building the config table.
 
-Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--app] [--pieces] [--fixed] [--keep DIR]
+Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--app] [--pieces] [--fixed] [--server PATH] [--keep DIR]
+With ``--server PATH`` another redis-server binary counts (e.g. ``/usr/bin/redis-server``): on 7.0+ the decide is
+the ``FCALL`` of its function library, as a Redis 7 deployment runs it (the embedded 6.2 has no Functions).
 Needs valgrind (Debian/Ubuntu: ``apt-get update && apt-get install -y valgrind``).
 With ``--keep DIR`` the callgrind files stay in DIR (``callgrind_annotate DIR/callgrind.out.2`` shows where
 the decides' instructions go: ``callgrind.whole.2``).

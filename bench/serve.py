@@ -21,7 +21,7 @@ Steps, about 3 minutes with the defaults on 2 cores:
    users live in 12 time zones, and a refusal at night would skip the policy's work). wrk drives
    decide (random user, a `now` that moves on 2 s per request so that the minimum gap rarely
    refuses) and ping with the same Lua script, threads and connections, alternating in slices; and, as a
-   third endpoint of the same app (bench/floor_app.py: api:create_app() plus this one route), the bare answer
+   third endpoint of the same app (bench/trip_app.py: api:create_app() plus this one route), the bare answer
    after one Redis round trip (``trip`` in the report): the most a one-round-trip decide could reach here,
    so that what separates decide from it is decide's own work (its Python and its script).
    Gunicorn: by default the configuration the service ships (Procfile, ``bandit-push serve``): 4 sync
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(res, indent=2) + "\n")
     print_report(res)
     print(f"\nwall time {res['wall_s']:.0f} s; JSON: {out}")
-    bad = [(lv["connections"], m) for lv in res["levels"] for m in ("ping", "floor", "decide")
+    bad = [(lv["connections"], m) for lv in res["levels"] for m in ("ping", "trip", "decide")
            if lv[m]["non2xx"] or sum(lv[m]["errors"].values())]
     if bad or res["round_trips"]["ok"] != res["round_trips"]["decides"]:
         print(f"ERROR: non-2xx answers or socket errors (runs {bad}); see {LOG}", file=sys.stderr)
@@ -178,7 +178,7 @@ def pick_config(configs: list[dict], args: argparse.Namespace, r: redis.Redis, c
 
 def measure_level(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> dict:
     """Ping and decide at one load level, alternating in slices so that a noisy neighbour hits both alike."""
-    slices: dict[str, list[dict]] = {"ping": [], "floor": [], "decide": []}
+    slices: dict[str, list[dict]] = {"ping": [], "trip": [], "decide": []}
     for _ in range(args.repeats):
         for mode in slices:
             slices[mode].append(run_wrk(server, r, mode, conns, args.threads, args.duration / args.repeats,
@@ -186,13 +186,13 @@ def measure_level(server: Server, r: redis.Redis, args: argparse.Namespace, conn
     runs = {mode: combine(x) for mode, x in slices.items()}
     print(f"  -c {conns}: decide {runs['decide']['rps']:.0f}/s p99 {runs['decide']['p99_ms']:.1f} ms, "
           f"ping {runs['ping']['rps']:.0f}/s p99 {runs['ping']['p99_ms']:.1f} ms, "
-          f"one round trip {runs['floor']['rps']:.0f}/s", flush=True)
+          f"one round trip {runs['trip']['rps']:.0f}/s", flush=True)
     return {"connections": conns, "threads": min(args.threads, conns), **runs}
 
 
 def warm_up(server: Server, r: redis.Redis, args: argparse.Namespace, conns: int, clock: Clock) -> None:
     """Let every worker load its script and connect to Redis before anything is measured."""
-    for mode in ("decide", "ping", "floor"):
+    for mode in ("decide", "ping", "trip"):
         run_wrk(server, r, mode, conns, args.threads, 1, args.users, clock)
 
 
@@ -318,7 +318,7 @@ def verdict(res: dict) -> dict:
         "interaction_bytes": (m["interaction_bytes"], m["interaction_bytes"] <= TARGETS["interaction_bytes"],
                               "<= 24 B"),
     }
-    trip = at["floor"]
+    trip = at["trip"]
     return {"at_connections": at["connections"],
             "p99_ratio": at["decide"]["p99_ms"] / at["ping"]["p99_ms"],
             # the ceiling of any one-round-trip decide, and how much of it decide's own work leaves
@@ -339,7 +339,7 @@ def print_report(res: dict) -> None:
           f"{'/bare p99':>15}")
     for lv in res["levels"]:
         d, p = lv["decide"], lv["ping"]
-        for name, x in (("ping", p), ("trip", lv["floor"]), ("decide", d)):
+        for name, x in (("ping", p), ("trip", lv["trip"]), ("decide", d)):
             c = x["cpu_ms_per_request"]
             cpu = f"{c['server']:.3f}|{c['redis']:.3f}|{c['wrk']:.3f}" if c else "n/a"
             other = f"{x['cpu']['other']:.0%}" if x["cpu"] else "n/a"
@@ -353,7 +353,7 @@ def print_report(res: dict) -> None:
     print(f"   ({res['args']['repeats']} alternating slices per endpoint and level: req/s over all, p50/p99 the "
           f"median slice; CPU ms/req: gunicorn workers | redis-server | wrk; switches/req: context switches of "
           f"the workers | of redis-server (on this host); other: the machine's CPU used outside the benchmark, "
-          f"a noisy-neighbour gauge; trip: the bare answer after one Redis round trip, bench/floor_app.py)")
+          f"a noisy-neighbour gauge; trip: the bare answer after one Redis round trip, bench/trip_app.py)")
     rt = res["round_trips"]
     print(f"\n== round trips (MONITOR): {rt['ok']} decides, app connections sent {rt['app_commands']} -> "
           f"{rt['round_trips_per_decide']:.2f} per decide; Lua-internal calls {rt['lua_internal_calls_per_decide']:.1f}"

@@ -3,7 +3,7 @@
 -- wrk ... -s bench/serve_wrk.lua URL -- <mode> <users> <t0> <step> <threads>
 --   mode    decide: POST /v1/decide {"user_id": "u<random 0..users-1>", "now": <clock>}
 --           ping:   GET /v1/ping (the bare baseline; same Lua request/response path)
---           floor:  GET /bench/round-trip (the bare answer after one Redis round trip: bench/floor_app.py)
+--           trip:   GET /bench/round-trip (the bare answer after one Redis round trip: bench/trip_app.py)
 --   t0      the first decision's `now` (epoch s); every request moves the clock on by `step`
 --           seconds, interleaved over threads, so a user drawn twice is rarely inside the
 --           minimum gap of its previous push and the guardrails refuse little
@@ -27,7 +27,7 @@ function init(args)
   math.randomseed(os.time() * 97 + tid)
   n, sent, non2xx, last_now = 0, 0, 0, 0
   reasons = {}
-  ping_req = wrk.format("GET", mode == "floor" and "/bench/round-trip" or "/v1/ping")
+  ping_req = wrk.format("GET", mode == "trip" and "/bench/round-trip" or "/v1/ping")
   headers = {["Content-Type"] = "application/json"}
 end
 

@@ -33,7 +33,7 @@ def parse_config(spec: str) -> dict:
 
 
 class Server:
-    """gunicorn on ``api:create_app()`` (with bench/floor_app.py's one route) for the benchmark's prefix, on a free
+    """gunicorn on ``api:create_app()`` (with bench/trip_app.py's one route) for the benchmark's prefix, on a free
     local port, quiet hours off."""
 
     def __init__(self, cfg: dict, redis_url: str, prefix: str, log: Path):
@@ -46,8 +46,8 @@ class Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "REDIS_URL": self.redis_url, "BANDIT_PUSH_PREFIX": self.prefix,
                "BANDIT_PUSH_QUIET_HOURS": "off"}
-        # the service's app with the benchmark's round-trip route (bench/floor_app.py)
-        cmd = [str(Path(sys.executable).parent / "gunicorn"), "bench.floor_app:create()", "-b", f"127.0.0.1:{self.port}",
+        # the service's app with the benchmark's round-trip route (bench/trip_app.py)
+        cmd = [str(Path(sys.executable).parent / "gunicorn"), "bench.trip_app:create()", "-b", f"127.0.0.1:{self.port}",
                "-k", self.cfg["worker_class"], "-w", str(self.cfg["workers"]), "--threads", str(self.cfg["threads"]),
                "--log-level", "warning", "--error-logfile", str(self.log)]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env)
