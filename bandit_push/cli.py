@@ -16,7 +16,7 @@ import sys
 import time
 
 from bandit_push import embedded, experiments_cli
-from bandit_push.config import QUEUE, Settings, is_loopback
+from bandit_push.config import Settings, is_loopback
 from bandit_push.errors import BanditPushError
 
 
@@ -28,12 +28,27 @@ def _children(args: argparse.Namespace, url: str, settings: Settings) -> list[tu
                       "--graceful-timeout", str(settings.shutdown_timeout_s), "--log-level", "warning",
                       "api:create_app()"])]
     if not args.no_worker:
-        procs.append(("worker", [py, "-c", "from rq.cli import main; main()", "worker", "--url", url,
-                                 "--worker-class", "workers.worker.Worker", "--with-scheduler",
-                                 "--serializer", "rq.serializers.JSONSerializer", "--logging_level", "WARNING",
-                                 QUEUE]))
+        procs.append(("worker", worker_command(url, settings, "WARNING")))
         procs.append(("scheduler", [py, "-m", "workers.scheduler"]))
     return procs
+
+
+def worker_command(url: str, settings: Settings, logging_level: str = "INFO") -> list[str]:
+    """The RQ worker of this deployment: our worker class, JSON jobs only, on the queue of its key prefix."""
+    return [sys.executable, "-c", "from rq.cli import main; main()", "worker", "--url", url,
+            "--worker-class", "workers.worker.Worker", "--with-scheduler",
+            "--serializer", "rq.serializers.JSONSerializer", "--logging_level", logging_level, settings.queue]
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Become the RQ worker of the deployment that ``REDIS_URL`` and ``BANDIT_PUSH_*`` name (Procfile ``worker``)."""
+    settings = Settings.from_env()
+    if not settings.redis_url:
+        print("bandit-push: REDIS_URL is not set (a worker joins a running deployment's Redis)", file=sys.stderr)
+        return 2
+    cmd = worker_command(settings.redis_url, settings, args.logging_level)
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -286,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="gunicorn sync worker processes (default 4: a sync worker idles while it waits for Redis)")
     p.add_argument("--no-worker", action="store_true", help="run the API only, without RQ worker and scheduler")
     p.set_defaults(func=serve)
+    p = sub.add_parser("worker", help="run an RQ worker for this deployment's jobs (the queue of its key prefix)")
+    p.add_argument("--logging-level", default="INFO", help="RQ's logging level (default INFO)")
+    p.set_defaults(func=worker)
     p = sub.add_parser("refresh-popular", help="recompute the popular-items lists now")
     p.set_defaults(func=refresh_popular)
     p = sub.add_parser("simulate", help="learned policies vs fixed cadences on a simulated population, over HTTP")

@@ -19,8 +19,6 @@ from bandit_push.errors import ConfigError
 
 #: The engagement outcomes a gateway reports, in the order arms store them.
 OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "dismissed", "unsubscribed")
-#: The RQ queue the service's jobs run on.
-QUEUE = "bandit-push"
 #: The shopping events a gateway forwards.
 EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase", "app_open")
 #: API key scopes: ``admin`` may do everything, the others only their own endpoints (see api/auth.py).
@@ -178,6 +176,12 @@ class Settings:
                 values[f.name] = _parse(f, env[name], name)
         values.update(overrides)
         return cls(**values).validate()
+
+    @property
+    def queue(self) -> str:
+        """The RQ queue of this deployment's jobs, one per key prefix (``bp:jobs`` by default): deployments that
+        share a Redis run only their own jobs, each against its own keys."""
+        return f"{self.prefix}jobs"
 
     def replace(self, **changes: Any) -> "Settings":
         """A validated copy with some settings changed."""

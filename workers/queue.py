@@ -12,7 +12,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from bandit_push import refit as refits
-from bandit_push.config import QUEUE, Settings
+from bandit_push.config import Settings
 from bandit_push.errors import NotFound
 from bandit_push.store import Store
 from workers import jobs
@@ -33,15 +33,15 @@ def _fetch(connection: Redis, job_id: str) -> Job | None:
         return None
 
 
-def reap_abandoned(connection: Redis) -> None:
-    """RQ's own cleanup of the queue's running jobs whose heartbeat has lapsed (their worker died):
+def reap_abandoned(connection: Redis, queue: str) -> None:
+    """RQ's own cleanup of ``queue``'s running jobs whose heartbeat has lapsed (their worker died):
     each is retried if it has retries left, else failed with ``AbandonedJobError``. A live worker
     does this only every ``maintenance_interval`` (10 min); readers call it so a dead worker's job
     shows as failed or requeued as soon as its heartbeat lapses, worker or no worker."""
-    StartedJobRegistry(QUEUE, connection=connection, serializer=JSONSerializer).cleanup()
+    StartedJobRegistry(queue, connection=connection, serializer=JSONSerializer).cleanup()
 
 
-def holder_ended(connection: Redis, holder: str) -> bool:
+def holder_ended(connection: Redis, queue: str, holder: str) -> bool:
     """Whether the refit lock's holder is an RQ job that will not run again: ended, or abandoned by a
     dead worker with no retry left. A CLI holder, a job being retried and a job id not stored yet
     (a concurrent request is enqueueing it) count as running."""
@@ -49,14 +49,14 @@ def holder_ended(connection: Redis, holder: str) -> bool:
         return False
     job = _fetch(connection, holder)
     if job is not None and job.get_status() == JobStatus.STARTED:
-        reap_abandoned(connection)
+        reap_abandoned(connection, queue)
         job = _fetch(connection, holder)
     return job is not None and job.get_status() in DONE
 
 
 def take_over(store: Store, settings: Settings, name: str, holder: str, owner: str) -> bool:
     """Make ``owner`` hold the refit lock of ``name`` if ``holder`` still holds it and has ended."""
-    if not holder_ended(store.binary, holder):
+    if not holder_ended(store.binary, settings.queue, holder):
         return False
     return store.redis.set(store.keys.refit_lock(name), owner, xx=True, ex=settings.refit_timeout_s + 60,
                            get=True) == holder
@@ -81,7 +81,7 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
     if name not in refits.REFITS:
         raise NotFound(f"unknown model {name!r}; one of {list(refits.REFITS)}", field="name", code="unknown_model")
     conn = store.binary
-    queue = Queue(QUEUE, connection=conn, serializer=JSONSerializer)
+    queue = Queue(settings.queue, connection=conn, serializer=JSONSerializer)
     job = queue.create_job(jobs.refit, args=(name,), timeout=settings.refit_timeout_s, retry=refit_retry(settings),
                            result_ttl=7 * 86400, failure_ttl=7 * 86400)
     for _ in range(3):
@@ -95,16 +95,19 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
         if take_over(store, settings, name, holder, job.id):
             queue.enqueue_job(job)
             return job.id, True
-        if not holder_ended(conn, holder):
+        if not holder_ended(conn, settings.queue, holder):
             return holder, False
     return store.redis.get(store.keys.refit_lock(name)) or job.id, False
 
 
 def job_state(store: Store, job_id: str) -> dict[str, Any]:
     """State, timings, progress and result summary (or error) of a job."""
+    queue = store.settings.queue
     job = _fetch(store.binary, job_id)
+    if job is not None and job.origin != queue:  # another deployment's job (RQ's job ids are not prefixed)
+        job = None
     if job is not None and job.get_status() == JobStatus.STARTED:
-        reap_abandoned(store.binary)  # its worker may be dead: report it failed or requeued, not running
+        reap_abandoned(store.binary, queue)  # its worker may be dead: report it failed or requeued, not running
         job = _fetch(store.binary, job_id)
     if job is None:
         raise NotFound(f"job {job_id!r} is unknown or has expired", field="job_id", code="unknown_job")

@@ -15,7 +15,7 @@ from rq.cron import CronJob, CronScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from workers import QUEUE, jobs
+from workers import jobs
 from bandit_push.config import Settings
 from workers.queue import refit_retry
 from workers.schedule import periodic
@@ -53,7 +53,7 @@ def build(connection: Redis, settings: Settings | None = None) -> JSONCronSchedu
     scheduler = JSONCronScheduler(connection=connection)
     for func, interval, timeout in periodic(settings):
         retry = refit_retry(settings) if func in (jobs.refit_mf, jobs.refit_segments) else None
-        scheduler.register(func, QUEUE, interval=interval, job_timeout=timeout, retry=retry)
+        scheduler.register(func, settings.queue, interval=interval, job_timeout=timeout, retry=retry)
     return scheduler
 
 

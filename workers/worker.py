@@ -12,7 +12,7 @@ RQ runs each job in a forked work-horse in its own process group, which outlives
 and would go on running the job unwatched while the job is declared abandoned and run again. This
 class's work-horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux, else within 0.2 s), so a dead worker's job is
 never running twice: it is retried or failed, and a refit it was doing publishes nothing. Run:
-``rq worker --worker-class workers.worker.Worker --with-scheduler --serializer rq.serializers.JSONSerializer bandit-push``.
+``bandit-push worker`` (``bandit_push.cli.worker_command``: this class, JSON jobs, the queue of the key prefix).
 """
 from __future__ import annotations
 

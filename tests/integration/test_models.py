@@ -14,7 +14,6 @@ from rq.serializers import JSONSerializer
 
 import retail
 from bandit_push import models, refit, segmentation, toplists, users
-from bandit_push.config import QUEUE
 from bandit_push.decide import ranked_items
 from bandit_push.errors import NotFound
 
@@ -25,17 +24,19 @@ LATER = END + 30 * 86400
 @pytest.fixture
 def worker_env(monkeypatch, settings, store):
     """The environment an RQ worker reads its settings from: this test's Redis and prefix; an empty queue
-    (RQ's keys are not under the test's prefix: another test's job must not run on this test's data)."""
-    Queue(QUEUE, connection=store.binary, serializer=JSONSerializer).empty()
+    (the queue is the prefix's own); RQ's keys are not under the prefix, so the queue and its jobs go afterwards."""
+    queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
     monkeypatch.setenv("BANDIT_PUSH_PREFIX", settings.prefix)
     monkeypatch.setenv("BANDIT_PUSH_QUIET_HOURS", "off")
     monkeypatch.setenv("BANDIT_PUSH_SEED", str(settings.seed))
+    yield
+    queue.delete(delete_jobs=True)
 
 
 def work(store) -> None:
     """Run every queued job with a real RQ worker (in process, JSON serializer, burst)."""
-    queue = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer)
+    queue = Queue(store.settings.queue, connection=store.binary, serializer=JSONSerializer)
     SimpleWorker([queue], connection=store.binary, serializer=JSONSerializer).work(burst=True)
 
 
@@ -307,7 +308,7 @@ def test_a_scheduled_refit_finding_the_lock_taken_skips(store, settings, worker_
 
     retail.ingest(store, settings, retail.sample(100))
     assert refit.claim(store, settings, "mf", "cli:elsewhere:1") is None  # a CLI refit holds the lock
-    queue = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer)
+    queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
     job = queue.enqueue(jobs.refit_mf)
     work(store)
     assert job.return_value() == {"model": "mf", "skipped": "a refit of this model is already running",
@@ -322,7 +323,7 @@ def test_scheduled_refits_are_retried_like_requested_ones(store, settings):
     from workers.scheduler import build
 
     s = settings.replace(refit_retries=2, refit_retry_interval_s=7)
-    queue = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer)
+    queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
     before = set(queue.job_ids)
     due = build(store.binary, s).enqueue_jobs()  # a new scheduler: every job is due at once
     assert len(due) == 4
@@ -349,3 +350,34 @@ def test_the_schedule_has_both_refits_at_their_intervals(settings):
     s = settings.replace(mf_refit_hours=2, segments_refit_hours=12, refit_timeout_s=900)
     table = {func: (interval, timeout) for func, interval, timeout in periodic(s)}
     assert table[jobs.refit_mf] == (7200, 900) and table[jobs.refit_segments] == (43200, 900)
+
+
+def test_deployments_sharing_a_redis_run_only_their_own_jobs(client, store, settings, worker_env):
+    """Two key prefixes on one Redis are two deployments: each has its own queue, a worker of the other one
+    leaves this one's refit alone, and neither API shows the other's jobs."""
+    from api import create_app
+    from bandit_push.store import Store
+
+    other = settings.replace(prefix=settings.prefix + "other:")
+    assert other.queue != settings.queue and settings.replace(prefix="bp:").queue == "bp:jobs"
+    retail.ingest(store, settings, retail.sample(100))
+    job_id = client.post("/v1/models/mf/refit").get_json()["job_id"]
+    mine = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
+    theirs = Queue(other.queue, connection=store.binary, serializer=JSONSerializer)
+    assert mine.job_ids == [job_id] and theirs.job_ids == []
+    SimpleWorker([theirs], connection=store.binary, serializer=JSONSerializer).work(burst=True)
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["state"] == "queued"
+    other_app = create_app(other)
+    try:
+        resp = other_app.test_client().get(f"/v1/jobs/{job_id}")
+        assert resp.status_code == 404 and resp.get_json()["error"] == "unknown_job"
+    finally:
+        other_app.extensions["bandit_push"].store.close()
+    work(store)
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["state"] == "finished"
+    assert models.current(store, "mf") == "1"
+    other_store = Store.connect(other)
+    try:
+        assert models.current(other_store, "mf") is None
+    finally:
+        other_store.close()

@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 
 import retail
 from bandit_push import models, refit
-from bandit_push.config import QUEUE, Settings
+from bandit_push.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT, GRACE = 1, 2
@@ -47,10 +47,8 @@ def start_worker(settings):
     started = []
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", "from rq.cli import main; main()", "worker",
-                                 "--url", settings.redis_url, "--worker-class", "workers.worker.Worker",
-                                 "--with-scheduler", "--serializer", "rq.serializers.JSONSerializer",
-                                 "--logging_level", "WARNING", QUEUE],
+        # the Procfile's worker: `bandit-push worker` becomes RQ's worker on this prefix's queue (same pid)
+        proc = subprocess.Popen([sys.executable, "-m", "bandit_push.cli", "worker", "--logging-level", "WARNING"],
                                 cwd=ROOT, env=env, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(proc)
@@ -158,7 +156,7 @@ def test_work_horse_sigkilled_scheduled_refit_takes_the_lock_over(client, store,
     print(f"work-horse killed: job {job['state']}: {job['error']}")
     assert models.current(store, "mf") == "1"
     # the periodic refit (the scheduler's job, not the API) finds the dead job's lock and takes it over
-    periodic = Queue(QUEUE, connection=store.binary, serializer=JSONSerializer).enqueue(jobs.refit_mf,
+    periodic = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer).enqueue(jobs.refit_mf,
                                                                                          job_timeout=600)
     job = wait_for(client, periodic.id, lambda j: j["state"] in ("finished", "failed"), timeout=60)
     assert job["state"] == "finished" and job["result"].get("version") == "2", job
