@@ -102,6 +102,9 @@ class Settings:
     #: with pacing, whether to push more than once per week stays with the means, but the load is chosen by each
     #: load arm's posterior mean minus this many posterior sds (policies/base.py, pacing_choice); 0: by the means
     pacing_caution: float = 0.0
+    #: Thompson sampling draws the net value from its posterior with the sd times this (Chapelle & Li 2011: below 1
+    #: a policy explores less per opportunity); the propensity stays exact
+    thompson_scale: float = 1.0
     half_life_hours: float = 14 * 24.0     #: arm statistics halve in weight over this time
     recency_edges_hours: tuple[float, ...] = (3.0, 12.0, 24.0, 72.0, 168.0)
     #: daypart start hours (local time) and names; a daypart runs until the next one starts
@@ -200,7 +203,7 @@ class Settings:
         if not self.prefix or any(c in self.prefix for c in "{} \t\n*?[]"):
             raise bad("prefix", "must be non-empty, without braces, spaces or glob characters")
         for name in ("event_dedup_hours", "half_life_hours", "attribution_window_hours", "decision_ttl_hours", "prior_strength",
-                     "redis_timeout_s", "cadence_gap_hours", "pacing_window_hours"):
+                     "redis_timeout_s", "cadence_gap_hours", "pacing_window_hours", "thompson_scale"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
         for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours"):

@@ -450,7 +450,7 @@ else
     if cfg.kind == 'cadence' then
       send = (not lp) or (now - lp >= cfg.gap)
     elseif cfg.kind == 'thompson' then
-      local p = phi((mu - cfg.cost) / sqrt(var))
+      local p = phi((mu - cfg.cost) / (cfg.thompson_scale * sqrt(var)))
       send = u < p
       if send then prop = p else prop = 1 - p end
     else

@@ -18,11 +18,11 @@ class ThompsonSampling(Policy):
 
     name = "thompson"
     kind = "thompson"
-    defaults = {"cost": 0.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0}
+    defaults = {"cost": 0.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0, "thompson_scale": 1.0}
 
     def send_probability(self, arm: ArmView) -> float:
         mean, var = arm.posterior(self.prior)
-        return phi((mean - self.params["cost"]) / math.sqrt(var))
+        return phi((mean - self.params["cost"]) / (self.params["thompson_scale"] * math.sqrt(var)))
 
     def send_probabilities(self, arms: LoggedArms) -> npt.NDArray[np.float64]:
-        return phi_array((arms.mean - self.params["cost"]) / np.sqrt(arms.var))
+        return phi_array((arms.mean - self.params["cost"]) / (self.params["thompson_scale"] * np.sqrt(arms.var)))

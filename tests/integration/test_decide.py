@@ -33,10 +33,12 @@ def test_iso_now_equals_epoch_now(make_app):
     assert iso["send"] and c.get("/v1/users/a").get_json()["last_push"] == T0
 
 
-def test_thompson_propensity_is_the_reference_probability(make_app, settings):
-    """Each decision's propensity equals the numpy reference on the arm as it stood (sends accumulate)."""
-    c = make_app().test_client()
-    policy = POLICIES["thompson"](settings)
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_thompson_propensity_is_the_reference_probability(make_app, settings, scale):
+    """Each decision's propensity equals the numpy reference on the arm as it stood (sends accumulate), with the
+    posterior's sd as it is and scaled down (thompson_scale)."""
+    c = make_app(thompson_scale=scale).test_client()
+    policy = POLICIES["thompson"](settings.replace(thompson_scale=scale))
     sends, expected = 0, []
     for i in range(300):
         zero = np.zeros(len(OUTCOMES))  # one segment, no feedback: the arm, its segment and the space agree
@@ -109,11 +111,14 @@ def test_policy_config_errors_name_the_field(settings):
     assert from_config({"name": "cadence", "cadence_gap_hours": 12}, settings).params == {"cadence_gap_hours": 12.0}
     assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost, "pool_events": settings.pool_events,
                                                                  "pacing": settings.pacing,
-                                                                 "pacing_caution": settings.pacing_caution}
+                                                                 "pacing_caution": settings.pacing_caution,
+                                                                 "thompson_scale": settings.thompson_scale}
     for config, field in ((None, "variants[1].policy"), ({"name": "nope"}, "variants[1].policy.name"),
                           ({"name": "ucb", "gap": 3}, "variants[1].policy.gap"),
                           ({"name": "thompson", "cost": "high"}, "variants[1].policy.cost"),
-                          ({"name": "thompson", "cost": float("nan")}, "variants[1].policy.cost")):
+                          ({"name": "thompson", "cost": float("nan")}, "variants[1].policy.cost"),
+                          ({"name": "thompson", "thompson_scale": 0}, "variants[1].policy.thompson_scale"),
+                          ({"name": "ucb", "thompson_scale": 0.5}, "variants[1].policy.thompson_scale")):
         with pytest.raises(InvalidArgument) as e:
             from_config(config, settings, field="variants[1].policy")
         assert e.value.field == field, (config, e.value.field)

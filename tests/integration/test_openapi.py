@@ -156,6 +156,15 @@ def test_limits_and_enums_match_the_code(doc):
         assert s[name]["oneOf"][0]["minimum"] == validation.MIN_TS
 
 
+def test_policy_schema_names_every_policy_setting(doc):
+    """A variant's policy may set each registered policy's own settings: the schema documents exactly those."""
+    from bandit_push.policies import POLICIES
+
+    settings = set().union(*(p.defaults for p in POLICIES.values()))
+    props = doc["components"]["schemas"]["PolicyConfig"]["properties"]
+    assert set(props) == settings | {"name"} and props["name"]["enum"] == list(POLICIES)
+
+
 def _examples(node: Any, loc: tuple[str | int, ...] = ()):
     """Every (schema location, example) pair: examples of media types and parameters, and of schemas."""
     if isinstance(node, list):
