@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bandit_push import events as ev
 
-DATA = Path("/work/shared/data/online_retail/interactions.csv.gz")
+DATA = Path(__file__).resolve().parents[2].parent / "shared/data/online_retail/interactions.csv.gz"
 
 
 @lru_cache(maxsize=None)
