@@ -18,6 +18,21 @@ from bandit_push.config import Settings
 from bandit_push.store import Store
 
 
+def pytest_addoption(parser):
+    parser.addoption("--only-redis-url", action="store_true",
+                     help="run only the tests that use the shared Redis (the redis_url fixture, directly or through "
+                          "settings, store, app ...): a second pass against another Redis need not repeat the others "
+                          "(pure unit tests, and tests that start a redis-server or an embedded Redis of their own)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--only-redis-url"):
+        return
+    keep = [item for item in items if "redis_url" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
     url = os.environ.get("REDIS_URL")
