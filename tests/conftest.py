@@ -54,30 +54,10 @@ def settings(redis_url) -> Settings:
     return Settings(redis_url=redis_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:", quiet_hours="off", seed=7)
 
 
-def _delete_jobs(store: Store) -> None:
-    """RQ's keys of the test's queue (they carry RQ's prefix, not ours): the queue, its jobs and their results."""
-    from rq import Queue
-    from rq.job import Job
-    from rq.registry import (CanceledJobRegistry, DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry,
-                             ScheduledJobRegistry, StartedJobRegistry)
-    from rq.serializers import JSONSerializer
-
-    queue = Queue(store.settings.queue, connection=store.binary, serializer=JSONSerializer)
-    ids = set(queue.job_ids)
-    for registry in (CanceledJobRegistry, DeferredJobRegistry, FailedJobRegistry, FinishedJobRegistry,
-                     ScheduledJobRegistry, StartedJobRegistry):
-        ids.update(registry(queue=queue).get_job_ids())
-    for job in Job.fetch_many(sorted(ids), connection=store.binary, serializer=JSONSerializer):
-        if job is not None:
-            job.delete()
-    queue.delete(delete_jobs=True)
-
-
 @pytest.fixture
 def store(settings):
     s = Store.connect(settings)
     yield s
-    _delete_jobs(s)
     s.delete_prefix()
     s.close()
 
