@@ -28,8 +28,10 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if not config.getoption("--only-redis-url"):
         return
-    keep = [item for item in items if "redis_url" in getattr(item, "fixturenames", ())]
-    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    keep, drop = [], []
+    for item in items:
+        (keep if "redis_url" in getattr(item, "fixturenames", ()) else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
     items[:] = keep
 
 
