@@ -41,6 +41,7 @@ ROUTE_SCOPES: tuple[tuple[str, str], ...] = (
     ("/v1/segments", "read"),
     ("/v1/dashboards", "read"),
     ("/v1/decisions/export", "read"),
+    ("/v1/decisions/*", "read"),
     ("/v1/experiments/*/report", "read"),
     ("/v1/experiments", "admin"),
     ("/v1/models", "admin"),

@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", metavar="DIR", help="write the table, JSON and figures here")
     p.set_defaults(func=simulate)
     p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")
-    p.add_argument("model", choices=["mf", "segments"])
+    p.add_argument("model", choices=["mf", "segments", "policy"])
     p.set_defaults(func=refit)
     p = sub.add_parser("export-log", help="write the decision log (newline-delimited JSON) of a time window")
     p.add_argument("--since", type=_timestamp, help="epoch seconds or ISO 8601 (default: the retention's start)")

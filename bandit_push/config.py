@@ -138,6 +138,10 @@ class Settings:
     shutdown_timeout_s: int = 30           #: SIGTERM: in-flight requests and jobs get this long to finish
     mf_refit_hours: float = 6.0            #: the MF refit runs periodically at this interval
     segments_refit_hours: float = 24.0     #: the segmentation refit runs periodically at this interval
+    policy_refit_minutes: float = 60.0     #: the engagement model (per-user evidence's prior) refits at this interval
+    user_evidence: bool = False            #: the user's engagement multiplier scales their net value (engagement.py)
+    thompson_episodes: bool = False        #: Thompson sampling holds one draw per user and push episode
+    snapshot_seconds: float = 5.0          #: a serving process rereads shared, slowly-changing state this often
     segment_count: int = 6                 #: behavioural segments the clustering makes
     segment_min_events: int = 3            #: users with fewer shopping events stay in segment ``new``
 
@@ -206,7 +210,8 @@ class Settings:
                      "redis_timeout_s", "cadence_gap_hours", "pacing_window_hours", "thompson_scale"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
-        for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours"):
+        for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours", "policy_refit_minutes",
+                     "snapshot_seconds"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
         for name in ("mf_regularization", "mf_popular_blend", "mf_threads", "mf_seed"):

@@ -18,13 +18,16 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from hiredis import pack_command
 from redis.exceptions import NoScriptError, ResponseError
 
 from bandit_push import scripts
-from bandit_push.config import Settings
+from bandit_push.config import OUTCOMES, Settings
+from bandit_push.engagement import ENGAGED, EngagementParams
+from bandit_push.sendtime import SendTimes
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
 from bandit_push.policies import POLICIES, Policy
@@ -65,15 +68,19 @@ class Decision:
     context: dict[str, Any]
     items_source: str
     experiment: dict[str, Any] | None = None
+    retry_at: float | None = None  #: epoch seconds: when to ask again, for a refusal about the moment
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "decision_id": self.decision_id, "send": self.send,
             "items": [{"item_id": i.item_id, "score": i.score} for i in self.items],
             "items_source": self.items_source, "segment": self.segment, "reason": self.reason,
             "propensity": self.propensity, "policy": self.policy, "experiment": self.experiment,
             "context": self.context,
         }
+        if self.retry_at is not None:
+            out["retry_at"] = datetime.fromtimestamp(self.retry_at, timezone.utc).isoformat().replace("+00:00", "Z")
+        return out
 
 
 def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE, model: str = "popular") -> dict[str, Any]:
@@ -95,6 +102,9 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
         "ll": settings.recency_edges_hours[-1] * 3600.0,
         "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
         "excl": settings.exclude_pushed_days * 86400.0,
+        # the outcomes whose first report marks a decision engaged (the user's evidence, see engagement.py)
+        "eo": [OUTCOMES.index(o) + 1 for o in ENGAGED],
+        "nouser": not settings.user_evidence, "episodes": settings.thompson_episodes,
         # (expiries as text: a number handed to redis.call is formatted with a sprintf on every call)
         "ttl": str(int(settings.decision_ttl_hours * 3600)),
         "lttl": str(int(settings.decision_ttl_hours * 3600) + 3600),  # the decision log's hour index
@@ -229,10 +239,21 @@ class DecisionEngine:
         self._variants: dict[tuple[int, int], dict[str, Any]] = {}  # (experiment, variant) -> config
         self._compiled: _Compiled | None = None
         self._lock = threading.Lock()
+        self._um, self._um_at = "", -math.inf
+        self.send_times = SendTimes(store, settings, self.policy)
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
         keys = store.keys  # the keys every decide names, whoever the user
         self._shared_keys = (keys.arms(DEFAULT_SPACE), keys.popular_top(), keys.segment_sizes(),
                              keys.experiments_version(), keys.item_by_index())
+
+    def _engagement(self) -> str:
+        """The serving engagement model's parameters as the script's argument, read again at most every
+        ``snapshot_seconds`` (shared state reaches decide as a per-process snapshot: no extra round trip)."""
+        t = time.monotonic()
+        if t - self._um_at >= self.settings.snapshot_seconds:
+            self._um_at = t
+            self._um = EngagementParams.serving(self.store).argument()
+        return self._um
 
     def _script_for(self, snapshot: Snapshot) -> _Compiled:
         """The decide script of ``snapshot``: the constant settings are compiled in, so no call pays for
@@ -291,7 +312,7 @@ class DecisionEngine:
             snap = compiled.snapshot
             dids = [f"{token}.{DEFAULT_SPACE}"]
             kk = [keys.user(user_id), keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
-            args: list[Any] = [user_id, dids[0], "%.17g" % now, u, k, channel or "", snap.version]
+            args: list[Any] = [user_id, dids[0], "%.17g" % now, u, k, channel or "", snap.version, self._engagement()]
             variants = []
             for x in snap.running:
                 vi = x.assign(user_id)
@@ -314,7 +335,7 @@ class DecisionEngine:
             wait = int(out[1]) / 1000.0
             raise RateLimited(f"this key's rate limit ({rate_limit.rate:g} requests/s) is spent; "
                               f"retry in {wait:.3f} s", retry_after=wait)
-        send, reason, segment, prop, rec, dp, items_raw, xi, _first, source = out
+        send, reason, segment, prop, rec, dp, items_raw, xi, _first, source, ready, offset, last_push = out
         items = parse_items(items_raw)
         recency, dayparts = self._labels
         policy, experiment = self.policy.name, None
@@ -326,7 +347,9 @@ class DecisionEngine:
             decision_id=dids[xi], send=bool(send), items=items, segment=segment, reason=reason,
             propensity=float(prop), policy=policy,
             context={"recency": recency[int(rec)], "daypart": dayparts[int(dp)]},
-            items_source=source, experiment=experiment)
+            items_source=source, experiment=experiment,
+            retry_at=self.send_times.retry_at(segment, now, float(ready), float(offset),
+                                              float(last_push) if last_push else None) if ready else None)
 
     def _eval(self, compiled: _Compiled, keys: tuple, args: tuple) -> Any:
         """FCALL of the decide function (EVALSHA of the script where the server has no Functions) on this

@@ -35,6 +35,7 @@ import struct
 from typing import Any, Iterator
 
 from bandit_push.config import OUTCOMES, Settings
+from bandit_push.errors import NotFound
 from bandit_push.store import Store
 
 SCHEMA_VERSION = 1
@@ -119,6 +120,8 @@ def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
             out["z"] = (mean, var, sends)
             if not math.isnan(gap):
                 out["l"] = repr(gap)
+        elif name == "y":
+            out["y"] = struct.unpack("<ddddddd", v)
         else:
             out[name] = v.decode()
     return out
@@ -177,3 +180,36 @@ def count_hint(store: Store, settings: Settings, since: float, until: float, now
     if until <= since:
         return 0
     return sum(size for _, size in _hour_sizes(store, since, until)) // 29  # 20 hex, '.', 'default', ' '
+
+
+def lookup(store: Store, settings: Settings, decision_id: str, now: float) -> dict[str, Any]:
+    """One decision as recorded (a schema row, as the export writes it) and what drove it (``explanation``)."""
+    raw = store.binary.hgetall(store.keys.decision(decision_id))
+    if not raw:
+        raise NotFound(f"decision {decision_id!r} is not known (never made, or older than decision_ttl_hours)",
+                       field="decision_id", code="unknown_decision")
+    rec = decode(raw)
+    row = to_row(decision_id, rec, settings, now, settings.attribution_window_hours * 3600.0,
+                 settings.recency_labels(), [name for _, name in settings.dayparts])
+    row["explanation"] = explain(rec)
+    return row
+
+
+def explain(rec: dict[str, Any]) -> dict[str, Any]:
+    """What drove a recorded decision: the refusal's guardrail or pacing, else the net value's posterior, split into
+    the segment context's value (the engagement part and the rest) and the user's engagement multiplier (what
+    their organic activity predicts through the engagement model, then their own evidence)."""
+    reason = rec["r"]
+    out: dict[str, Any] = {"decided_by": reason if reason in ("policy", "pacing", "holdout") else "guardrail"}
+    if out["decided_by"] == "guardrail":
+        out["guardrail"] = reason
+    if "z" in rec:
+        mean, var, _ = rec["z"]
+        out["net_value"] = {"mean": mean, "sd": math.sqrt(var)}
+    if "y" in rec:
+        mp, mn, var_ctx, th, vth, g, applied = rec["y"]
+        out["segment_context"] = {"mean": mp + mn, "sd": math.sqrt(var_ctx), "engagement_value": mp,
+                                  "negative_value": mn}
+        out["user"] = {"engagement_multiplier": th, "sd": math.sqrt(vth), "predicted_by_model": g,
+                       "own_evidence_factor": th / g, "applied": applied == 1.0}
+    return out

@@ -10,6 +10,8 @@ from bandit_push.store import Store
 
 #: the per-user experiment counter an outcome increments (scripts.XREC: 4 clicks, 5 conversions, 6 unsubscribed)
 _XREC_SLOT = {"clicked": 4, "converted": 5, "unsubscribed": 6}
+#: feedback that marks a pushed decision engaged (the user's evidence)
+_ENGAGED = frozenset({"opened", "clicked", "converted"})
 #: statuses the feedback script answers
 STATUSES = ("accepted", "duplicate", "late", "unknown", "not_sent")
 
@@ -48,6 +50,16 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
             client=pipe)
     results = pipe.execute()
     statuses = [r[0] for r in results]
+    # the user's own evidence (engagement.py): after the decision's flag is set, so a retry (a duplicate) completes
+    # a credit that a crash cut short, and the credit counts once per decision ('ue' in the record)
+    engaged = [(ev, r[1]) for ev, r in zip(events, results)
+               if r[0] in ("accepted", "duplicate") and r[1] and ev.event in _ENGAGED]
+    if engaged:
+        pipe = store.redis.pipeline(transaction=False)
+        for ev, user_id in engaged:
+            store.user_evidence_script(keys=[keys.decision(ev.decision_id), keys.user(user_id)],
+                                       args=[settings.half_life_hours * 3600.0], client=pipe)
+        pipe.execute()
     opt_outs = {r[1] for ev, r in zip(events, results) if ev.event == "unsubscribed" and r[1]}
     if opt_outs:
         pipe = store.redis.pipeline(transaction=False)

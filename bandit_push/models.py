@@ -22,7 +22,7 @@ from bandit_push.errors import NotFound
 from bandit_push.store import Store
 
 #: the models a refit can publish
-MODEL_NAMES: tuple[str, ...] = ("mf", "segments")
+MODEL_NAMES: tuple[str, ...] = ("mf", "segments", "policy")
 #: dtypes an array may have (anything else in a stored meta is refused, never interpreted)
 DTYPES = {"<f4", "<f8", "<i4", "<u4", "<i8", "|u1", "<u2"}
 

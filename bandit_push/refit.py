@@ -250,4 +250,10 @@ def refit_segments(store: Store, settings: Settings, progress: Progress, now: fl
     return segmentation.refit(store, settings, progress, now)
 
 
-REFITS: dict[str, Callable[..., dict[str, Any]]] = {"mf": refit_mf, "segments": refit_segments}
+def refit_policy(store: Store, settings: Settings, progress: Progress, now: float | None = None) -> dict[str, Any]:
+    from bandit_push import engagement
+
+    return engagement.refit(store, settings, users.scan(store, list(engagement.FIELDS)), progress, now)
+
+
+REFITS: dict[str, Callable[..., dict[str, Any]]] = {"mf": refit_mf, "segments": refit_segments, "policy": refit_policy}

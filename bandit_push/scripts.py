@@ -36,6 +36,20 @@ end
 local function arm_dump(a)
   return 'B' .. struct.pack(arm_fmt(#a), unpack(a))
 end
+-- a user's evidence {t, E, X} (engagement.py) as text "t E X" (the user hash is read as text; 10 and 6
+-- significant digits: under 30 bytes); what is stored is what decide and its reference read
+-- then, while a Thompson episode is open, its draw u and floor m: "t E X u m" (see the decide script)
+local function pe_load(raw)
+  local a = {}
+  if raw then for x in string.gmatch(raw, '%S+') do a[#a + 1] = tonumber(x) end end
+  if #a == 5 then return {a[1], a[2], a[3]}, {a[4], a[5]} end
+  if #a ~= 3 then a = {0, 0, 0} end
+  return a, nil
+end
+local function pe_dump(a, ep)
+  if ep then return string.format('%.10g %.5g %.5g %.5g %.5g', a[1], a[2], a[3], ep[1], ep[2]) end
+  return string.format('%.10g %.5g %.5g', a[1], a[2], a[3])
+end
 -- move the reference time forward to t, decaying every count (never backwards)
 local function arm_decay_to(a, t, hl)
   if t > a[1] then
@@ -128,31 +142,34 @@ end
 -- a non-zero weight, 1-based): the configured one, or with cfg.pool > 0 and the parents given (sg: the segment's
 -- totals, al: the whole space's, decayed like the arm) the pooled one; policies/base.py (pooled_prior) is the
 -- reference, operation for operation. The same for every arm of a segment.
-local function prior(cfg, sg, al)
-  local pool, nz, pa, pb = cfg.pool or 0, cfg.nz, {}, {}
-  for j = 1, #nz do
-    local i = nz[j]
-    local a, b = cfg.pa[i], cfg.pb[i]
-    if pool > 0 and sg then
-      local an, ac, sn, sc = al[2], al[2 + i], sg[2], sg[2 + i]
-      if ac > an then an = ac end  -- math.max(an, ac) and math.min(r, 0.999999) below, without the calls
-      if sc > sn then sn = sc end
-      local g = (pool + ac) / (pool / (a / (a + b)) + an)
-      local r = (pool + sc) / (pool / g + sn)
-      if r > 0.999999 then r = 0.999999 end
-      a, b = pool, pool * (1 - r) / r
-    end
-    pa[j], pb[j] = a, b
+local function prior_of(cfg, i, sg, al)
+  local pool = cfg.pool or 0
+  local a, b = cfg.pa[i], cfg.pb[i]
+  if pool > 0 and sg then
+    local an, ac, sn, sc = al[2], al[2 + i], sg[2], sg[2 + i]
+    if ac > an then an = ac end  -- math.max(an, ac) and math.min(r, 0.999999) below, without the calls
+    if sc > sn then sn = sc end
+    local g = (pool + ac) / (pool / (a / (a + b)) + an)
+    local r = (pool + sc) / (pool / g + sn)
+    if r > 0.999999 then r = 0.999999 end
+    a, b = pool, pool * (1 - r) / r
   end
+  return a, b
+end
+local function prior(cfg, sg, al)
+  local nz, pa, pb = cfg.nz, {}, {}
+  for j = 1, #nz do pa[j], pb[j] = prior_of(cfg, nz[j], sg, al) end
   return pa, pb
 end
 
 -- mean and variance of the net value of a push: sum of w_i * rate_i, independent Beta posteriors (pa, pb: the
 -- prior, see above); the arm's counts are taken times f (default 1): the arm as arm_decay_to would leave it
 -- with that factor, the same products, without writing to it
-local function posterior(a, cfg, pa, pb, f)
+-- split by the sign of the weights: (mean, variance) of the engagement part (w > 0) and of the rest; the user's
+-- engagement multiplier scales the first (policies/base.py, net_value_parts and user_net_value)
+local function posterior_parts(a, cfg, pa, pb, f)
   f = f or 1
-  local n, mu, var, nz, w = a[2] * f, 0, 0, cfg.nz, cfg.w
+  local n, mp, vp, mn, vn, nz, w = a[2] * f, 0, 0, 0, 0, cfg.nz, cfg.w
   for j = 1, #nz do
     local i = nz[j]
     local wi, s = w[i], a[2 + i] * f
@@ -161,10 +178,53 @@ local function posterior(a, cfg, pa, pb, f)
     local al_ = pa[j] + s
     local be = pb[j] + d
     local ab = al_ + be
-    mu = mu + wi * al_ / ab
-    var = var + wi * wi * al_ * be / (ab * ab * (ab + 1))
+    if wi > 0 then
+      mp = mp + wi * al_ / ab
+      vp = vp + wi * wi * al_ * be / (ab * ab * (ab + 1))
+    else
+      mn = mn + wi * al_ / ab
+      vn = vn + wi * wi * al_ * be / (ab * ab * (ab + 1))
+    end
   end
-  return mu, var
+  return mp, vp, mn, vn
+end
+-- the net value for a user whose engagement multiplier has mean th and variance vth (independent of the rates)
+local function posterior(a, cfg, pa, pb, f, th, vth)
+  local mp, vp, mn, vn = posterior_parts(a, cfg, pa, pb, f)
+  th, vth = th or 1, vth or 0
+  return th * mp + mn, th * th * vp + vth * (mp * mp + vp) + vn
+end
+-- the context's rate of engagement that a user's evidence counts: the highest posterior mean of cfg.eo's
+-- outcomes (opened, clicked): what one engaged decision is expected to be, whichever a gateway reports
+local function engage_rate(a, cfg, sg, al)
+  local best = 0
+  for _, i in ipairs(cfg.eo) do
+    local pa_, pb_ = prior_of(cfg, i, sg, al)
+    local s = a[2 + i]
+    local d = a[2] - s
+    if d < 0 then d = 0 end
+    local r = (pa_ + s) / (pa_ + s + pb_ + d)
+    if r > best then best = r end
+  end
+  return best
+end
+-- the user's engagement multiplier theta ~ Gamma(shape, rate), mean and variance: prior Gamma(kappa, kappa / g)
+-- with g = exp(b0 + b1 x1 + b2 x2) from organic activity (x1: log(1 + events per 30 days), x2: the same of
+-- purchases, over the tenure, at least 30 days), then the user's decayed evidence pe = {t, E, X}: E engaged
+-- decisions against X, their expected number (policies/base.py, user_theta)
+local function user_theta(um, pe, ff, evs, purchases, now, hl)
+  local kappa = um[1]
+  local ten = 30
+  if ff then ten = (now - ff) / 86400; if ten < 30 then ten = 30 end end
+  local g = math.exp(um[2] + um[3] * math.log(1 + evs * 30 / ten) + um[4] * math.log(1 + purchases * 30 / ten))
+  local e, x = 0, 0
+  if pe then
+    local fd = 1
+    if now > pe[1] then fd = pow(2, -(now - pe[1]) / hl) end
+    e, x = pe[2] * fd, pe[3] * fd
+  end
+  local shape, rate = kappa + e, kappa / g + x
+  return shape / rate, shape / (rate * rate), g
 end
 
 -- pacing (policies/base.py, pacing_load): the load with the best steady rate. means[1]: the arm of users not
@@ -321,10 +381,13 @@ DECIDE = PRELUDE + TOKEN_BUCKET + XREC + PICK_ITEMS + r"""
 -- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)
 -- ARGV[4] = u ~ U[0,1) times 2^53 (an integer: u exactly, without formatting a float)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the process compiled
--- ARGV[7 + j] = the user's variant index (0-based) in running experiment j
--- with the bucket: ARGV[8 + n], ARGV[9 + n] = its rate/s and burst
+-- ARGV[8] = the engagement model serving: "kappa b0 b1 b2" (see user_theta)
+-- ARGV[8 + j] = the user's variant index (0-based) in running experiment j
+-- with the bucket: ARGV[9 + n], ARGV[10 + n] = its rate/s and burst
 -- returns {send 0|1, reason, segment, propensity, recency bucket, daypart, items "id score ...",
---          experiment j (0: none), 1 on the user's first exposure to it else 0, items source},
+--          experiment j (0: none), 1 on the user's first exposure to it else 0, items source,
+--          when a refusal about the moment lifts ('' for none), the user's UTC offset (s, modulo a day),
+--          the user's last push ('' if never)},
 --   or {'stale'}, writing nothing, when the registry moved since the process compiled this script,
 --   or {-1, milliseconds to wait} when the key's bucket is empty (nothing else is read or written).
 -- CONFIG is replaced by the engine's constant settings as a Lua table (see decide.py): {base = <cfg of the
@@ -335,11 +398,12 @@ local nx = #conf.xs
 if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[7] then return {'stale'} end
 local bucket = KEYS[11 + 3 * nx]
 if bucket then
-  local allowed, wait = take_token(bucket, tonumber(ARGV[8 + nx]), tonumber(ARGV[9 + nx]), 1)
+  local allowed, wait = take_token(bucket, tonumber(ARGV[9 + nx]), tonumber(ARGV[10 + nx]), 1)
   if allowed == 0 then return {-1, wait} end
 end
 local uid, did, now, u, k = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]) / 9007199254740992, tonumber(ARGV[5])
-local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')
+local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp', 'pe', 'ff', 'f:view', 'f:search', 'f:add_to_cart',
+  'f:purchase', 'f:app_open')
 local seg = st[1] or 'new'
 
 -- the experiment: the oldest running one the user was already exposed to, else the oldest covering the segment
@@ -359,7 +423,7 @@ end
 local dkey, akey = KEYS[2], KEYS[3]
 if xi > 0 then
   -- a variant's config holds only what it changes of the base one (false: a setting it removes)
-  cfg = setmetatable(conf.xs[xi].v[tonumber(ARGV[7 + xi]) + 1], {__index = conf.base})
+  cfg = setmetatable(conf.xs[xi].v[tonumber(ARGV[8 + xi]) + 1], {__index = conf.base})
   dkey, akey = KEYS[5 + 3 * xi], KEYS[6 + 3 * xi]
 end
 local lp = tonumber(st[4])
@@ -392,6 +456,8 @@ if lp then
 end
 
 local reason, send, prop, seen = 'policy', false, 1, nil
+local pe, pe_x  -- the user's evidence {t, E, X}, and what a send adds to X
+local pace_ready, why, ep
 local ctx = rec .. '|' .. dp  -- (once: each number's conversion to text is a sprintf)
 local arm_field = seg .. '|' .. ctx
 local arm, tot, all, larm, lfs
@@ -424,7 +490,20 @@ else
   -- recorded whatever the policy, so the log can evaluate others
   arm_decay_to(arm, now, hl); arm_decay_to(tot, now, hl); arm_decay_to(all, now, hl)
   local pa, pb = prior(cfg, tot, all)
-  local mu, var = posterior(arm, cfg, pa, pb)
+  -- the user's own evidence (user <- segment context <- policy space)
+  local um = {}
+  for x in string.gmatch(ARGV[8], '%S+') do um[#um + 1] = tonumber(x) end
+  local evs = 0
+  for i = 7, 11 do evs = evs + (tonumber(st[i]) or 0) end
+  pe, ep = pe_load(st[5])
+  local th, vth, g = user_theta(um, st[5] and pe, tonumber(st[6]), evs, tonumber(st[10]) or 0, now, cfg.hl)
+  -- what drove it, for GET /v1/decisions/<id>: the context's value (engagement and the rest), the user's multiplier
+  -- and whether it was applied (setting user_evidence)
+  local mp, vp, mn, vn = posterior_parts(arm, cfg, pa, pb)
+  why = struct.pack('<ddddddd', mp, mn, vp + vn, th, vth, g, cfg.nouser and 0 or 1)
+  if cfg.nouser then th, vth = 1, 0 end
+  local mu, var = th * mp + mn, th * th * vp + vth * (mp * mp + vp) + vn  -- (posterior's arithmetic)
+  pe_x = engage_rate(arm, cfg, tot, all)
   if pace and load == 'L' then
     larm = arm_load(raw[4], size)
     arm_decay_to(larm, now, hl)
@@ -439,7 +518,19 @@ else
       means[i - 3], vars[i - 3] = posterior(a, cfg, pa, pb, f)
       if i == 5 + load then larm = a end
     end
-    if load > pace_choice(means, vars, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0) then reason = 'pacing' end
+    local bj = pace_choice(means, vars, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0)
+    if load > bj then
+      reason = 'pacing'
+      -- pacing lifts when the load falls to bj: the (count - bj)-th oldest push of the window leaves it
+      if bj < 0 then pace_ready = lp + cfg.ll else
+        local win = {}
+        for _, x in ipairs(pushes) do
+          local t = tonumber(x)
+          if t <= now and t > now - cfg.lw then win[#win + 1] = t end
+        end
+        pace_ready = win[#win - bj] + cfg.lw
+      end
+    end
   end
   local n = tot[2]
   local gap = 0 / 0  -- NaN: never pushed
@@ -451,8 +542,28 @@ else
       send = (not lp) or (now - lp >= cfg.gap)
     elseif cfg.kind == 'thompson' then
       local p = phi((mu - cfg.cost) / (cfg.thompson_scale * sqrt(var)))
-      send = u < p
-      if send then prop = p else prop = 1 - p end
+      -- with episodes: one draw per user and push episode (until their next push, at most ll after the last one)
+      -- for the asks where p < 1/2 (exploration): the draw is held and each ask it refuses raises its floor m, so
+      -- an episode explores with the largest such p, however often a gateway asks (a draw per ask would push an
+      -- uncertain user with their sum). The propensity is the draw's probability given the asks it already
+      -- refused: (p - m) / (1 - m).
+      -- (asks the policy more likely sends than not take a fresh draw, as without episodes: they reveal nothing of
+      -- the held one, so its floor stays exact)
+      if not cfg.episodes or p >= 0.5 then
+        send = u < p
+        if send then prop = p else prop = 1 - p end
+      else
+        if not ep or now - pe[1] >= cfg.ll then ep = {u, 0} end
+        local m = ep[2]
+        send = ep[1] < p
+        if send then prop = (p - m) / (1 - m)
+        elseif p > m then prop = (1 - p) / (1 - m); ep[2] = p
+        else prop = 1 end
+        if not send and st[1] then  -- (an unknown user keeps no episode: each ask is a fresh draw)
+          if now - pe[1] >= cfg.ll then arm_decay_to(pe, now, cfg.hl) end
+          redis.call('HSET', KEYS[1], 'pe', pe_dump(pe, ep))
+        end
+      end
     else
       send = mu + cfg.ucb_c * sqrt(var * 2 * math.log(n + 2)) > cfg.cost
     end
@@ -473,7 +584,12 @@ if send then
   end
   pushes[#pushes + 1] = ts
   for i = 1, #items, 2 do kept_pi[#kept_pi + 1] = items[i] .. ' ' .. ts end
-  redis.call('HSET', KEYS[1], 'lp', ts)
+  if pe then
+    arm_add(pe, 3, now, cfg.hl, pe_x)
+    redis.call('HSET', KEYS[1], 'lp', ts, 'pe', pe_dump(pe))
+  else
+    redis.call('HSET', KEYS[1], 'lp', ts)
+  end
   redis.call('SET', KEYS[6], table.concat(pushes, ' ') .. '\n' .. table.concat(kept_pi, ' '), 'EX', cfg.keep)
   arm_add(arm, 2, now, cfg.hl, 1)
   arm_add(tot, 2, now, cfg.hl, 1)
@@ -501,7 +617,7 @@ if send and larm then record[#record + 1] = 'f'; record[#record + 1] = string.su
 -- for off-policy evaluation: what the policy saw, as four little-endian doubles (exact, 32 bytes):
 -- the net value's posterior mean and variance, the segment's decayed sends, the seconds since the
 -- user's last push (NaN if never). A guardrail refusal records only that gap, as text ('l').
-if seen then record[#record + 1] = 'z'; record[#record + 1] = seen
+if seen then record[#record + 1] = 'z'; record[#record + 1] = seen; record[#record + 1] = 'y'; record[#record + 1] = why
 elseif lp then record[#record + 1] = 'l'; record[#record + 1] = fmt(now - lp) end
 redis.call('HSET', dkey, unpack(record))
 redis.call('EXPIRE', dkey, cfg.ttl)
@@ -514,11 +630,28 @@ if redis.call('APPEND', lkey, entry) == #entry then redis.call('EXPIRE', lkey, c
 local first = 0
 if xi > 0 then
   local m
-  if xrec then m = xrec_load(xrec) else m = {tonumber(ARGV[7 + xi]), floor(now), 0, 0, 0, 0, 0, 0, 0}; first = 1 end
+  if xrec then m = xrec_load(xrec) else m = {tonumber(ARGV[8 + xi]), floor(now), 0, 0, 0, 0, 0, 0, 0}; first = 1 end
   if send then m[3] = m[3] + 1 end
   if send or first == 1 then redis.call('HSET', KEYS[7 + 3 * xi], uid, xrec_dump(m)) end
 end
-return {send and 1 or 0, reason, seg, qtext, rec, dp, table.concat(items, ' '), xi, first, source}
+-- a refusal about the moment: when the refusals of the moment lift (quiet hours aside: the caller knows them)
+local ready = ''
+if reason == 'quiet_hours' or reason == 'daily_cap' or reason == 'min_gap' or reason == 'pacing' then
+  local r = now
+  if lp and now - lp < cfg.min_gap then r = lp + cfg.min_gap end
+  if recent >= cfg.cap then  -- the (recent - cap + 1)-th oldest push of the last 24 h leaves the cap's window
+    local day = {}
+    for _, x in ipairs(pushes) do
+      local t = tonumber(x)
+      if t <= now and t > now - 86400 then day[#day + 1] = t end
+    end
+    if day[recent - cfg.cap + 1] + 86400 > r then r = day[recent - cfg.cap + 1] + 86400 end
+  end
+  if pace_ready and pace_ready > r then r = pace_ready end
+  ready = fmt(r)
+end
+return {send and 1 or 0, reason, seg, qtext, rec, dp, table.concat(items, ' '), xi, first, source, ready,
+  fmt(lsec - now % 86400), lp and fmt(lp) or ''}
 """
 
 ITEMS = r"""
@@ -581,6 +714,26 @@ if ARGV[9] == '1' then
   end
 end
 return {'accepted', r[5], r[6]}
+"""
+
+USER_EVIDENCE = PRELUDE + r"""
+-- KEYS[1] = decision record   KEYS[2] = the decision's user hash
+-- ARGV[1] = half-life (s)
+-- credits the user's engagement evidence (the 'pe' field, see user_theta) once per decision: the first engagement
+-- feedback (opened, clicked or converted) accepted in time (its flag is in the record, without 'late'), marked 'ue'.
+-- Run after FEEDBACK for accepted and duplicate engagement events, so a retry completes what a crash cut short.
+-- returns 1 if credited now, else 0
+local r = redis.call('HMGET', KEYS[1], 'x', 't', 'ue', 'e:opened', 'e:clicked', 'e:converted')
+if r[1] ~= '1' or r[3] then return 0 end
+local ok = false
+for i = 4, 6 do if r[i] and not string.find(r[i], 'late', 1, true) then ok = true end end
+if not ok then return 0 end
+redis.call('HSET', KEYS[1], 'ue', '1')
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end  -- a deleted user is not recreated
+local pe, ep = pe_load(redis.call('HGET', KEYS[2], 'pe'))
+arm_add(pe, 2, tonumber(r[2]), tonumber(ARGV[1]), 1)
+redis.call('HSET', KEYS[2], 'pe', pe_dump(pe, ep))
+return 1
 """
 
 EVENT = XREC + r"""

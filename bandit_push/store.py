@@ -25,6 +25,7 @@ class Store:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.feedback_script = client.register_script(scripts.FEEDBACK)
+        self.user_evidence_script = client.register_script(scripts.USER_EVIDENCE)
         self.event_script = client.register_script(scripts.EVENT)
         self.upsert_user_script = client.register_script(scripts.UPSERT_USER)
         self.compact_script = client.register_script(scripts.COMPACT)

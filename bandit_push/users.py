@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bandit_push import engagement
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import NotFound
 from bandit_push.store import Store
@@ -46,6 +47,7 @@ def get(store: Store, settings: Settings, user_id: str, now: float | None = None
             "last_event": float(h["fl"]) if "fl" in h else None,
             "last_purchase": float(h["fp"]) if "fp" in h else None,
         },
+        "engagement": engagement.describe(store, settings, h, now),
     }
 
 

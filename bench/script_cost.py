@@ -54,10 +54,10 @@ from population import Plan, populate, user_id, wsgi_client  # noqa: E402
 
 # (label, [(text of the decide script, what replaces it), ...]): each cuts one piece; the differences to the
 # whole script are the pieces' costs. The early returns answer as a refusal would (the engine parses them).
-_EARLY = "do return {0, 'policy', 'new', '1', 0, 0, '', 0, 0, 'none'} end\n"
+_EARLY = "do return {0, 'policy', 'new', '1', 0, 0, '', 0, 0, 'none', '', '0', ''} end\n"
 PIECES = [
-    ("everything (return before reading)", [("local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')",
-                                              _EARLY + "local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp')")]),
+    ("everything (return before reading)", [("local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp',",
+                                              _EARLY + "local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp',")]),
     ("all from the policy on (return after context)", [("local reason, send, prop, seen = 'policy', false, 1, nil",
                                                         _EARLY + "local reason, send, prop, seen = 'policy', false, 1, nil")]),
     ("all from the items on (return after policy)", [("local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)",
@@ -73,8 +73,8 @@ PIECES = [
         ("    if load ~= 'L' then for j = 2, #fs do fields[3 + j] = seg .. fs[j] end end",
          "    if load ~= 'L' then fields[4] = seg .. fs[load + 2] end"),
         (scripts.DECIDE[scripts.DECIDE.index("    local means, vars = {}, {}\n"):
-                        scripts.DECIDE.index("'pacing' end\n", scripts.DECIDE.index("    local means, vars")) + 13],
-         "    larm = arm_load(raw[4], size)\n    if load > 1 then reason = 'pacing' end\n")]),
+                        scripts.DECIDE.index("    if load > bj then\n", scripts.DECIDE.index("    local means, vars"))],
+         "    larm = arm_load(raw[4], size)\n    local bj = 1\n")]),
 ]
 
 

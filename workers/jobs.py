@@ -77,3 +77,8 @@ def refit_mf() -> dict[str, Any]:
 def refit_segments() -> dict[str, Any]:
     """The periodic segmentation refit."""
     return refit("segments")
+
+
+def refit_policy() -> dict[str, Any]:
+    """The periodic refit of the engagement model (the prior of every user's multiplier)."""
+    return refit("policy")

@@ -15,4 +15,5 @@ def periodic(settings: Settings) -> list[tuple]:
     return PERIODIC + [
         (jobs.refit_mf, int(settings.mf_refit_hours * 3600), settings.refit_timeout_s),
         (jobs.refit_segments, int(settings.segments_refit_hours * 3600), settings.refit_timeout_s),
+        (jobs.refit_policy, int(settings.policy_refit_minutes * 60), settings.refit_timeout_s),
     ]

@@ -41,7 +41,8 @@ def response_body(d: Decision) -> str:
     """The response body: the same text as the JSON encoder makes of ``d.to_json()`` (a test holds them equal),
     filled into a template: on the hot path the encoder's walk over the dict cost twice the rest of this."""
     # (a sum is finite only if every term is: an overflow to inf merely takes the general path, same text)
-    if not math.isfinite(sum([i[1] for i in d.items], d.propensity)) or list(d.context) != _CONTEXT:
+    if (d.retry_at is not None or not math.isfinite(sum([i[1] for i in d.items], d.propensity))
+            or list(d.context) != _CONTEXT):
         return _ENCODE(d.to_json())  # (the encoder's NaN/Infinity, or another context: its general path)
     items = ",".join([_ITEM % (_ESC(item_id), score) for item_id, score in d.items])
     c = d.context

@@ -14,6 +14,15 @@ from bandit_push.errors import InvalidArgument
 bp = Blueprint("decisions", __name__)
 
 
+@bp.get("/v1/decisions/<decision_id>")
+def one(decision_id: str):
+    """One decision as recorded, with what drove it."""
+    s = services()
+    v.only(request.args, ("now",))
+    now = v.query_timestamp("now", default=time.time())
+    return decision_log.lookup(s.store, s.settings, decision_id, now)
+
+
 @bp.get("/v1/decisions/export")
 def export():
     s = services()

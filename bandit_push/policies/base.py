@@ -93,7 +93,8 @@ def pooled_prior(prior: Prior, seg_n: npt.NDArray[np.float64], seg_counts: npt.N
 
 
 def net_value_posterior(n: npt.NDArray[np.float64], counts: npt.NDArray[np.float64], prior: Prior,
-                        parents: tuple[npt.NDArray[np.float64], ...] | None = None
+                        parents: tuple[npt.NDArray[np.float64], ...] | None = None,
+                        theta: tuple[float, float] = (1.0, 0.0)
                         ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Posterior mean and variance of the net value per push.
 
@@ -101,6 +102,8 @@ def net_value_posterior(n: npt.NDArray[np.float64], counts: npt.NDArray[np.float
     counts : array of shape (arms, len(OUTCOMES)), decayed outcome counts
     parents : (segment sends, segment counts, space sends, space counts), shaped like n and counts,
         for the pooled prior; without them (or with ``prior.pool == 0``) the prior rates alone.
+    theta : the mean and variance of the user's engagement multiplier (:mod:`bandit_push.engagement`),
+        which scales the positive-weight part; the default (1, 0) is the context's own value.
     Returns (mean, variance), each of shape (arms,).
     """
     n = np.asarray(n, dtype=np.float64)[:, None]
@@ -113,9 +116,12 @@ def net_value_posterior(n: npt.NDArray[np.float64], counts: npt.NDArray[np.float
     b = pb + np.maximum(n - counts, 0.0)
     ab = a + b
     w = prior.weights
-    mean = (w * a / ab).sum(axis=1)
-    var = (w * w * a * b / (ab * ab * (ab + 1))).sum(axis=1)
-    return mean, var
+    m, v = w * a / ab, w * w * a * b / (ab * ab * (ab + 1))
+    pos = w > 0  # the sums in the script's order: a zero term leaves a float sum unchanged
+    mp, vp = np.where(pos, m, 0.0).sum(axis=1), np.where(pos, v, 0.0).sum(axis=1)
+    mn, vn = np.where(pos, 0.0, m).sum(axis=1), np.where(pos, 0.0, v).sum(axis=1)
+    th, vth = theta
+    return th * mp + mn, th * th * vp + vth * (mp * mp + vp) + vn
 
 
 def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hours: float) -> int:
@@ -177,14 +183,17 @@ class ArmView:
     #: the segment's and the whole space's decayed (sends, counts), for the pooled prior
     segment_counts: npt.NDArray[np.float64] | None = None
     space: tuple[float, npt.NDArray[np.float64]] | None = None
+    #: the user's engagement multiplier, mean and variance (engagement.user_theta); the default is the context's
+    #: own value, (1, 1) a user without evidence under the engagement model before its first fit
+    theta: tuple[float, float] = (1.0, 0.0)
 
     def posterior(self, prior: Prior) -> tuple[float, float]:
-        """The net value's posterior (mean, variance) in this context."""
+        """The net value's posterior (mean, variance) for this user in this context."""
         parents = None
         if self.segment_counts is not None and self.space is not None:
             parents = (np.array([self.segment_sends]), self.segment_counts[None, :],
                        np.array([self.space[0]]), self.space[1][None, :])
-        mean, var = net_value_posterior(np.array([self.n]), self.counts[None, :], prior, parents)
+        mean, var = net_value_posterior(np.array([self.n]), self.counts[None, :], prior, parents, self.theta)
         return float(mean[0]), float(var[0])
 
 

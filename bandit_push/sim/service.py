@@ -17,6 +17,7 @@ from typing import Any
 
 from bandit_push import popular, refit
 from bandit_push.config import Settings
+from bandit_push.errors import NotFound
 from bandit_push.policies import from_config
 from bandit_push.store import Store
 
@@ -108,10 +109,16 @@ class Scheduler:
 
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
-        self.segmented_at = -float("inf")
+        self.segmented_at = self.policy_at = -float("inf")
 
     def tick(self, now: float) -> None:
         popular.refresh(self.store, self.settings, now=now)
         if now - self.segmented_at >= self.settings.segments_refit_hours * 3600.0:
             refit.run(self.store, self.settings, "segments", "simulator", now=now)
             self.segmented_at = now
+        if now - self.policy_at >= self.settings.policy_refit_minutes * 60.0:
+            try:
+                refit.run(self.store, self.settings, "policy", "simulator", now=now)
+                self.policy_at = now
+            except NotFound:  # nobody pushed yet
+                pass
