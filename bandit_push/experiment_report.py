@@ -27,7 +27,8 @@ GUARDRAILS = DEFAULT_GUARDRAILS
 
 
 def user_data(store: Store, experiment: experiments.Experiment) -> list[dict[str, np.ndarray]]:
-    """Per variant (in definition order), per column, one value per exposed user, in user id order.
+    """Per variant (in definition order), per column, one value per exposed user, in user id order; the
+    ``first_exposure`` array holds each user's first exposure time (epoch s).
 
     HSCAN may return a field more than once (while the hash rehashes) and in any order: each user counts once,
     and the sums over users are the same floats on every call."""
@@ -37,12 +38,25 @@ def user_data(store: Store, experiment: experiments.Experiment) -> list[dict[str
         values = [float(x) for x in seen[user].split()]
         vi = int(values[0])
         if 0 <= vi < len(rows):
-            rows[vi].append(values[2:2 + len(COLUMNS)])
+            rows[vi].append(values[1:2 + len(COLUMNS)])
     out = []
     for r in rows:
-        a = np.asarray(r, dtype=np.float64).reshape(-1, len(COLUMNS))
-        out.append({c: a[:, j] for j, c in enumerate(COLUMNS)})
+        a = np.asarray(r, dtype=np.float64).reshape(-1, 1 + len(COLUMNS))
+        out.append({"first_exposure": a[:, 0], **{c: a[:, j + 1] for j, c in enumerate(COLUMNS)}})
     return out
+
+
+def exposures(names: list[str], data: list[dict[str, np.ndarray]], points: int = 60) -> dict[str, Any]:
+    """Users exposed so far per variant at ``points`` evenly spaced times from the first exposure to the last:
+    ``{"t": [epoch s...], "users": {variant: [count...]}}`` (cumulative, so the last point is each variant's
+    users)."""
+    first = np.concatenate([d["first_exposure"] for d in data])
+    if not first.size:
+        return {"t": [], "users": {n: [] for n in names}}
+    grid = np.linspace(first.min(), first.max(), points if first.max() > first.min() else 1)
+    return {"t": grid.tolist(),
+            "users": {n: np.searchsorted(np.sort(d["first_exposure"]), grid, side="right").tolist()
+                      for n, d in zip(names, data)}}
 
 
 def _describe_variant(v: experiments.Variant, d: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -59,10 +73,11 @@ def _describe_variant(v: experiments.Variant, d: dict[str, np.ndarray]) -> dict[
             "purchases_per_user": mean("purchases")}
 
 
-def report(store: Store, experiment_id: int, alpha: float = 0.05) -> dict[str, Any]:
+def report(store: Store, experiment_id: int, alpha: float = 0.05, with_exposures: bool = False) -> dict[str, Any]:
     """The report of one experiment: per-variant figures, every metric of every variant vs the control
     (difference with CI, p-value, P(beat control), expected loss, always-valid interval), the
-    sample-ratio check, guardrail flags and the conclusion in words."""
+    sample-ratio check, guardrail flags and the conclusion in words; ``with_exposures`` adds the
+    exposed users over time (:func:`exposures`, from the same read of the counters)."""
     x = experiments.get(store, experiment_id)
     data = user_data(store, x)
     names = [v.name for v in x.variants]
@@ -70,6 +85,8 @@ def report(store: Store, experiment_id: int, alpha: float = 0.05) -> dict[str, A
         "experiment": {"id": x.id, "name": x.name, "status": x.status, "control": names[0]},
         "variants": [_describe_variant(v, d) for v, d in zip(x.variants, data)],
     }
+    if with_exposures:
+        body["exposures"] = exposures(names, data)
     counts = {n: int(d["sends"].size) for n, d in zip(names, data)}
     if min(counts.values()) < 2:
         srm = sample_ratio_check(counts, x.weights)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import requests
 
-from bandit_push import experiments
+from bandit_push import experiment_report, experiments
 from bandit_push.decide import DecisionEngine
 
 T0 = 1790000000.0  # 2026-09-21
@@ -113,3 +114,14 @@ def test_user_data_is_in_user_order_whatever_order_redis_holds_it(store):
             assert va[c].tolist() == vb[c].tolist()
     assert [len(v["sends"]) for v in da] == [30, 30]
     assert da[0]["net_value"].tolist() == [float(rows[u].split()[6]) for u in sorted(rows) if int(u[1:]) % 2 == 0]
+
+
+def test_exposures_count_each_variants_users_over_time(store):
+    x = experiments.create(store, store.settings, {"name": "two", "variants": [
+        {"name": "a", "policy": {"name": "thompson"}}, {"name": "b", "policy": {"name": "ucb"}}]})
+    for i, (variant, first) in enumerate([(0, 100.0), (1, 160.0), (0, 200.0), (1, 200.0), (1, 400.0)]):
+        store.redis.hset(store.keys.experiment_users(x.id), f"u{i}", f"{variant} {first} 1 0 0 0 0 0 0")
+    data = experiment_report.user_data(store, x)
+    curve = experiment_report.exposures(["a", "b"], data, points=4)
+    assert curve["t"] == pytest.approx([100.0, 200.0, 300.0, 400.0])
+    assert curve["users"] == {"a": [1, 2, 2, 2], "b": [0, 2, 2, 3]}
