@@ -8,7 +8,7 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from bandit_push import refit as refits
@@ -129,4 +129,16 @@ def job_state(store: Store, job_id: str) -> dict[str, Any]:
     elif status in (JobStatus.FAILED, JobStatus.STOPPED):
         info = (job.latest_result().exc_string if job.latest_result() else None) or ""
         out["error"] = info.strip().splitlines()[-1] if info.strip() else str(status)
+    return out
+
+
+def recent_failures(store: Store, limit: int = 10) -> list[dict[str, Any]]:
+    """The states (:func:`job_state`, with their error) of this deployment's latest failed jobs, newest first."""
+    registry = FailedJobRegistry(store.settings.queue, connection=store.binary, serializer=JSONSerializer)
+    out = []
+    for job_id in registry.get_job_ids(0, limit - 1, desc=True):
+        try:
+            out.append(job_state(store, job_id))
+        except NotFound:  # expired between the two reads
+            continue
     return out
