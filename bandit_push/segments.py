@@ -36,9 +36,9 @@ def load_names(settings: Settings) -> list[str]:
 
 
 def report(store: Store, settings: Settings, policy: Policy, now: float | None = None,
-           space: str = DEFAULT_SPACE) -> list[dict[str, Any]]:
-    """Every segment with its size and, per context, decayed counts and the net value's posterior; with pacing,
-    the segment's load arms and the highest load it pushes at (``max_load``)."""
+           space: str = DEFAULT_SPACE, only: str | None = None) -> list[dict[str, Any]]:
+    """Every segment (or ``only`` that one) with its size and, per context, decayed counts and the net value's
+    posterior; with pacing, the segment's load arms and the highest load it pushes at (``max_load``)."""
     now = time.time() if now is None else now
     hl = settings.half_life_hours * 3600.0
     sizes = store.redis.hgetall(store.keys.segment_sizes())
@@ -57,6 +57,8 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     load_labels = load_names(settings)
     out = []
     for seg in sorted(set(sizes) | set(by_segment)):
+        if only is not None and seg != only:
+            continue
         seg_sends, seg_counts = parse_arm(arms.get(f"{seg}|N"), now, hl)
 
         def view(raw: list[float] | None, hours: float) -> ArmView:
