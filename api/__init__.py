@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.install(app, settings, store)
     for module in (decide, feedback, events, experiments, users, segments, models, decisions, health):
         app.register_blueprint(module.bp)
+    from api.console import bp as console
+    app.register_blueprint(console)  # the growth team's pages at /console/
     logging.getLogger(__name__).info("bandit-push API on %s, policy %s", _safe(settings.redis_url), settings.policy)
     return app
 

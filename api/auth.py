@@ -47,6 +47,7 @@ ROUTE_SCOPES: tuple[tuple[str, str], ...] = (
     ("/v1/models", "admin"),
     ("/v1/jobs", "admin"),
     ("/v1/settings", "admin"),
+    ("/console", OPEN),                      # the console checks its own signed cookie (api/console/access.py)
 )
 
 #: endpoints whose view takes the rate-limit token itself, from ``g.rate_limit``: decide folds it into its
@@ -87,6 +88,14 @@ class Guard:
         self.keys = [(scope, bytes.fromhex(digest)) for scope, digest in settings.api_keys]
         self._scopes: dict[str, str] = {}
 
+    def scope_of_digest(self, digest: bytes) -> str | None:
+        """The scope of the configured key with this SHA-256 digest, or None."""
+        scope = None
+        for key_scope, key_digest in self.keys:  # no early exit: the time does not tell which key matched
+            if hmac.compare_digest(digest, key_digest):
+                scope = key_scope
+        return scope
+
     def check(self) -> None:
         req = request._get_current_object()  # (see api.services: attributes of the request, not of the proxy)
         rule = req.url_rule
@@ -98,7 +107,7 @@ class Guard:
         if needed == OPEN:
             return
         if not self.keys:
-            if not is_loopback(req.remote_addr) or _proxied(req.environ):
+            if not local_client(req):
                 raise Forbidden("no API keys are configured, so only loopback clients are served; "
                                 "set BANDIT_PUSH_API_KEYS", code="auth_not_configured")
             return
@@ -108,10 +117,7 @@ class Guard:
             raise Unauthenticated("an API key is required: send Authorization: Bearer <key>",
                                   field="Authorization", code="missing_api_key")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        scope = None
-        for key_scope, key_digest in self.keys:  # no early exit: the time does not tell which key matched
-            if hmac.compare_digest(digest, key_digest):
-                scope = key_scope
+        scope = self.scope_of_digest(digest)
         if scope is None:
             raise Unauthenticated("the API key is not valid", field="Authorization", code="invalid_api_key")
         if scope != "admin" and scope != needed:
@@ -129,15 +135,18 @@ class Guard:
                                   retry_after=wait)
 
 
-def _proxied(env: dict) -> bool:
-    """A request relayed by a proxy on this host looks local: forwarding headers give it away (their WSGI names
-    in ``env``, the request's environ: cheaper than its headers)."""
-    return "HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env or "HTTP_X_REAL_IP" in env
+def local_client(req) -> bool:
+    """A loopback client that did not come through a proxy: a request relayed by a proxy on this host looks
+    local, and forwarding headers give it away (their WSGI names in the environ: cheaper than the headers)."""
+    env = req.environ
+    return is_loopback(req.remote_addr) and not (
+        "HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env or "HTTP_X_REAL_IP" in env)
 
 
 def install(app: Flask, settings: Settings, store: Store) -> None:
     """Check every request before its view runs; say loudly when no key is configured."""
     guard = Guard(settings, store)
+    app.extensions["bandit_push_guard"] = guard  # the console signs in with the same keys
     app.before_request(guard.check)
     if not settings.api_keys:
         log.warning("NO API KEYS CONFIGURED (BANDIT_PUSH_API_KEYS): serving loopback clients only, "
