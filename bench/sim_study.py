@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     ap.add_argument("--baselines", action="store_true", help="also run the cadence baselines and the oracle")
     ap.add_argument("--policy", action="append", default=[], help="JSON of settings to change; repeatable")
+    ap.add_argument("--reask", action="store_true", help="the gateway asks again at retry_at (see sim.driver.run)")
     a = ap.parse_args()
     pop = Population(SimParams(users=a.users, days=a.days, mix=a.mix, seed=a.seed))
     base = Settings(redis_url=a.redis_url, seed=a.seed)
@@ -65,8 +66,9 @@ def main() -> None:
         store = Store.connect(s)
         try:
             t = time.perf_counter()
-            r = run(pop, InProcessGateway(store, s), spec, dict(s.weights))
-            print(line(f"{s.policy} {spec}", r, a.days) + f" [{time.perf_counter() - t:.0f} s]")
+            r = run(pop, InProcessGateway(store, s), spec, dict(s.weights), reask=a.reask)
+            print(line(f"{s.policy} {spec}{' re-asking at retry_at' if a.reask else ''}", r, a.days)
+                  + f" [{time.perf_counter() - t:.0f} s]")
             members = segment_types(pop, store)
             print("  learned segments (members per true type): "
                   + "; ".join(f"{seg} {np.asarray(c).tolist()}" for seg, c in sorted(members.items())), flush=True)

@@ -151,8 +151,12 @@ def prepare(pop: Population, k: int | None = None) -> None:
 
 
 def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float], k: int | None = None,
-        refresh_hours: float = 6.0, progress: Callable[[float], None] | None = None) -> Result:
-    """Replay ``pop`` against ``gateway``; see the module doc for the order of operations."""
+        refresh_hours: float = 6.0, progress: Callable[[float], None] | None = None, reask: bool = False) -> Result:
+    """Replay ``pop`` against ``gateway``; see the module doc for the order of operations.
+
+    With ``reask``, the gateway honours ``retry_at``: a refusal that names one is asked again then (within the
+    run; one pending re-ask per user, the newest), on the refused opportunity's outcome draws, besides the user's
+    regular opportunities."""
     p = pop.params
     k = k or p.k
     n_types = len(p.types)
@@ -185,6 +189,9 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
     refresh_every = max(1, int(round(refresh_hours * HOUR / STEP)))
     n_steps = len(plan.steps)
     step_asks = plan.asks_for(uids, k)
+    retries: list[tuple[float, int, int]] = []  # (retry_at, seq, opportunity) of the re-asks waiting
+    retry_of: dict[int, float] = {}  # user -> the retry_at of their pending re-ask
+    t_end = pop.t_end
     for s_i, (t, ev_j, waves) in enumerate(plan.steps):
         gateway.post_events(rows[ev_i:ev_j])
         ev_i = ev_j
@@ -195,17 +202,34 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
             res.feedback_status[key] += v
         if s_i % refresh_every == 0:
             gateway.scheduler_tick(t)
-        for wave, asks in zip(waves, step_asks[s_i]):
+        todo = list(zip(waves, step_asks[s_i], [None] * len(waves)))
+        if reask:  # the re-asks due in this step, in waves of distinct users
+            due_r = []
+            while retries and retries[0][0] < t + STEP:
+                rt, _, x = heapq.heappop(retries)
+                if retry_of.get(opp_user[x]) == rt:
+                    del retry_of[opp_user[x]]
+                    due_r.append((x, rt))
+            if due_r:
+                todo.append(([x for x, _ in due_r], [(uids[opp_user[x]], rt, k) for x, rt in due_r],
+                             [rt for _, rt in due_r]))
+        for wave, asks, times in todo:
             answers = gateway.decide_many(asks)
             res.decisions += len(wave)
-            for x, a in zip(wave, answers):
+            for j, (x, a) in enumerate(zip(wave, answers)):
                 reason = a.reason
                 reasons[reason] += 1
+                now = opp_ts[x] if times is None else times[j]
+                day = opp_day[x] if times is None else min(int((now - p.start) // DAY), p.days - 1)
                 if reason == "policy":
-                    segment_day.setdefault((a.segment, opp_day[x]), [0, 0])[0] += 1
+                    segment_day.setdefault((a.segment, day), [0, 0])[0] += 1
                 if not a.send:
+                    if reask and a.retry_at is not None and a.retry_at < t_end:
+                        seq += 1
+                        retry_of[opp_user[x]] = a.retry_at
+                        push(retries, (a.retry_at, seq, x))
                     continue
-                i, now, day = opp_user[x], opp_ts[x], opp_day[x]
+                i = opp_user[x]
                 typ = user_type[i]
                 res.sends += 1
                 type_sends[typ] += 1

@@ -28,6 +28,7 @@ import math
 import selectors
 import socket
 from collections import defaultdict
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import urlsplit
@@ -35,6 +36,10 @@ from urllib.parse import urlsplit
 from bandit_push.config import Settings
 from bandit_push.policies import FixedCadence
 from bandit_push.sim.population import HourlyOffsets
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class Answer(NamedTuple):
@@ -46,6 +51,7 @@ class Answer(NamedTuple):
     segment: str
     reason: str
     context: tuple[str, str]
+    retry_at: float | None = None  #: epoch seconds, when a refusal about the moment says when to ask again
 
 
 class HttpGateway:
@@ -197,7 +203,8 @@ class HttpGateway:
         answers = self._exchange([("POST", "/v1/decide", b'{"user_id":%s,"now":%s,"k":%d}' % (
             _encode(uid).encode(), repr(float(now)).encode(), k)) for uid, now, k in asks])
         return [Answer(d["send"], [i["item_id"] for i in d["items"]], d["decision_id"], d["segment"], d["reason"],
-                       (d["context"]["recency"], d["context"]["daypart"])) for d in answers]
+                       (d["context"]["recency"], d["context"]["daypart"]),
+                       _epoch(d["retry_at"]) if "retry_at" in d else None) for d in answers]
 
     def close(self) -> None:
         for sock in self._idle:
@@ -519,5 +526,5 @@ class InProcessGateway:
         for uid, now, k in asks:
             d = self.engine.decide(uid, now=now, k=k)
             out.append(Answer(d.send, [i.item_id for i in d.items], d.decision_id, d.segment, d.reason,
-                              (d.context["recency"], d.context["daypart"])))
+                              (d.context["recency"], d.context["daypart"]), d.retry_at))
         return out

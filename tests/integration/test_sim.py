@@ -135,3 +135,20 @@ def test_simulate_command_end_to_end_writes_the_report(tmp_path, settings, capsy
     assert members == 25  # every simulated user is counted in the segment it ended in
     truth = {tuple(t["context"]) for t in res["truth"]["thompson"]}
     assert {t[0] for t in truth} == {s["segment"] for s in segs if sum(s["true_types"].values())}
+
+
+def test_a_gateway_that_reasks_at_retry_at_asks_again_then(make_app, pop):
+    """With reask, every refusal about the moment that names a retry_at within the run is asked again (on top of
+    the planned opportunities), and a push made then respects the guardrails like any other."""
+    with served(make_app, policy="cadence", cadence_gap_hours=1e-6, min_gap_hours=4, max_per_day=3) as (gw, _):
+        plain = run(pop, gw, "always", {})
+    with served(make_app, policy="cadence", cadence_gap_hours=1e-6, min_gap_hours=4, max_per_day=3) as (gw, _):
+        again = run(pop, gw, "always, re-asking", {}, reask=True)
+    assert plain.decisions == len(pop.opp_ts) < again.decisions
+    assert again.sends > plain.sends  # the re-asks land where the gap has passed
+    by_user: dict[int, list[float]] = {}
+    for i, _, ts, *_ in again.pushes:
+        by_user.setdefault(i, []).append(ts)
+    for times in by_user.values():
+        times.sort()
+        assert all(b - a >= 4 * HOUR for a, b in zip(times, times[1:]))
