@@ -123,7 +123,7 @@ def user_net_value(mp: float, vp: float, mn: float, vn: float, th: float, vth: f
 def _nll(params: npt.NDArray, e: npt.NDArray, x: npt.NDArray, feats: npt.NDArray) -> float:
     kappa = math.exp(params[0])
     mu = x * np.exp(feats @ params[1:])
-    ll = (gammaln(e + kappa) - gammaln(kappa) + kappa * np.log(kappa / (kappa + mu))
+    ll = (gammaln(e + kappa) - gammaln(kappa) - gammaln(e + 1) + kappa * np.log(kappa / (kappa + mu))
           + e * np.log(np.maximum(mu, 1e-300) / (kappa + mu)))
     return float(-ll.sum() + 0.5 * (params[2] ** 2 + params[3] ** 2) / B_SD ** 2)
 
