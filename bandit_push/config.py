@@ -139,8 +139,8 @@ class Settings:
     mf_refit_hours: float = 6.0            #: the MF refit runs periodically at this interval
     segments_refit_hours: float = 24.0     #: the segmentation refit runs periodically at this interval
     policy_refit_minutes: float = 60.0     #: the engagement model (per-user evidence's prior) refits at this interval
-    user_evidence: bool = False            #: the user's engagement multiplier scales their net value (engagement.py)
-    thompson_episodes: bool = False        #: Thompson sampling holds one draw per user and push episode
+    user_evidence: bool = True             #: the user's engagement multiplier scales their net value (engagement.py)
+    thompson_episodes: bool = True         #: Thompson sampling holds one draw per user and push episode
     snapshot_seconds: float = 5.0          #: a serving process rereads shared, slowly-changing state this often
     segment_count: int = 6                 #: behavioural segments the clustering makes
     segment_min_events: int = 3            #: users with fewer shopping events stay in segment ``new``

@@ -18,8 +18,8 @@ and ``b`` are **learned**: :func:`fit` maximises the negative-binomial likelihoo
 reads them as a per-process snapshot (:meth:`EngagementParams.serving`). Until the first fit, ``kappa = 4``,
 ``b = 0``: a prior around the segment whose sd is half its mean.
 
-Off by default (setting ``user_evidence``): measured on the simulation it did not beat the segment arms alone
-(docs/simulation.md); the evidence is kept and the model refitted either way, so switching it on is immediate.
+Setting ``user_evidence`` (on by default; docs/simulation.md has what it measured, alone and with Thompson
+episodes). The evidence is kept and the model refitted either way.
 
 :func:`user_theta` and :func:`user_net_value` are the decide script's arithmetic (``user_theta`` and
 ``posterior`` in scripts.py), operation for operation.

@@ -42,8 +42,9 @@ def test_thompson_propensity_is_the_reference_probability(make_app, settings, sc
     sends, expected = 0, []
     for i in range(300):
         zero = np.zeros(len(OUTCOMES))  # one segment, no feedback: the arm, its segment and the space agree
+        # a new user before the engagement model's first fit: multiplier mean 1, variance 1 / kappa = 1 / 4
         p = policy.send_probability(ArmView(float(sends), zero, float(sends), None, segment_counts=zero,
-                                            space=(float(sends), zero)))
+                                            space=(float(sends), zero), theta=(1.0, 0.25)))
         d = decide(c, f"user{i}")
         assert d["propensity"] == (p if d["send"] else pytest.approx(1 - p, abs=1e-15))
         sends += d["send"]

@@ -176,8 +176,8 @@ def test_a_thompson_episode_holds_its_draw_and_its_propensities_are_exact(make_a
 
 
 def test_without_user_evidence_decide_weighs_the_context_alone(make_app, store, settings):
-    """The default: the multiplier is computed and shown but not applied; the propensity is the context's."""
-    c = make_app().test_client()
+    """With user_evidence off, the multiplier is computed and shown but not applied; the net value is the context's."""
+    c = make_app(user_evidence=False).test_client()
     d = decide(c, "u1")
     why = c.get(f"/v1/decisions/{d['decision_id']}").get_json()["explanation"]
     assert not why["user"]["applied"] and why["user"]["sd"] > 0
