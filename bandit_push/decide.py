@@ -1,6 +1,6 @@
 """One decision: guardrails -> policy -> record, in a single Redis round trip.
 
-The decide Lua script does the work atomically (see :mod:`bandit_push.scripts`):
+The decide command of the Lua library does the work atomically (``bandit_push/lua/decide.lua``):
 it reads the user's state, derives the context (recency bucket, local daypart),
 applies the guardrails, runs the policy kernel on the context's arm, picks the
 items, and — on a send — moves the user's last push, so that two concurrent
@@ -10,7 +10,7 @@ and reads its answer.
 from __future__ import annotations
 
 import hashlib
-import logging
+import json
 import math
 import random
 import re
@@ -21,21 +21,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from hiredis import pack_command
-from redis.exceptions import NoScriptError, ResponseError
-
-from bandit_push import scripts
-from bandit_push.config import OUTCOMES, Settings
+from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.engagement import ENGAGED, EngagementParams
-from bandit_push.sendtime import SendTimes
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
 from bandit_push.policies import POLICIES, Policy
+from bandit_push.schema import ARM, USER
+from bandit_push.sendtime import SendTimes
 from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
 
 DEFAULT_SPACE = "default"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,13 +94,15 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
         "rec": [h * 3600.0 for h in settings.recency_edges_hours],
         "lw": settings.pacing_window_hours * 3600.0, "lj": settings.pacing_loads,
         # the load arms' field suffixes, 'not pushed within ll' first (segments.py reads the same fields)
-        "fs": ["|FL"] + [f"|F{j}" for j in range(settings.pacing_loads)],
+        "fs": [ARM["load"] + "L"] + [f"{ARM['load']}{j}" for j in range(settings.pacing_loads)],
         "ll": settings.recency_edges_hours[-1] * 3600.0,
         "dp": settings.daypart_of_hour(), "tz": posix_rule(settings.default_timezone),
         "excl": settings.exclude_pushed_days * 86400.0,
         # the outcomes whose first report marks a decision engaged (the user's evidence, see engagement.py)
         "eo": [OUTCOMES.index(o) + 1 for o in ENGAGED],
         "nouser": not settings.user_evidence, "episodes": settings.thompson_episodes,
+        # the user hash's organic event counts (the engagement model's activity), and which of them are purchases
+        "evf": [USER["event_count"] + t for t in EVENT_TYPES], "evp": EVENT_TYPES.index("purchase") + 1,
         # (expiries as text: a number handed to redis.call is formatted with a sprintf on every call)
         "ttl": str(int(settings.decision_ttl_hours * 3600)),
         "lttl": str(int(settings.decision_ttl_hours * 3600) + 3600),  # the decision log's hour index
@@ -116,26 +114,6 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
     if quiet:
         cfg["quiet"] = list(quiet)
     return cfg
-
-
-def lua_literal(value: Any) -> str:
-    """A Lua table/number/string literal of a JSON-like value (strings: safe characters only)."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}={lua_literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "{" + ",".join(lua_literal(v) for v in value) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite number: {value!r}")
-        return repr(value)
-    if isinstance(value, str) and _SAFE.match(value):
-        return f"'{value}'"
-    raise ValueError(f"cannot embed {value!r} in the decide script")
-
-
-_SAFE = re.compile(r"^[A-Za-z0-9_.,:|+\-]*$")
 
 
 def new_decision_id(space: str) -> str:
@@ -175,41 +153,18 @@ def ranked_items(store: Store, settings: Settings, user_id: str, k: int, now: fl
 
 
 @dataclass(frozen=True)
-class _Compiled:
-    """The decide script compiled for one registry version, with what reading its answers needs."""
+class _Config:
+    """The decide config of one registry snapshot (see ``lua/includes/config.lua``), with what reading answers needs."""
 
     snapshot: Snapshot
-    script: Any  # redis.commands.core.Script
+    digest: str
+    blob: str  # the config as JSON
     policies: tuple[tuple[str, ...], ...]  # per running experiment, its variants' policy names
-    function: str | None = None  # the same code as a Redis Function (its library's name and its own), or None
-
-
-def function_library(source: str, name: str) -> str:
-    """The decide script ``source`` as a Redis Functions library ``name`` with one function of that name.
-
-    Everything before the script's body (the helpers, the constant settings) runs once, when the library loads;
-    the body is the function. A library's top level may not touch Lua's globals (``math``, ``string``...):
-    the helpers' two uses of them there are bound on the function's first call instead."""
-    cut = source.index(_BODY_START)
-    top = source[:cut]
-    for line in _TOP_GLOBALS:
-        if top.count(line) != 1:
-            raise AssertionError(f"the decide script changed: update _TOP_GLOBALS ({line!r})")
-        top = top.replace(line, line.split(" = ", 1)[0])  # the declaration stays; the value comes on first call
-    bind = "if not pow then " + "; ".join(line.removeprefix("local ") for line in _TOP_GLOBALS) + " end\n"
-    return (f"#!lua name={name}\n{top}\nredis.register_function('{name}', function(KEYS, ARGV)\n"
-            f"{bind}{source[cut:]}\nend)\n")
-
-
-_BODY_START = "local nx = #conf.xs\n"
-_TOP_GLOBALS = ("local pow, sqrt, floor = math.pow, math.sqrt, math.floor",
-                "local TZ_DST = '^' .. string.rep('([^,]+),', 9) .. '([^,]+)$'")
 
 
 def _overrides(base: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """What ``cfg`` changes of ``base`` (a removed key becomes ``False``). The script reads a variant's
-    config through a metatable onto the base one: a Lua table literal is built on every call, so
-    repeating the shared constants (dayparts, priors, ...) per variant would cost every decide."""
+    """What ``cfg`` changes of ``base`` (a removed key becomes ``False``): the library reads a variant's config
+    through a metatable onto the base one, so the shared constants travel and decode once."""
     out = {k: v for k, v in cfg.items() if base.get(k) != v}
     out.update({k: False for k in base if k not in cfg})
     return out
@@ -218,11 +173,11 @@ def _overrides(base: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
 class DecisionEngine:
     """Decides for one deployment: a store, settings, the default policy and the running experiments.
 
-    The running experiments are cached in the process (:class:`~bandit_push.experiments.Registry`) and
-    compiled, with every variant's constant settings, into the decide script. The script checks the
-    registry version (one GET inside the same call) and answers ``stale`` without writing anything
-    when it moved; the engine then reloads the registry, recompiles and decides again. So a decide
-    stays one round trip, except the first one after a start, pause or stop.
+    The running experiments are cached in the process (:class:`~bandit_push.experiments.Registry`) and turned,
+    with every variant's constant settings, into the decide config. The decide command checks the registry
+    version (one GET inside the same call) and answers ``stale`` without writing anything when it moved; the
+    engine then reloads the registry and decides again. So a decide stays one round trip, except the first one
+    after a start, pause or stop (and, on a Functions library, the first one after the library lost the config).
     """
 
     def __init__(self, store: Store, settings: Settings, policy: Policy | None = None,
@@ -237,7 +192,8 @@ class DecisionEngine:
         self.registry = registry or Registry(store)
         self._base = script_config(settings, self.policy)
         self._variants: dict[tuple[int, int], dict[str, Any]] = {}  # (experiment, variant) -> config
-        self._compiled: _Compiled | None = None
+        self._config: _Config | None = None
+        self._known: str | None = None  # the digest of the config the library was last sent (or used)
         self._lock = threading.Lock()
         self._um, self._um_at = "", -math.inf
         self.send_times = SendTimes(store, settings, self.policy)
@@ -251,16 +207,17 @@ class DecisionEngine:
         ``snapshot_seconds`` (shared state reaches decide as a per-process snapshot: no extra round trip)."""
         t = time.monotonic()
         if t - self._um_at >= self.settings.snapshot_seconds:
-            self._um_at = t
+            # (the snapshot before its time: a concurrent decide reads the previous one, never none)
             self._um = EngagementParams.serving(self.store).argument()
+            self._um_at = t
         return self._um
 
-    def _script_for(self, snapshot: Snapshot) -> _Compiled:
-        """The decide script of ``snapshot``: the constant settings are compiled in, so no call pays for
-        decoding them; one (experiment, variant) config is built once and kept while the process lives."""
-        compiled = self._compiled
-        if compiled is not None and compiled.snapshot is snapshot:
-            return compiled
+    def _config_for(self, snapshot: Snapshot) -> _Config:
+        """The decide config of ``snapshot``; one (experiment, variant) config is built once and kept while the
+        process lives."""
+        config = self._config
+        if config is not None and config.snapshot is snapshot:
+            return config
         with self._lock:
             xs = []
             live = set()
@@ -276,29 +233,22 @@ class DecisionEngine:
                 xs.append({"segs": list(x.segments) if x.segments is not None else False, "v": variants})
             for key in set(self._variants) - live:  # bounded by the running experiments
                 del self._variants[key]
-            source = scripts.DECIDE.replace("local conf = CONFIG", "local conf = " + lua_literal(
-                {"base": self._base, "xs": xs}), 1)
+            # (allow_nan=False: a setting that is not a finite number fails here, not as a Lua error)
+            blob = json.dumps({"base": self._base, "xs": xs}, separators=(",", ":"), allow_nan=False)
             policies = tuple(tuple(str(v.policy.get("name")) for v in x.variants) for x in snapshot.running)
-            script, function = self.store.redis.register_script(source), None
-            if self.settings.redis_functions and self.store.functions:
-                function = self.store.library_tag() + hashlib.sha1(source.encode()).hexdigest()[:16]
-                try:
-                    self._load(script, function)
-                except ResponseError as e:  # e.g. an ACL without FUNCTION: the script still works
-                    log.warning("decide stays an EVALSHA script: FUNCTION LOAD was refused (%s)", e)
-                    function = None
-            self._compiled = compiled = _Compiled(snapshot, script, policies, function)
-            return compiled
+            self._config = config = _Config(snapshot, hashlib.sha1(blob.encode()).hexdigest(), blob, policies)
+            return config
 
-    def _load(self, script: Any, function: str) -> None:
-        """Load (or replace) the library that holds ``script``'s code as the function ``function``."""
-        self.store.redis.execute_command("FUNCTION", "LOAD", "REPLACE", function_library(script.script, function))
+    def extra_argument(self, user_id: str) -> str:
+        """The opaque blob decide hands the policy (ARGV[10]): the engagement model's snapshot (see user_theta in
+        ``lua/includes/evidence.lua``); the place for another model's snapshot too."""
+        return self._engagement()
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
                channel: str | None = None, rate_limit: RateLimit | None = None) -> Decision:
         """Decide whether to push ``user_id`` at ``now`` and with which ``k`` items.
 
-        With ``rate_limit``, the caller's token is taken in the same script (one round trip); an empty
+        With ``rate_limit``, the caller's token is taken in the same call (one round trip); an empty
         bucket raises :class:`~bandit_push.errors.RateLimited` and decides nothing.
         """
         now = time.time() if now is None else float(now)
@@ -307,12 +257,16 @@ class DecisionEngine:
         arms, popular, sizes, version, ixmap = self._shared_keys
         token = secrets.token_hex(10)
         u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
+        extra = self.extra_argument(user_id)
         for _ in range(5):
-            compiled = self._script_for(self.registry.snapshot)
-            snap = compiled.snapshot
+            config = self._config_for(self.registry.snapshot)
+            snap = config.snapshot
             dids = [f"{token}.{DEFAULT_SPACE}"]
             kk = [keys.user(user_id), keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
-            args: list[Any] = [user_id, dids[0], "%.17g" % now, u, k, channel or "", snap.version, self._engagement()]
+            # a library keeps the configs it was sent; a script starts empty on every call
+            known = self.store.decide_script.function is not None and config.digest == self._known
+            args: list[Any] = [user_id, dids[0], "%.17g" % now, u, k, channel or "", snap.version, config.digest,
+                               "" if known else config.blob, extra]
             variants = []
             for x in snap.running:
                 vi = x.assign(user_id)
@@ -322,10 +276,14 @@ class DecisionEngine:
                 args.append(vi)
             kk.append(keys.decision_log(int(now // 3600)))
             kk += [keys.user_recs(user_id), ixmap]
-            if rate_limit is not None:  # the caller's token, taken in the same script
+            if rate_limit is not None:  # the caller's token, taken in the same call
                 kk.append(keys.rate_bucket(rate_limit.key_id))
                 args += [repr(float(rate_limit.rate)), repr(float(rate_limit.burst))]
-            out = self._eval(compiled, tuple(kk), tuple(args))
+            out = self._call(kk, args)
+            if out[0] == "config":  # the library was loaded again since: it needs the config once more
+                self._known = None
+                continue
+            self._known = config.digest
             if out[0] != "stale":
                 break
             self.registry.refresh()
@@ -341,7 +299,7 @@ class DecisionEngine:
         policy, experiment = self.policy.name, None
         if xi:
             x, vi = snap.running[xi - 1], variants[xi - 1]
-            policy = compiled.policies[xi - 1][vi]
+            policy = config.policies[xi - 1][vi]
             experiment = {"id": x.id, "name": x.name, "variant": x.variants[vi].name}
         return Decision(
             decision_id=dids[xi], send=bool(send), items=items, segment=segment, reason=reason,
@@ -351,30 +309,6 @@ class DecisionEngine:
             retry_at=self.send_times.retry_at(segment, now, float(ready), float(offset),
                                               float(last_push) if last_push else None) if ready else None)
 
-    def _eval(self, compiled: _Compiled, keys: tuple, args: tuple) -> Any:
-        """FCALL of the decide function (EVALSHA of the script where the server has no Functions) on this
-        thread's own connection.
-
-        The hot path: the same command as ``Script.__call__``, without taking and returning a pool
-        connection per call (about a third of redis-py's per-command cost). Connection errors retry
-        and reconnect under the connection's own retry policy, as ``Redis.execute_command`` does;
-        NOSCRIPT or a missing function (a restarted, flushed or failed-over server) loads it and runs it again.
-        """
-        conn = self.store.thread_connection()
-        script, function = compiled.script, compiled.function
-
-        def run() -> Any:
-            # hiredis packs the command straight from str/int arguments: a third of redis-py's packing cost
-            command = ("FCALL", function) if function else ("EVALSHA", script.sha)
-            conn.send_packed_command([pack_command((*command, len(keys), *keys, *args))])
-            return conn.read_response()
-
-        try:
-            return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
-        except NoScriptError:
-            script.sha = self.store.redis.script_load(script.script)
-        except ResponseError as e:
-            if not (function and str(e).startswith("Function not found")):
-                raise
-            self._load(script, function)
-        return conn.retry.call_with_retry(run, lambda error: conn.disconnect())
+    def _call(self, keys: list[str], args: list[Any]) -> Any:
+        """The decide command: one round trip."""
+        return self.store.decide_script(keys=keys, args=args)

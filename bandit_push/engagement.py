@@ -22,7 +22,7 @@ Setting ``user_evidence`` (on by default; docs/simulation.md has what it measure
 episodes). The evidence is kept and the model refitted either way.
 
 :func:`user_theta` and :func:`user_net_value` are the decide script's arithmetic (``user_theta`` and
-``posterior`` in scripts.py), operation for operation.
+``posterior`` in bandit_push/lua/includes/evidence.lua and posterior.lua), operation for operation.
 """
 from __future__ import annotations
 

@@ -1,43 +1,48 @@
-"""The Redis store: one client per process, the Lua scripts registered once on it."""
+"""The Redis store: one client per process, the Lua library (bandit_push/lua) registered once on it."""
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import threading
+from typing import Any, Sequence
 
 import redis
+from redis.exceptions import ResponseError
 
-from bandit_push import scripts
+from bandit_push import lua
 from bandit_push.config import Settings
 from bandit_push.keys import Keys
 
+log = logging.getLogger(__name__)
+
 
 class Store:
-    """A connection to the deployment's Redis with its key builder and scripts.
+    """A connection to the deployment's Redis with its key builder and the Lua library's commands.
 
-    The decide script is registered by each :class:`~bandit_push.decide.DecisionEngine`, with its
-    settings compiled in. Scripts are registered with ``register_script``: the ``Script`` object computes its
-    SHA once, reloads on NOSCRIPT, and can run inside a pipeline.
+    Each command (``store.decide_script``, ``store.feedback_script``, ...) is a :class:`Command`: the function of
+    this prefix's library where the server runs Redis Functions, else the same code as an EVALSHA script.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings):
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self.feedback_script = client.register_script(scripts.FEEDBACK)
-        self.user_evidence_script = client.register_script(scripts.USER_EVIDENCE)
-        self.event_script = client.register_script(scripts.EVENT)
-        self.upsert_user_script = client.register_script(scripts.UPSERT_USER)
-        self.compact_script = client.register_script(scripts.COMPACT)
-        self.set_segment_script = client.register_script(scripts.SET_SEGMENT)
-        self.items_script = client.register_script(scripts.ITEMS)
-        self.rate_limit_script = client.register_script(scripts.RATE_LIMIT)
-        self.delete_user_script = client.register_script(scripts.DELETE_USER)
-        self.experiment_transition_script = client.register_script(scripts.EXPERIMENT_TRANSITION)
-        self.experiment_update_script = client.register_script(scripts.EXPERIMENT_UPDATE)
         self._binary: redis.Redis | None = None
-        self._local = threading.local()
         self._functions: bool | None = None
+        self.library = Library(self)
+        commands = {name: Command(self.library, name) for name in lua.COMMANDS}
+        self.decide_script = commands["decide"]
+        self.feedback_script = commands["feedback"]
+        self.user_evidence_script = commands["user_evidence"]
+        self.event_script = commands["event"]
+        self.upsert_user_script = commands["upsert_user"]
+        self.compact_script = commands["compact"]
+        self.set_segment_script = commands["set_segment"]
+        self.items_script = commands["ranked_items"]
+        self.rate_limit_script = commands["rate_limit"]
+        self.delete_user_script = commands["delete_user"]
+        self.experiment_transition_script = commands["experiment_transition"]
+        self.experiment_update_script = commands["experiment_update"]
 
     @classmethod
     def connect(cls, settings: Settings) -> "Store":
@@ -69,20 +74,9 @@ class Store:
         return self._functions
 
     def library_tag(self) -> str:
-        """The start of the names of this prefix's function libraries (letters, digits, underscores only)."""
+        """The start of the names of this prefix's function libraries (letters, digits, underscores only): one
+        library per prefix and code version, so deployments and versions sharing a server keep their own."""
         return "bp_" + hashlib.sha1(self.settings.prefix.encode()).hexdigest()[:10] + "_"
-
-    def thread_connection(self) -> redis.connection.Connection:
-        """This thread's own connection for hot-path commands (decide), taken from the pool once.
-
-        Sending on it skips taking and returning a pool connection per call. It goes back to the pool
-        when the thread ends (the holder lives only in this thread-local): a server that starts a thread
-        per request (werkzeug's threaded server) would otherwise exhaust the pool. Renewed after a fork.
-        """
-        held = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():
-            self._local.held = held = _Held(self.redis.connection_pool)
-        return held.conn
 
     def delete_prefix(self, prefix: str | None = None, batch: int = 1000) -> int:
         """Delete every key under ``prefix`` (default: this store's own), and this prefix's decide function
@@ -97,9 +91,10 @@ class Store:
                 doomed = []
         if doomed:
             deleted += self.redis.delete(*doomed)
-        if self.functions and prefix == self.settings.prefix:  # its decide libraries (server-wide, not in a db)
+        if self.functions and prefix == self.settings.prefix:  # its libraries (server-wide, not in a db)
             for name in self.libraries():
-                self.redis.execute_command("FUNCTION", "DELETE", name)
+                self.redis.function_delete(name)
+            self.library.forget()
         return deleted
 
     def libraries(self) -> list[str]:
@@ -120,15 +115,69 @@ class Store:
             self._binary.close()
 
 
-class _Held:
-    """A pool connection one thread holds; released when the holder is dropped (the thread ended)."""
+class Library:
+    """This prefix's Redis Functions library (every command of :mod:`bandit_push.lua`), loaded on first use.
 
-    __slots__ = ("pool", "conn", "pid")
+    In use only where the server runs Functions (7.0+) and ``settings.redis_functions`` allows them; a server
+    that refuses FUNCTION LOAD (an ACL without it) leaves the commands as EVALSHA scripts, with a warning."""
 
-    def __init__(self, pool: redis.ConnectionPool):
-        self.pool, self.conn, self.pid = pool, None, os.getpid()
-        self.conn = pool.get_connection()  # may raise (Redis down): then there is nothing to give back
+    def __init__(self, store: Store):
+        self.store = store
+        self.name = store.library_tag() + lua.digest()
+        self._state: bool | None = None  # None: not tried yet
+        self._lock = threading.Lock()
 
-    def __del__(self) -> None:
-        if self.conn is not None and self.pid == os.getpid():
-            self.pool.release(self.conn)
+    @property
+    def active(self) -> bool:
+        """Whether commands run as this library's functions (loads it on the first call)."""
+        if self._state is None:
+            with self._lock:
+                if self._state is None:
+                    self._state = self.store.settings.redis_functions and self.store.functions and self.load()
+        return self._state
+
+    def load(self) -> bool:
+        """Load the library if the server lacks it; False if the server refuses."""
+        try:
+            self.store.redis.function_load(lua.library(self.name))
+        except ResponseError as e:
+            if "already exists" in str(e):  # another process of this deployment loaded it
+                return True
+            log.warning("the Lua library stays EVALSHA scripts: FUNCTION LOAD was refused (%s)", e)
+            return False
+        return True
+
+    def forget(self) -> None:
+        """The library was deleted: load it again on the next call."""
+        self._state = None
+
+
+class Command:
+    """One command of the Lua library, called like redis-py's ``Script``: ``command(keys=..., args=...)``.
+
+    FCALL of its function while the library is active (loaded again if the server lost it: a restart, a
+    FUNCTION FLUSH, a failover to a replica without it), else, and inside pipelines, EVALSHA of the same code
+    through redis-py's ``Script`` (its SHA computed once, reloaded on NOSCRIPT, loaded before a pipeline runs).
+    """
+
+    def __init__(self, library: Library, name: str):
+        self.library = library
+        self.name = name
+        self.script = library.store.redis.register_script(lua.script(name))
+
+    @property
+    def function(self) -> str | None:
+        """The function's name, or None while the command runs as a script."""
+        return f"{self.library.name}_{self.name}" if self.library.active else None
+
+    def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+        function = self.function if client is None else None
+        if function is None:
+            return self.script(keys=keys, args=args, client=client)
+        try:
+            return self.library.store.redis.fcall(function, len(keys), *keys, *args)
+        except ResponseError as e:
+            if not str(e).startswith("Function not found"):
+                raise
+        self.library.load()
+        return self.library.store.redis.fcall(function, len(keys), *keys, *args)

@@ -4,11 +4,12 @@ population (bench/population.py: segments, time zones, events, an MF refit, two 
 1. Client: ``DecisionEngine.decide`` in a loop, beside a bare ``EVALSHA`` round trip of a no-op script; and the
    Flask app called in process as WSGI (no server, no HTTP parsing): ``POST /v1/decide`` beside the bare
    ``GET /v1/ping``, in alternating rounds (what gunicorn adds is the rest of the serving benchmark's figure).
-2. Redis: the decide script's time per call (``INFO commandstats``), and the Redis process's CPU per decide
-   when the server runs on this host (read from /proc; includes reading the command and writing the answer).
-3. Pieces of the script: the same loop with one piece of the script removed (the item choice, the
-   decision record's write, the time-zone rule), alternating with the whole script; the difference in
-   Redis CPU per decide is that piece's cost. Repeated, median shown: the machine may be shared.
+2. Redis: the decide's time per call (``INFO commandstats``: FCALL on a Redis 7, else EVALSHA), and the Redis
+   process's CPU per decide when the server runs on this host (read from /proc; includes reading the command
+   and writing the answer).
+3. Pieces of decide: each piece of bench/pieces.py called by a probe script after decide's own setup, on the same
+   users and clock, alternating with the setup alone; a piece's time is its probe's beyond the setup's
+   (commandstats). Repeated, median shown: the machine may be shared.
 4. A cProfile of the client loop.
 
 Usage: .venv/bin/python bench/decide_cpu.py [--redis-url URL] [--users 5000] [--n 4000] [--repeats 3]
@@ -27,22 +28,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bandit_push import scripts
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pieces import PIECES, probe, probe_call  # noqa: E402
 from population import Plan, populate, user_id, wsgi_client  # noqa: E402
 from serving import redis_is_local  # noqa: E402
-
-# (label, text of the script, what replaces it): each removes one piece of the decide script
-PIECES = [
-    ("item choice", "local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)",
-     "local items, source, model = {}, 'none', 'popular'"),
-    ("decision record HSET", "redis.call('HSET', dkey, unpack(record))", ""),
-    ("time-zone rule", "local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400", "local lsec = now % 86400"),
-]
 
 
 def main() -> None:
@@ -73,12 +66,10 @@ def main() -> None:
         t = time.process_time()
         decides(eng, a.n)
         client = (time.process_time() - t) / a.n * 1e6
-        conn = store.thread_connection()
         sha = r.script_load("return 1")
         t = time.process_time()
         for _ in range(a.n):
-            conn.send_command("EVALSHA", sha, 0)
-            conn.read_response()
+            r.evalsha(sha, 0)
         bare = (time.process_time() - t) / a.n * 1e6
         print(f"client CPU per decide {client:.1f} us; a bare EVALSHA round trip {bare:.1f} us")
         app_decide, app_ping = _wsgi(s, a.users, a.n, clock, rng)
@@ -91,31 +82,36 @@ def main() -> None:
             r.config_resetstat()
             c0 = server_cpu() if server_cpu else None
             decides(engine, a.n)
-            script = r.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]
+            stats = r.info("commandstats")
+            script = (stats.get("cmdstat_fcall") or stats["cmdstat_evalsha"])["usec_per_call"]
             return script, (server_cpu() - c0) / a.n * 1e6 if server_cpu else None
 
-        whole = scripts.DECIDE
-        engines = {"whole script": eng}
-        for label, old, new in PIECES:
-            assert old in whole, label  # the script changed: update PIECES
-            scripts.DECIDE = whole.replace(old, new)
-            engines[f"without {label}"] = DecisionEngine(store, s)
-            engines[f"without {label}"].decide(user_id(0), now=clock[0])  # compiles its script
-        scripts.DECIDE = whole
-        got: dict[str, list[tuple[float, float | None]]] = {k: [] for k in engines}
+        probes = {piece: r.register_script(probe(piece)) for piece in [None, *PIECES]}
+
+        def probe_side(piece: str | None) -> float:
+            r.config_resetstat()
+            for _ in range(a.n // 4):
+                clock[0] += 2
+                keys, args = probe_call(eng, user_id(rng.randrange(a.users)), clock[0])
+                probes[piece](keys=keys, args=args)
+            return r.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]
+
+        got: list[tuple[float, float | None]] = []
+        pieces: dict[str | None, list[float]] = {p: [] for p in probes}
         for _ in range(a.repeats):
-            for label, engine in engines.items():
-                got[label].append(redis_side(engine))
-        base = statistics.median(c for _, c in got["whole script"]) if server_cpu else None
+            got.append(redis_side(eng))
+            for piece in probes:
+                pieces[piece].append(probe_side(piece))
         where = "Redis process CPU" if server_cpu else "(Redis is not on this host: no process CPU)"
-        print(f"\nper decide, median of {a.repeats}: script time (commandstats) | {where}")
-        for label, vals in got.items():
-            script = statistics.median(v for v, _ in vals)
-            line = f"  {label:>32}: {script:6.1f} us"
-            if server_cpu:
-                cpu = statistics.median(c for _, c in vals)
-                line += f" | {cpu:6.1f} us" + (f" (piece: {base - cpu:+.1f})" if label != "whole script" else "")
-            print(line)
+        print(f"\nper decide, median of {a.repeats}: time in the command (commandstats) | {where}")
+        line = f"  {'decide':>46}: {statistics.median(v for v, _ in got):6.1f} us"
+        if server_cpu:
+            line += f" | {statistics.median(c for _, c in got):6.1f} us"
+        print(line)
+        setup = statistics.median(pieces.pop(None))
+        print(f"  {'probe: the setup (config, user, pushes)':>46}: {setup:6.1f} us")
+        for piece, vals in pieces.items():
+            print(f"  {'piece: ' + piece:>46}: {statistics.median(vals) - setup:+6.1f} us")
 
         prof = cProfile.Profile()
         prof.enable()

@@ -48,7 +48,11 @@ e.decide("warm-up", now=start)  # loads the script
 rng = random.Random(1)
 k = st.keys
 # the keys and arguments DecisionEngine.decide passes (no experiment running), across versions of the script
-if hasattr(e, "_script_for"):
+if hasattr(e, "_config_for"):  # the library's decide as a script, its config sent with every call
+    config = e._config_for(e.registry.snapshot)
+    script, version = st.decide_script.script, [config.snapshot.version, config.digest, config.blob,
+                                                e.extra_argument("")]
+elif hasattr(e, "_script_for"):
     compiled = e._script_for(e.registry.snapshot)
     script, version = compiled.script, [compiled.snapshot.version]
 else:

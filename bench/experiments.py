@@ -74,8 +74,8 @@ def main() -> int:
         samples: dict[str, list[float]] = {"none": [], "one": [], "three": []}
         engine = DecisionEngine(store, settings)
         calls = []
-        eval_ = engine._eval
-        engine._eval = lambda *a: calls.append(1) or eval_(*a)  # counts script calls, the round trips
+        call = engine._call
+        engine._call = lambda *a: calls.append(1) or call(*a)  # counts decide calls, the round trips
         slot = 0.0
         for _ in range(args.rounds):
             for phase in ("none", "one", "three"):

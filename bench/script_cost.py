@@ -2,7 +2,7 @@
 
 Wall-clock and CPU figures on a shared 2-core machine move by a third from one run to the next (bench/serve.py,
 bench/decide_cpu.py); an instruction count does not. This counts the instructions redis-server executes per
-decide (the EVALSHA of the decide script: reading the command, the script, writing the answer), beside a bare
+decide (the EVALSHA or FCALL of the library's decide: reading the command, the Lua, writing the answer), beside a bare
 EVALSHA of ``return 1`` in the same run, so a change to the Lua shows as a change of the ratio.
 
 Steps (about 1 minute):
@@ -10,16 +10,17 @@ Steps (about 1 minute):
    ``callgrind_annotate`` names the Lua interpreter's functions) on a unix socket in a temporary directory:
    the serving benchmark's population (bench/population.py) with ``--users`` users, saved to an RDB file.
 2. The same server binary under ``valgrind --tool=callgrind`` on that RDB, instrumentation off; the engine
-   compiles its script and decides a few times; then, counted: ``--n`` bare EVALSHA calls, and ``--n`` decides
+   loads the library (or its scripts) and decides a few times; then, counted: ``--n`` bare EVALSHA calls, and ``--n`` decides
    (seeded engine, the same users and clock every run).
 
 3. With ``--app``: the Flask app's own instructions per request, in its Python process under callgrind
    (instrumented only while it serves), called as a WSGI callable: ``GET /v1/ping`` against ``POST /v1/decide``.
-4. With ``--pieces``: the same count for the script with one piece cut at a time (``PIECES``), each on a fresh
-   server from the same RDB; the difference to the whole script is that piece's cost.
+4. With ``--pieces``: the count for each of decide's pieces, each called by a probe script (bench/pieces.py) after
+   decide's own setup; a piece's cost is its probe's beyond the setup's.
 
 5. With ``--fixed``: what every call pays before the script's own work, each counted apart as a script that
-   does only that: taking 20 arguments, creating the helpers' closures, building the config table.
+   does only that: taking 20 arguments, creating the library's closures and tables, decoding decide's config
+   (an EVALSHA decide pays all three on every call; a Functions library only the arguments).
 
 Usage: .venv/bin/python bench/script_cost.py [--users 5000] [--n 1000] [--app] [--pieces] [--fixed] [--server PATH] [--keep DIR]
 With ``--server PATH`` another redis-server binary counts (e.g. ``/usr/bin/redis-server``): on 7.0+ the decide is
@@ -42,40 +43,15 @@ from pathlib import Path
 
 import redis
 
-from bandit_push import scripts
+from bandit_push import lua
 from bandit_push.config import Settings
-from bandit_push.decide import DecisionEngine, lua_literal, script_config
-from bandit_push.policies import POLICIES
+from bandit_push.decide import DecisionEngine
+from bandit_push.experiments import Snapshot
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from pieces import PIECES, probe, probe_call  # noqa: E402
 from population import Plan, populate, user_id, wsgi_client  # noqa: E402
-
-
-# (label, [(text of the decide script, what replaces it), ...]): each cuts one piece; the differences to the
-# whole script are the pieces' costs. The early returns answer as a refusal would (the engine parses them).
-_EARLY = "do return {0, 'policy', 'new', '1', 0, 0, '', 0, 0, 'none', '', '0', ''} end\n"
-PIECES = [
-    ("everything (return before reading)", [("local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp',",
-                                              _EARLY + "local st = redis.call('HMGET', KEYS[1], 'sg', 'tzr', 'oo', 'lp',")]),
-    ("all from the policy on (return after context)", [("local reason, send, prop, seen = 'policy', false, 1, nil",
-                                                        _EARLY + "local reason, send, prop, seen = 'policy', false, 1, nil")]),
-    ("all from the items on (return after policy)", [("local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)",
-                                                      _EARLY + "local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)")]),
-    ("the item choice", [("local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, "
-                          "excluded)", "local items, source, model = {}, 'none', 'popular'")]),
-    ("the scores' formatting", [("items[#items + 1] = string.format('%.6g', lo + (hi - lo) * qs[j] / 65535)",
-                                 "items[#items + 1] = '1'")]),
-    ("the decision record", [("redis.call('HSET', dkey, unpack(record))", ""), ("redis.call('EXPIRE', dkey, cfg.ttl)", "")]),
-    ("the time-zone rule", [("local lsec = (now + utc_offset(st[2] or cfg.tz, now)) % 86400", "local lsec = now % 86400")]),
-    # what caching each segment's pacing choice could save at most: only the user's own load arm read, no loop
-    ("the load arms' reading and comparing", [
-        ("    if load ~= 'L' then for j = 2, #fs do fields[3 + j] = seg .. fs[j] end end",
-         "    if load ~= 'L' then fields[4] = seg .. fs[load + 2] end"),
-        (scripts.DECIDE[scripts.DECIDE.index("    local means, vars = {}, {}\n"):
-                        scripts.DECIDE.index("    if load > bj then\n", scripts.DECIDE.index("    local means, vars"))],
-         "    larm = arm_load(raw[4], size)\n    local bj = 1\n")]),
-]
 
 
 def main() -> int:
@@ -85,7 +61,8 @@ def main() -> int:
     ap.add_argument("--server", help="a redis-server binary (default: the embedded one, 6.2: EVALSHA); "
                     "a 7.0+ one counts the decide as a Redis Function (FCALL), as a Redis 7 deployment runs it")
     ap.add_argument("--keep", help="a directory for the callgrind files (default: deleted)")
-    ap.add_argument("--pieces", action="store_true", help="also count the script with each of PIECES cut (~3 min)")
+    ap.add_argument("--pieces", action="store_true",
+                    help="also count each of decide's pieces, called by a probe script (bench/pieces.py)")
     ap.add_argument("--fixed", action="store_true",
                     help="also count what every call pays before the script's work: arguments, closures, config")
     ap.add_argument("--app", action="store_true",
@@ -126,18 +103,9 @@ def main() -> int:
               f"{'FCALL' if int(version.split('.')[0]) >= 7 else 'EVALSHA'})")
         print(f"  decide                 : {whole:10,.0f}   {whole / per_bare:.1f}x the bare call")
         if a.pieces:
-            script = scripts.DECIDE
-            print("\nthe decide script with one piece cut (a fresh server on the same RDB each):")
-            for label, cuts in PIECES:
-                scripts.DECIDE = script
-                for old, new in cuts:
-                    assert old in scripts.DECIDE, f"{label}: the script changed, update PIECES"
-                    scripts.DECIDE = scripts.DECIDE.replace(old, new)
-                try:
-                    _, cut = _count(base, work, sock, settings, plan, a.n, label)
-                finally:
-                    scripts.DECIDE = script
-                print(f"  {label:>44}: {cut:10,.0f}   (the piece: {whole - cut:8,.0f})")
+            print("\nthe decide's pieces, each called by a probe script after decide's setup (bench/pieces.py):")
+            for label, cost in _count_pieces(base, work, sock, settings, plan, a.n).items():
+                print(f"  {label:>44}: {cost:10,.0f}")
         if a.fixed:
             print("\nwhat every decide pays before its work, as scripts that do only that (instructions per call):")
             for label, cost in _count_fixed(base, work, sock, a.n).items():
@@ -166,16 +134,14 @@ def _count(base: list[str], work: Path, sock: Path, settings: Settings, plan: Pl
     out = work / f"callgrind.{label.replace(' ', '_')}"
     with _callgrind_server(base, sock, out) as (proc, r):
         store = Store.connect(settings)
-        engine = DecisionEngine(store, settings)  # compiles scripts.DECIDE as it is now
+        engine = DecisionEngine(store, settings)
         rng, clock = random.Random(1), plan.t_end + 4 * 86400
         for i in range(20):  # loads the script, warms the connection
             engine.decide(user_id(i), now=clock)
         bare = r.script_load("return 1")
-        conn = store.thread_connection()
         _control(proc.pid, "-i", "on")
         for _ in range(n):
-            conn.send_command("EVALSHA", bare, 0)
-            conn.read_response()
+            r.evalsha(bare, 0)
         _control(proc.pid, "-d")  # <out>.1: the bare calls
         for _ in range(n):
             clock += 2  # as the serving benchmark: rarely inside a user's minimum gap
@@ -202,21 +168,49 @@ def _callgrind_server(base: list[str], sock: Path, out: Path):
             proc.wait()
 
 
+def _count_pieces(base: list[str], work: Path, sock: Path, settings: Settings, plan: Plan, n: int) -> dict[str, float]:
+    """Instructions per call of decide's setup (the config decoded, the user read; beyond a bare call) and of each
+    piece of bench/pieces.py (beyond the setup), on one callgrind'ed server, the same users and clock each."""
+    out = work / "callgrind.pieces"
+    got: dict[str | None, float] = {}
+    with _callgrind_server(base, sock, out) as (proc, r):
+        store = Store.connect(settings)
+        engine = DecisionEngine(store, settings)
+        t0 = plan.t_end + 4 * 86400
+        for i, piece in enumerate([None, *PIECES], 1):
+            script = store.redis.register_script(probe(piece))
+            calls = [probe_call(engine, user_id(j % plan.users), t0 + 2 * j) for j in range(n)]
+            for keys, args in calls[:20]:
+                script(keys=keys, args=args)
+            _control(proc.pid, "-i", "on")
+            for keys, args in calls:
+                script(keys=keys, args=args)
+            _control(proc.pid, "-i", "off")
+            _control(proc.pid, "-d")
+            got[piece] = _total(Path(f"{out}.{i}")) / n
+        store.close()
+    setup = got.pop(None)
+    return {"the setup (config, user, pushes; whole probe)": setup, **{p: c - setup for p, c in got.items()}}
+
+
 def _count_fixed(base: list[str], work: Path, sock: Path, n: int) -> dict[str, float]:
-    """Scripts that only take the decide's 20 arguments, create its helpers' closures, or build its config table,
-    beside ``return 1``, on one callgrind'ed server: the per-call cost of each, as differences to the bare call."""
+    """Scripts that only take the decide's 20 arguments, create the library's closures and tables, or decode its
+    config, beside ``return 1``, on one callgrind'ed server: the per-call cost of each, as differences to the bare
+    call (what an EVALSHA decide pays every call; a Functions library, only the arguments)."""
     settings = Settings(quiet_hours="off")
-    engine_cfg = script_config(settings, POLICIES[settings.policy](settings))
-    helpers = scripts.PRELUDE + scripts.TOKEN_BUCKET + scripts.XREC + scripts.PICK_ITEMS
-    cases = {"return 1": ("return 1", 0), "the 20 arguments (10 KEYS, 10 ARGV)": ("return 1", 10),
-             "the helpers' closures": (helpers + "\nreturn 1", 0),
-             "the config table": ("local conf = " + lua_literal({"base": engine_cfg, "xs": []}) + "\nreturn 1", 0)}
+    # (a client that never connects: the engine only builds its config)
+    config = DecisionEngine(Store(redis.Redis(), settings), settings)._config_for(Snapshot("0", (), ()))
+    helpers = lua.prelude()
+    cases = {"return 1": ("return 1", 0, []), "the 20 arguments (10 KEYS, 10 ARGV)": ("return 1", 10, []),
+             "the library's closures and tables": (helpers + "\nreturn 1", 0, []),
+             "the config JSON decoded": (helpers + "config_for(ARGV[1], ARGV[2])\nreturn 1", 0,
+                                         [config.digest, config.blob])}
     out = work / "callgrind.fixed"
     got = {}
     with _callgrind_server(base, sock, out) as (proc, r):
-        for i, (label, (src, nkeys)) in enumerate(cases.items(), 1):
+        for i, (label, (src, nkeys, extra)) in enumerate(cases.items(), 1):
             sha = r.script_load(src)
-            args = [f"k{j}" for j in range(nkeys)] + [f"a{j}" for j in range(nkeys)]
+            args = [f"k{j}" for j in range(nkeys)] + [f"a{j}" for j in range(nkeys)] + extra
             for _ in range(20):
                 r.evalsha(sha, nkeys, *args)
             _control(proc.pid, "-i", "on")
@@ -225,7 +219,8 @@ def _count_fixed(base: list[str], work: Path, sock: Path, n: int) -> dict[str, f
             _control(proc.pid, "-i", "off")
             _control(proc.pid, "-d")
             got[label] = _total(Path(f"{out}.{i}")) / n
-    bare = got.pop("return 1")
+    bare, helpers_cost = got.pop("return 1"), got["the library's closures and tables"]
+    got["the config JSON decoded"] -= helpers_cost - bare  # (beyond the closures it needs)
     return {"EVALSHA of return 1": bare, **{label: cost - bare for label, cost in got.items()}}
 
 

@@ -1,6 +1,6 @@
 """The app bench/serve.py runs under gunicorn: the service's own (``api.create_app()``) with one route of the
 benchmark's beside its routes, ``GET /bench/round-trip``: the bare endpoint's answer after one Redis round trip
-(a PING on the connection decide sends its one command on). Its throughput against the bare endpoint's is the
+(a PING through the store's client, as decide sends its one command). Its throughput against the bare endpoint's is the
 most any one-round-trip decide could reach on the machine; the difference to decide's is decide's own work."""
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ def create() -> Flask:
 
     @app.get("/bench/round-trip")
     def round_trip():
-        conn = services().store.thread_connection()
-        conn.send_command("PING")
-        conn.read_response()
+        services().store.redis.ping()
         return jsonify({"ok": True})
 
     return app

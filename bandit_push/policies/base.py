@@ -81,7 +81,7 @@ def pooled_prior(prior: Prior, seg_n: npt.NDArray[np.float64], seg_counts: npt.N
 
     ``seg_n``/``seg_counts``: the decayed totals of each context's segment, ``all_n``/``all_counts``
     those of the whole policy space (shapes (arms,) and (arms, len(OUTCOMES))). The Lua kernel
-    (``posterior`` in scripts.py) performs the same operations in the same order.
+    (``posterior`` in lua/includes/posterior.lua) performs the same operations in the same order.
     """
     all_n = np.asarray(all_n, dtype=np.float64)[:, None]
     seg_n = np.asarray(seg_n, dtype=np.float64)[:, None]
@@ -140,7 +140,7 @@ def pacing_load(means: npt.ArrayLike, cost: float, window_hours: float, long_hou
     whatever the user's history, so a frequently pushed segment's high-load arms fill with data and show what
     over-pushing costs; a segment whose pushes lose money everywhere is held to one push per ``long_hours``.
     With the ``pacing_caution`` setting, see :func:`pacing_choice`.
-    The Lua kernel (``pace_load`` in scripts.py) performs the same operations in the same order.
+    The Lua kernel (``pace_load`` in lua/includes/pacing.lua) performs the same operations in the same order.
     """
     m = np.asarray(means, dtype=np.float64)
     best, bj = (m[0] - cost) * window_hours / long_hours, -1
@@ -242,7 +242,9 @@ class Policy:
         self.params = merged
         self.prior = Prior.from_settings(settings, pool=merged.get("pool_events"))
 
-    def lua_params(self) -> dict[str, float]:
+    def lua_params(self) -> dict[str, Any]:
+        """The policy's part of the decide config: what its kernel (``bandit_push/lua/includes/kernels.lua``,
+        the function named by ``kind``) reads."""
         return dict(self.params)
 
     def send_probability(self, arm: ArmView) -> float:

@@ -14,6 +14,9 @@ class Holdout(Policy):
     kind = "holdout"
     defaults: dict[str, float] = {}
 
+    def lua_params(self) -> dict[str, str]:
+        return {"refuse": "holdout"}  # decide refuses before the guardrails, with this reason
+
     def send_probability(self, arm: ArmView) -> float:
         return 0.0
 

@@ -204,9 +204,9 @@ def test_engine_keeps_one_round_trip_while_the_registry_is_unchanged(store, sett
     calls = []
 
     class Counting(DecisionEngine):
-        def _eval(self, script, keys, args):
+        def _call(self, keys, args):
             calls.append(args[-1])
-            return super()._eval(script, keys, args)
+            return super()._call(keys, args)
 
     engine = Counting(store, settings)
     experiments.transition(store, experiments.create(store, settings, definition()).id, "start")

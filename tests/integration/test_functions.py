@@ -1,6 +1,6 @@
-"""The decide as a Redis Function where the server has them (7.0+), as a script where it does not (the embedded
-Redis 6.2): the same decisions either way, the library loaded again when the server lost it, removed with its
-prefix."""
+"""The Lua library as Redis Functions where the server has them (7.0+), as EVALSHA scripts where it does not (the
+embedded Redis 6.2): the same decisions either way, the library loaded again when the server lost it (and sent
+decide's config again), removed with its prefix."""
 import random
 
 from bandit_push.decide import DecisionEngine
@@ -26,14 +26,15 @@ def test_function_and_script_decide_alike(store, settings):
         by_function, engine = _run(store, settings)
         by_script, script_engine = _run(other, other.settings)
         assert by_function == by_script and any(send for send, *_ in by_function)
-        assert script_engine._compiled.function is None
+        assert other.decide_script.function is None
         if not store.functions:  # Redis 6.2 (the embedded one): the script, and no library anywhere
-            assert engine._compiled.function is None
+            assert store.decide_script.function is None
             return
-        name = engine._compiled.function
-        assert name and store.libraries() == [name]
-        # a server that lost its functions (FUNCTION FLUSH, a failover to a replica without them): loaded again
-        store.redis.execute_command("FUNCTION", "DELETE", name)
+        name = store.library.name
+        assert store.decide_script.function == f"{name}_decide" and store.libraries() == [name]
+        # a server that lost its functions (FUNCTION FLUSH, a failover to a replica without them): loaded again,
+        # and decide's config sent again (the library answers that it does not know it)
+        store.redis.function_delete(name)
         assert engine.decide("u9", now=T0).segment == "new"
         assert store.libraries() == [name]
         store.delete_prefix()
@@ -59,7 +60,7 @@ def test_a_server_that_refuses_function_load_gets_the_script(tmp_path, settings)
         store = Store.connect(settings.replace(redis_url=url))
         engine = DecisionEngine(store, store.settings)
         d = engine.decide("acl", now=T0)
-        assert store.functions and engine._compiled.function is None and d.segment == "new"
+        assert store.functions and store.decide_script.function is None and d.segment == "new"
         store.close()
     finally:
         server.kill()

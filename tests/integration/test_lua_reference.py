@@ -9,13 +9,13 @@ from scipy.stats import norm
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.policies import Prior, net_value_posterior, phi
-from bandit_push.scripts import PRELUDE
+from bandit_push.lua import prelude
 from bandit_push.segments import arm_values
 from bandit_push.tzrule import posix_rule, utc_offset
 
 
 def lua(store, body, *args):
-    return store.redis.eval(PRELUDE + body, 0, *args)
+    return store.redis.eval(prelude() + body, 0, *args)
 
 
 def test_utc_offset_matches_reference(store):
@@ -70,7 +70,7 @@ def test_posterior_matches_numpy(store):
 
 def test_arm_decay_arithmetic(store):
     # one send at t=0, one at t=hl (both decayed to t=hl: 0.5 + 1), then an old event at t=0 adds 0.5
-    got = store.binary.eval(PRELUDE + """
+    got = store.binary.eval(prelude() + """
         local a = arm_load(nil, 3)
         arm_add(a, 2, 0, 100, 1)
         arm_add(a, 2, 100, 100, 1)
@@ -81,7 +81,7 @@ def test_arm_decay_arithmetic(store):
 
 def test_arms_round_trip_exactly_and_old_text_arms_still_read(store):
     values = [1.8e9 + 1 / 3, 12.5 / 7, 0.1, 1e-300, 5e-324, 3.0]
-    packed = store.binary.eval(PRELUDE + "return arm_dump(cjson.decode(ARGV[1]))", 0, json.dumps(values))
+    packed = store.binary.eval(prelude() + "return arm_dump(cjson.decode(ARGV[1]))", 0, json.dumps(values))
     assert len(packed) == 1 + 8 * len(values) and arm_values(packed) == values  # exact: doubles, not text
     # what arm_load makes of a packed arm, an arm stored as text (by versions before the packing), a missing
     # one and one of another size (zeros); returned as text here only to compare

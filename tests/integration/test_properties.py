@@ -24,7 +24,7 @@ from bandit_push import users
 from bandit_push.config import OUTCOMES
 from bandit_push.segments import arm_values, load_arms
 from bandit_push.decide import DecisionEngine
-from bandit_push.scripts import PRELUDE
+from bandit_push.lua import prelude
 
 HL = 3600.0 * 24
 T0 = 1780000000.0  # 2026-05-28
@@ -37,7 +37,7 @@ events = st.lists(st.tuples(st.integers(2, 4), st.floats(0, 30 * 86400, allow_na
 
 def lua_arm(store, evs) -> list[float]:
     """Apply (slot, t, x) events in order with the scripts' arm_add; the arm {t, n, c1, c2}."""
-    out = store.binary.eval(PRELUDE + """
+    out = store.binary.eval(prelude() + """
         local a = arm_load(nil, 4)
         for _, e in ipairs(cjson.decode(ARGV[1])) do arm_add(a, e[1], e[2], tonumber(ARGV[2]), e[3]) end
         return arm_dump(a)""", 0, json.dumps([[s, T0 + t, x] for s, t, x in evs]), repr(HL))
@@ -64,7 +64,7 @@ def test_arm_accumulation_is_the_closed_form_in_any_order(store, evs, data):
 @PROPS
 @given(evs=events, later=st.floats(0, 400 * 86400, allow_nan=False))
 def test_decay_only_shrinks_counts(store, evs, later):
-    out = store.binary.eval(PRELUDE + """
+    out = store.binary.eval(prelude() + """
         local a = arm_load(nil, 4)
         for _, e in ipairs(cjson.decode(ARGV[1])) do arm_add(a, e[1], e[2], tonumber(ARGV[2]), e[3]) end
         local before = arm_dump(a)
