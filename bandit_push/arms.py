@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from bandit_push.config import OUTCOMES
+from bandit_push.schema import ARM_MAGIC
 
 
 def arm_values(raw: bytes | str | None) -> list[float]:
@@ -11,7 +12,7 @@ def arm_values(raw: bytes | str | None) -> list[float]:
     scripts write), or text (what versions before it wrote, still read); ``[]`` for none."""
     if not raw:
         return []
-    if isinstance(raw, bytes) and raw[:1] == b"B" and len(raw) % 8 == 1:
+    if isinstance(raw, bytes) and raw[:1] == ARM_MAGIC.encode() and len(raw) % 8 == 1:
         return np.frombuffer(raw, "<f8", offset=1).tolist()
     try:
         return [float(x) for x in (raw.decode() if isinstance(raw, bytes) else raw).split()]

@@ -1,7 +1,7 @@
 """The decision log: every decision with its context, action, propensity and attributed outcomes.
 
-Decide writes one record hash per decision (see :mod:`bandit_push.scripts`) and appends the decision's
-id to an index string for its UTC hour (:meth:`~bandit_push.keys.Keys.decision_log`, about 28 bytes
+Decide writes one record hash per decision (fields: :data:`bandit_push.schema.DECISION`) and appends the
+decision's id to an index string for its UTC hour (:meth:`~bandit_push.keys.Keys.decision_log`, about 28 bytes
 per decision). :func:`export` walks the hours of a time window, reads each index in fixed-size
 ranges and the records in pipelined batches, so memory stays bounded for any window and every
 decision comes out exactly once (an id is appended once; SCAN could repeat keys).
@@ -36,6 +36,8 @@ from typing import Any, Iterator
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.errors import NotFound
+from bandit_push.schema import DECISION as D
+from bandit_push.schema import LOG_FIELDS, SEEN, WHY
 from bandit_push.store import Store
 
 SCHEMA_VERSION = 1
@@ -102,10 +104,6 @@ def _rows(store: Store, settings: Settings, ids: list[str], since: float, until:
             yield row
 
 
-#: the fields of a record's ``d``, tab-separated in this order
-LOG_FIELDS = ("q", "r", "p", "m")
-
-
 def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """A record read as bytes: text fields decoded; ``d`` split into :data:`LOG_FIELDS` (propensity, reason,
     policy, model); the packed ``z`` (what the policy saw) unpacked to ``z`` = (mean, var,
@@ -113,15 +111,15 @@ def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in raw.items():
         name = k.decode()
-        if name == "d":
+        if name == D["log"]:
             out.update(zip(LOG_FIELDS, v.decode().split("\t")))
-        elif name == "z":
-            mean, var, sends, gap = struct.unpack("<dddd", v)
-            out["z"] = (mean, var, sends)
+        elif name == D["seen"]:
+            mean, var, sends, gap = struct.unpack(SEEN, v)
+            out[D["seen"]] = (mean, var, sends)
             if not math.isnan(gap):
-                out["l"] = repr(gap)
-        elif name == "y":
-            out["y"] = struct.unpack("<ddddddd", v)
+                out[D["gap"]] = repr(gap)
+        elif name == D["why"]:
+            out[D["why"]] = struct.unpack(WHY, v)
         else:
             out[name] = v.decode()
     return out
@@ -130,16 +128,16 @@ def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
 def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window: float,
            recency: list[str], dayparts: list[str]) -> dict[str, Any]:
     """One stored decision record (:func:`decode`) as a schema row (see the module docstring)."""
-    ts = float(rec["t"])
-    bucket, _, dp = rec["a"].partition("|")
+    ts = float(rec[D["time"]])
+    bucket, _, dp = rec[D["context"]].partition("|")
     arm = None
-    if "z" in rec:
-        mean, var, sends = rec["z"]
+    if D["seen"] in rec:
+        mean, var, sends = rec[D["seen"]]
         arm = {"mean": mean, "var": var, "segment_sends": sends}
     outcomes: dict[str, Any] = {}
     reward = 0.0
     for name in OUTCOMES:
-        flag = rec.get("e:" + name)
+        flag = rec.get(D["event"] + name)
         if flag is None:
             continue
         parts = flag.split()
@@ -150,13 +148,14 @@ def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window
         outcomes[name] = entry
         if entry["attributed"]:
             reward += float(settings.weights.get(name, 0.0))
+    q, r, p, m = LOG_FIELDS  # (the parts of the record's log field: propensity, reason, policy, model)
     return {
-        "schema_version": SCHEMA_VERSION, "decision_id": did, "ts": ts, "user_id": rec["u"],
-        "segment": rec["s"], "recency": recency[int(bucket)], "daypart": dayparts[int(dp)],
-        "channel": rec.get("c") or None, "policy": rec["p"], "policy_space": rec["v"], "model": rec.get("m"),
-        "items": rec.get("i", "").split(), "sent": rec["x"] == "1", "propensity": float(rec["q"]),
-        "reason": rec["r"], "arm": arm,
-        "seconds_since_push": float(rec["l"]) if "l" in rec else None,
+        "schema_version": SCHEMA_VERSION, "decision_id": did, "ts": ts, "user_id": rec[D["user"]],
+        "segment": rec[D["segment"]], "recency": recency[int(bucket)], "daypart": dayparts[int(dp)],
+        "channel": rec.get(D["channel"]) or None, "policy": rec[p], "policy_space": rec[D["space"]],
+        "model": rec.get(m), "items": rec.get(D["items"], "").split(), "sent": rec[D["sent"]] == "1",
+        "propensity": float(rec[q]), "reason": rec[r], "arm": arm,
+        "seconds_since_push": float(rec[D["gap"]]) if D["gap"] in rec else None,
         "outcomes": outcomes, "reward": reward, "closed": ts + window <= now,
     }
 
@@ -199,15 +198,15 @@ def explain(rec: dict[str, Any]) -> dict[str, Any]:
     """What drove a recorded decision: the refusal's guardrail or pacing, else the net value's posterior, split into
     the segment context's value (the engagement part and the rest) and the user's engagement multiplier (what
     their organic activity predicts through the engagement model, then their own evidence)."""
-    reason = rec["r"]
+    reason = rec[LOG_FIELDS[1]]
     out: dict[str, Any] = {"decided_by": reason if reason in ("policy", "pacing", "holdout") else "guardrail"}
     if out["decided_by"] == "guardrail":
         out["guardrail"] = reason
-    if "z" in rec:
-        mean, var, _ = rec["z"]
+    if D["seen"] in rec:
+        mean, var, _ = rec[D["seen"]]
         out["net_value"] = {"mean": mean, "sd": math.sqrt(var)}
-    if "y" in rec:
-        mp, mn, var_ctx, th, vth, g, applied = rec["y"]
+    if D["why"] in rec:
+        mp, mn, var_ctx, th, vth, g, applied = rec[D["why"]]
         out["segment_context"] = {"mean": mp + mn, "sd": math.sqrt(var_ctx), "engagement_value": mp,
                                   "negative_value": mn}
         out["user"] = {"engagement_multiplier": th, "sd": math.sqrt(vth), "predicted_by_model": g,

@@ -40,12 +40,13 @@ from scipy.special import gammaln
 from bandit_push import models
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import NotFound
+from bandit_push.schema import USER
 from bandit_push.store import Store
 
 #: the outcomes whose rate in a context is the expected engagement of one push there
 ENGAGED: tuple[str, ...] = ("opened", "clicked")
 #: the user hash fields the model reads: the evidence, the first event's time, the organic counts
-FIELDS: tuple[str, ...] = ("pe", "ff", *(f"f:{t}" for t in EVENT_TYPES))
+FIELDS: tuple[str, ...] = (USER["evidence"], USER["first_event"], *(USER["event_count"] + t for t in EVENT_TYPES))
 MODEL = "policy"
 #: a Gaussian prior of this sd on b1, b2 (MAP): keeps a fit on a few hundred users sane
 B_SD = 2.0

@@ -1,7 +1,7 @@
 """An experiment's report: per-user counters from Redis, analysed by :mod:`bandit_push.stats`.
 
 Each exposed user has one field in :meth:`~bandit_push.keys.Keys.experiment_users` (written by decide,
-feedback and events; layout in :data:`bandit_push.scripts.XREC`). The report reads them all (HSCAN,
+feedback and events; columns in :data:`bandit_push.schema.XREC_COLUMNS`). The report reads them all (HSCAN,
 off the hot path), makes one per-user array per column and variant, and hands them to
 :func:`bandit_push.stats.analyse`: Welch for means per user, the delta method for CTR, the Bayesian
 read-out, the always-valid interval, the sample-ratio check and the guardrails.
@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from bandit_push import experiments
+from bandit_push.schema import XREC_COLUMNS
 from bandit_push.stats import DEFAULT_GUARDRAILS, DEFAULT_METRICS, Metric, analyse, sample_ratio_check
 from bandit_push.store import Store
 
 #: per-user columns, in the order of the counters after ``<variant> <first exposure ts>``
-COLUMNS = ("sends", "clicks", "conversions", "unsubscribed", "net_value", "events", "purchases")
+COLUMNS = XREC_COLUMNS[2:]
 #: what the report compares; the first is the primary metric its conclusion speaks about
 METRICS: tuple[Metric, ...] = DEFAULT_METRICS + (
     Metric("purchases_per_user", "purchases", label="purchases per user"),

@@ -31,6 +31,7 @@ from typing import Any
 from bandit_push.config import Settings
 from bandit_push.errors import ConfigError, Conflict, InvalidArgument, NotFound
 from bandit_push.policies import Policy, from_config
+from bandit_push.schema import COUNTERS, EXPERIMENT
 from bandit_push.store import Store
 
 STATUSES = ("draft", "running", "paused", "stopped")
@@ -200,13 +201,13 @@ def variant_policy(settings: Settings, variant: Variant, where: str = "variant")
 
 
 def _from_hash(experiment_id: int, h: dict[str, str]) -> Experiment:
-    d = json.loads(h["def"])
-    opt = (lambda k: float(h[k]) if h.get(k) else None)
+    d = json.loads(h[EXPERIMENT["definition"]])
+    opt = (lambda k: float(h[EXPERIMENT[k]]) if h.get(EXPERIMENT[k]) else None)
     return Experiment(
         id=experiment_id, name=d["name"], salt=d["salt"],
         variants=tuple(Variant(v["name"], v["weight"], v["policy"], v.get("guardrails") or {}) for v in d["variants"]),
         segments=tuple(d["segments"]) if d.get("segments") is not None else None,
-        status=h.get("status", "draft"), created_at=float(h.get("created", 0)),
+        status=h.get(EXPERIMENT["status"], "draft"), created_at=float(h.get(EXPERIMENT["created"], 0)),
         started_at=opt("started"), stopped_at=opt("stopped"))
 
 
@@ -221,10 +222,10 @@ def create(store: Store, settings: Settings, body: Any, now: float | None = None
     definition["salt"] = secrets.token_hex(8) if salt is None else salt
     now = time.time() if now is None else now
     keys = store.keys
-    experiment_id = int(store.redis.hincrby(keys.counters(), "experiments", 1))
+    experiment_id = int(store.redis.hincrby(keys.counters(), COUNTERS["experiments"], 1))
     pipe = store.redis.pipeline(transaction=True)
-    pipe.hset(keys.experiment(experiment_id), mapping={"def": json.dumps(definition), "status": "draft",
-                                                       "created": repr(now)})
+    pipe.hset(keys.experiment(experiment_id), mapping={EXPERIMENT["definition"]: json.dumps(definition),
+                                                       EXPERIMENT["status"]: "draft", EXPERIMENT["created"]: repr(now)})
     pipe.zadd(keys.experiments(), {str(experiment_id): experiment_id})
     pipe.execute()
     return get(store, experiment_id)

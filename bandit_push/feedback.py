@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import space_of
 from bandit_push.experiments import experiment_of_space
+from bandit_push.schema import XREC
 from bandit_push.store import Store
 
-#: the per-user experiment counter an outcome increments (scripts.XREC: 4 clicks, 5 conversions, 6 unsubscribed)
-_XREC_SLOT = {"clicked": 4, "converted": 5, "unsubscribed": 6}
+#: the per-user experiment counter an outcome increments (its 1-based column in schema.XREC)
+_XREC_SLOT = {"clicked": XREC["clicks"], "converted": XREC["conversions"], "unsubscribed": XREC["unsubscribed"]}
 #: feedback that marks a pushed decision engaged (the user's evidence)
 _ENGAGED = frozenset({"opened", "clicked", "converted"})
 #: statuses the feedback script answers

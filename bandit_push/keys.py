@@ -19,6 +19,18 @@ class Keys:
         """Hash: state, time zone rule, recent pushes, behaviour features of one user."""
         return f"{self.prefix}u:{{{user_id}}}"
 
+    def users_match(self) -> str:
+        """MATCH pattern of every user hash (:meth:`user`), for refit jobs' SCAN; it also matches a per-user key
+        whose suffix ends in a brace, which :meth:`user_of` tells apart."""
+        return f"{self.prefix}u:{{*}}"
+
+    def user_of(self, key: str) -> str | None:
+        """The user id of a :meth:`user` key, None for any other key :meth:`users_match` matches."""
+        head = f"{self.prefix}u:{{"
+        if not (key.startswith(head) and key.endswith("}")) or "}" in key[len(head):-1]:
+            return None
+        return key[len(head):-1]
+
     def user_pushes(self, user_id: str) -> str:
         """String: the user's push times of the last 24 h and items pushed within the exclusion window.
 
@@ -112,6 +124,7 @@ class Keys:
     def refit_lock(self, name: str) -> str:
         """String: the refit lock of one model; its value names the holder (an RQ job id or ``cli:...``)."""
         return f"{self.prefix}lock:refit:{name}"
+
     def rate_bucket(self, key_id: str) -> str:
         """Hash: the token bucket of one API key (``key_id``: a prefix of the key's sha256, never the key)."""
         return f"{self.prefix}rl:{{{key_id}}}"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bandit_push.errors import NotFound
+from bandit_push.schema import MODEL
 from bandit_push.store import Store
 
 #: the models a refit can publish
@@ -53,9 +54,9 @@ def publish(store: Store, name: str, arrays: dict[str, np.ndarray], meta: dict[s
         if dt.str not in DTYPES:
             raise ValueError(f"array {a}: dtype {arr.dtype} cannot be stored")
         shapes[a] = {"dtype": dt.str, "shape": list(arr.shape)}
-        pipe.hset(key, f"a:{a}", arr.astype(dt, copy=False).tobytes())
+        pipe.hset(key, MODEL["array"] + a, arr.astype(dt, copy=False).tobytes())
     full = {**meta, "name": name, "version": version, "published_at": now, "arrays": shapes}
-    pipe.hset(key, "meta", json.dumps(full))
+    pipe.hset(key, MODEL["meta"], json.dumps(full))
     pipe.execute()
     flip = store.redis.pipeline(transaction=True)
     flip.zadd(keys.model_versions(name), {version: now})
@@ -71,7 +72,7 @@ def current(store: Store, name: str) -> str | None:
 
 
 def meta(store: Store, name: str, version: str) -> dict[str, Any] | None:
-    raw = store.redis.hget(store.keys.model_version(name, version), "meta")
+    raw = store.redis.hget(store.keys.model_version(name, version), MODEL["meta"])
     return json.loads(raw) if raw else None
 
 
@@ -85,7 +86,7 @@ def load(store: Store, name: str, version: str | None = None, skip: tuple[str, .
     if m is None:
         raise NotFound(f"model {name!r} version {version} does not exist (collected?)", field="version")
     names = [a for a in m["arrays"] if a not in skip]
-    raw = store.binary.hmget(key, [f"a:{a}" for a in names]) if names else []
+    raw = store.binary.hmget(key, [MODEL["array"] + a for a in names]) if names else []
     out = {}
     for a, buf in zip(names, raw):
         spec = m["arrays"][a]

@@ -6,6 +6,7 @@ import time
 from collections import defaultdict
 
 from bandit_push.config import Settings
+from bandit_push.schema import POPULAR
 from bandit_push.store import Store
 
 
@@ -34,6 +35,7 @@ def refresh(store: Store, settings: Settings, now: float | None = None) -> dict[
         lists[seg] = " ".join(f"{item} {score:.6g}" for item, score in top)
     pipe = store.redis.pipeline(transaction=True)
     pipe.delete(keys.popular_top())
-    pipe.hset(keys.popular_top(), mapping={**lists, "@ts": repr(time.time()), "@day": str(last_day)})
+    pipe.hset(keys.popular_top(),
+              mapping={**lists, POPULAR["refreshed"]: repr(time.time()), POPULAR["day"]: str(last_day)})
     pipe.execute()
     return {seg: len(c) for seg, c in totals.items()}

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from bandit_push import interactions, models, recs, toplists, users
 from bandit_push.config import Settings
 from bandit_push.errors import Conflict, NotFound
+from bandit_push.schema import COUNTERS, USER
 from bandit_push.store import Store
 
 Progress = Callable[[float, str], None]
@@ -134,7 +135,7 @@ def refit_mf(store: Store, settings: Settings, progress: Progress, now: float | 
     rows = all_rows[all_rows["item"] != interactions.NO_ITEM]
     if not len(rows):
         raise NotFound("no item interactions to fit a model on", field="name", code="no_data")
-    n_users = max(int(store.redis.hget(keys.counters(), "users") or 0), int(rows["user"].max()) + 1)
+    n_users = max(int(store.redis.hget(keys.counters(), COUNTERS["users"]) or 0), int(rows["user"].max()) + 1)
     n_items = max(int(store.redis.llen(keys.item_ids())), int(rows["item"].max()) + 1)
     now = float(rows["ts"].max()) if now is None else now
     train, targets = _holdout(rows, n_users, settings)
@@ -205,7 +206,7 @@ def _user_ids(store: Store, n_users: int, batch: int = 10000) -> list[str]:
     key = store.keys.user_ids()
     if store.redis.llen(key) < n_users:
         ids = [""] * n_users
-        for chunk in users.scan(store, ["ix"]):
+        for chunk in users.scan(store, [USER["index"]]):
             for uid, (ix,) in chunk:
                 if ix is not None and int(ix) < n_users:
                     ids[int(ix)] = uid

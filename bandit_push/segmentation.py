@@ -28,11 +28,13 @@ from scipy.spatial.distance import cdist
 from bandit_push import models, users
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import NotFound
+from bandit_push.schema import USER
 from bandit_push.store import Store
 
 FEATURES: tuple[str, ...] = ("days since last purchase", "days since last event", "purchases/30d",
                              "purchase value/30d", "views/30d", "add_to_carts/30d", "searches/30d", "app_opens/30d")
-FIELDS = [f"f:{t}" for t in EVENT_TYPES] + ["ff", "fl", "fm", "fp"]
+FIELDS = [USER["event_count"] + t for t in EVENT_TYPES] + [
+    USER[f] for f in ("first_event", "last_event", "purchase_value", "last_purchase")]
 N_INIT = 8
 ITER = 100  #: Lloyd iterations (kmeans2 runs them all): enough to converge, so a warm start is a fixed point
 KEEP_MARGIN = 0.05  #: a fresh clustering replaces the continued one only if it is this much tighter

@@ -10,12 +10,11 @@ import math
 import time
 from typing import Any
 
-import numpy as np
-
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import DEFAULT_SPACE
 from bandit_push.policies import ArmView, Policy, pacing_choice
 from bandit_push.arms import arm_values, parse_arm  # noqa: F401 - (re-exported: what the tests read arms with)
+from bandit_push.schema import ARM
 from bandit_push.store import Store
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
@@ -50,7 +49,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
             by_segment.setdefault(parts[0], []).append((int(parts[1]), int(parts[2]), raw))
     recency = settings.recency_labels()
     dayparts = [name for _, name in settings.dayparts]
-    space_totals = parse_arm(arms.get("*|N"), now, hl)
+    space_totals = parse_arm(arms.get(ARM["space_totals"]), now, hl)
     paced = policy.params.get("pacing", 0.0) > 0
     cost = policy.params.get("cost", 0.0)
     caution = policy.params.get("pacing_caution", 0.0)
@@ -59,7 +58,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     for seg in sorted(set(sizes) | set(by_segment)):
         if only is not None and seg != only:
             continue
-        seg_sends, seg_counts = parse_arm(arms.get(f"{seg}|N"), now, hl)
+        seg_sends, seg_counts = parse_arm(arms.get(seg + ARM["segment_totals"]), now, hl)
 
         def view(raw: list[float] | None, hours: float) -> ArmView:
             n, counts = parse_arm(raw, now, hl)
@@ -79,7 +78,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
                              "send_probability": policy.send_probability(v)})
         entry: dict[str, Any] = {"segment": seg, "size": int(sizes.get(seg, 0)), "contexts": contexts}
         if paced:  # decide's pace_choice on the same arms
-            views = [view(arms.get(f"{seg}|F{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
+            views = [view(arms.get(f"{seg}{ARM['load']}{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
             means, variances = zip(*(v.posterior(policy.prior) for v in views))
             best = pacing_choice(means, variances, cost, settings.pacing_window_hours,
                                  settings.recency_edges_hours[-1], caution)

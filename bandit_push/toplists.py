@@ -19,6 +19,7 @@ import numpy.typing as npt
 from bandit_push import recs
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.models import ModelCache, Stored
+from bandit_push.schema import USER
 from bandit_push.store import Store
 
 HEADER = np.dtype([("version", "<u4"), ("lo", "<f4"), ("hi", "<f4")])
@@ -149,7 +150,7 @@ def refresh_users(store: Store, settings: Settings, cache: ModelCache, events, n
     pipe = store.binary.pipeline(transaction=False)
     pipe.hmget(keys.item_index(), item_ids)
     for uid in users:
-        pipe.hget(keys.user(uid), "ix")
+        pipe.hget(keys.user(uid), USER["index"])
         pipe.get(keys.user_recent(uid))
     out = pipe.execute()
     n_items = stored.arrays["item_factors"].shape[0]

@@ -7,6 +7,7 @@ from typing import Any
 from bandit_push import engagement
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import NotFound
+from bandit_push.schema import USER
 from bandit_push.store import Store
 from bandit_push.tzrule import posix_rule
 
@@ -35,20 +36,26 @@ def get(store: Store, settings: Settings, user_id: str, now: float | None = None
     pushes = [float(t) for t in (recent or "").split("\n")[0].split()]
     return {
         "user_id": user_id,
-        "segment": h.get("sg", "new"),
-        "timezone": h.get("tzn", settings.default_timezone),
-        "opted_out": h.get("oo") == "1",
-        "last_push": float(h["lp"]) if "lp" in h else None,
+        "segment": h.get(USER["segment"], "new"),
+        "timezone": h.get(USER["tz_name"], settings.default_timezone),
+        "opted_out": h.get(USER["opted_out"]) == "1",
+        "last_push": _time(h, "last_push"),
         "pushes_24h": sum(1 for t in pushes if now - 86400 < t <= now),
         "features": {
-            "counts": {t: int(h.get(f"f:{t}", 0)) for t in EVENT_TYPES},
-            "purchase_value": float(h.get("fm", 0.0)),
-            "first_event": float(h["ff"]) if "ff" in h else None,
-            "last_event": float(h["fl"]) if "fl" in h else None,
-            "last_purchase": float(h["fp"]) if "fp" in h else None,
+            "counts": {t: int(h.get(USER["event_count"] + t, 0)) for t in EVENT_TYPES},
+            "purchase_value": float(h.get(USER["purchase_value"], 0.0)),
+            "first_event": _time(h, "first_event"),
+            "last_event": _time(h, "last_event"),
+            "last_purchase": _time(h, "last_purchase"),
         },
         "engagement": engagement.describe(store, settings, h, now),
     }
+
+
+def _time(h: dict[str, str], field: str) -> float | None:
+    """A time field of the user hash ``h`` (``field``: its name in :data:`~bandit_push.schema.USER`), or None."""
+    raw = h.get(USER[field])
+    return float(raw) if raw is not None else None
 
 
 def scan(store: Store, fields: list[str], batch: int = 1000):
@@ -59,12 +66,12 @@ def scan(store: Store, fields: list[str], batch: int = 1000):
     a caller whose result depends on the order sorts. Each user comes once: SCAN may return a key twice
     (while the keyspace rehashes), so the ids seen are kept (one set entry per user, beside the caller's rows).
     """
-    head = f"{store.keys.prefix}u:{{"
+    keys = store.keys
     ids: list[str] = []
     seen: set[str] = set()
-    for key in store.redis.scan_iter(match=head + "*}", count=1000):
-        uid = key[len(head):-1]
-        if "}" in uid or uid in seen:  # another per-user key whose suffix ends in a brace, or a repeat
+    for key in store.redis.scan_iter(match=keys.users_match(), count=1000):
+        uid = keys.user_of(key)
+        if uid is None or uid in seen:  # another per-user key whose suffix ends in a brace, or a repeat
             continue
         seen.add(uid)
         ids.append(uid)

@@ -36,3 +36,6 @@ def test_key_strings_are_pinned():
     assert k.experiments_active() == "bp:x:active"
     assert k.experiments_version() == "bp:x:version"
     assert Keys("other:").user("x") == "other:u:{x}"
+    assert k.users_match() == "bp:u:{*}"
+    assert k.user_of("bp:u:{alice}") == "alice" and k.user_of("bp:u:{alice}:recs") is None
+    assert k.user_of("bp:u:{a}:ev:{b}") is None and k.user_of("bp:x:{1}") is None
