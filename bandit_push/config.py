@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from bandit_push.errors import ConfigError
+from bandit_push.tzrule import posix_rule
 
 #: The engagement outcomes a gateway reports, in the order arms store them.
 OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "dismissed", "unsubscribed")
@@ -23,6 +24,8 @@ OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "dis
 EVENT_TYPES: tuple[str, ...] = ("view", "search", "add_to_cart", "purchase", "app_open")
 #: API key scopes: ``admin`` may do everything, the others only their own endpoints (see api/auth.py).
 SCOPES: tuple[str, ...] = ("admin", "gateway", "read")
+#: The send policies by name; :data:`bandit_push.policies.POLICIES` maps each to its class (a test holds them equal).
+POLICY_NAMES: tuple[str, ...] = ("thompson", "ucb", "cadence", "holdout")
 #: The earliest timestamp accepted by default: 2000-01-01T00:00:00Z.
 TIMESTAMP_MIN = 946684800.0
 
@@ -196,14 +199,11 @@ class Settings:
 
     def validate(self) -> "Settings":
         """Fail fast, naming the setting, on anything the service could not run with."""
-        from bandit_push.policies import POLICIES  # local: policies import config
-        from bandit_push.tzrule import posix_rule
-
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"setting {name}: {why}", field=name)
 
-        if self.policy not in POLICIES:
-            raise bad("policy", f"unknown policy {self.policy!r}; one of {sorted(POLICIES)}")
+        if self.policy not in POLICY_NAMES:
+            raise bad("policy", f"unknown policy {self.policy!r}; one of {sorted(POLICY_NAMES)}")
         if not self.prefix or any(c in self.prefix for c in "{} \t\n*?[]"):
             raise bad("prefix", "must be non-empty, without braces, spaces or glob characters")
         for name in ("event_dedup_hours", "half_life_hours", "attribution_window_hours", "decision_ttl_hours", "prior_strength",

@@ -65,3 +65,14 @@ def test_a_switch_reads_true_or_false_and_nothing_else():
     with pytest.raises(ConfigError) as e:  # a typo must not quietly mean false
         Settings.from_env({"BANDIT_PUSH_REDIS_FUNCTIONS": "ture"})
     assert "BANDIT_PUSH_REDIS_FUNCTIONS" in str(e.value)
+
+
+def test_the_policy_setting_names_exactly_the_registered_policies():
+    from bandit_push.config import POLICY_NAMES
+    from bandit_push.policies import POLICIES
+
+    assert set(POLICY_NAMES) == set(POLICIES)  # config validates names without importing the policies
+    for name in POLICY_NAMES:
+        assert Settings(policy=name).validate().policy == name
+    with pytest.raises(ConfigError, match="unknown policy"):
+        Settings(policy="epsilon").validate()
