@@ -142,6 +142,7 @@ def refresh_popular(args: argparse.Namespace) -> int:
 def refit(args: argparse.Namespace) -> int:
     """Run a refit in this process under the same lock as the RQ job; progress on stderr, summary on stdout."""
     from bandit_push import refit as refits
+    from bandit_push import refit_lock
 
     shown = {"pct": -1, "stage": ""}
 
@@ -153,8 +154,8 @@ def refit(args: argparse.Namespace) -> int:
 
     with embedded.session(Settings.from_env()) as (settings, store):
         try:
-            summary = refits.run(store, settings, args.model, refits.cli_owner(), progress)
-        except refits.RefitRunning as e:
+            summary = refits.run(store, settings, args.model, refit_lock.cli_owner(), progress)
+        except refit_lock.RefitRunning as e:
             print(f"bandit-push: {e.message}", file=sys.stderr)
             return 1
     print(json.dumps(summary))

@@ -1,24 +1,22 @@
 """Refits: the MF model and the segmentation, each under a lock, publishing a new version or nothing.
 
-A refit holds ``lock:refit:<name>`` (a redis-py :class:`~redis.lock.Lock` whose token names the
-holder: an RQ job id or ``cli:<host>:<pid>``) for its whole run, so two refits of one model never
-run at once, whoever started them. The lock expires ``refit_timeout_s`` (+60 s) after its last
-renewal, so a killed holder cannot block refits for longer. Anything that fails before the
-version pointer flips leaves the previous version serving: publishing is the last step that matters.
+A refit holds its model's lock (:mod:`bandit_push.refit_lock`) for its whole run, renewing it as it
+makes progress, so two refits of one model never run at once, whoever started them. Anything that fails
+before the version pointer flips leaves the previous version serving: publishing is the last step that
+matters.
 """
 from __future__ import annotations
 
-import socket
-import os
 import time
 from typing import Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bandit_push import interactions, models, recs, toplists, users
+from bandit_push import interactions, models, recs, refit_lock, toplists, users
 from bandit_push.config import Settings
-from bandit_push.errors import Conflict, NotFound
+from bandit_push.errors import NotFound
+from bandit_push.refit_lock import HolderEnded
 from bandit_push.schema import COUNTERS, USER
 from bandit_push.store import Store
 
@@ -26,44 +24,13 @@ Progress = Callable[[float, str], None]
 K = 10  #: the cut-off of the quality figures (recall@10)
 
 
-class RefitRunning(Conflict):
-    """A refit of this model is already running; ``holder`` names it (a job id or ``cli:...``)."""
-
-    code = "refit_running"
-
-    def __init__(self, name: str, holder: str | None):
-        super().__init__(f"a refit of model {name!r} is already running ({holder})", field="name")
-        self.holder = holder
-
-
-def cli_owner() -> str:
-    return f"cli:{socket.gethostname()}:{os.getpid()}"
-
-
-def lock(store: Store, name: str, settings: Settings):
-    """The refit lock of ``name`` (not yet acquired)."""
-    return store.redis.lock(store.keys.refit_lock(name), timeout=settings.refit_timeout_s + 60,
-                            blocking=False, thread_local=False)
-
-
-def claim(store: Store, settings: Settings, name: str, owner: str) -> str | None:
-    """Take the lock for ``owner`` if free; returns None if taken now, else the current holder."""
-    if lock(store, name, settings).acquire(token=owner):
-        return None
-    return store.redis.get(store.keys.refit_lock(name))
-
-
 def run(store: Store, settings: Settings, name: str, owner: str, progress: Progress | None = None,
-        now: float | None = None) -> dict[str, Any]:
-    """Run the refit of ``name`` holding its lock (taken here, or already taken for ``owner``)."""
+        now: float | None = None, ended: HolderEnded | None = None) -> dict[str, Any]:
+    """Run the refit of ``name`` holding its lock: taken here, already taken for ``owner``, or (with ``ended``)
+    taken over from a holder that has ended (see :func:`bandit_push.refit_lock.hold`)."""
     if name not in REFITS:
         raise NotFound(f"unknown model {name!r}; one of {list(REFITS)}", field="name", code="unknown_model")
-    lk = lock(store, name, settings)
-    if not lk.acquire(token=owner):
-        lk.local.token = owner.encode()
-        if not lk.owned():
-            raise RefitRunning(name, store.redis.get(store.keys.refit_lock(name)))
-        lk.reacquire()
+    lk = refit_lock.hold(store, settings, name, owner, ended)
     renewed = [time.monotonic()]
 
     def report(fraction: float, stage: str) -> None:

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from bandit_push import interactions, models, recs, refit, toplists  # noqa: E402
+from bandit_push import interactions, models, recs, refit, refit_lock, toplists  # noqa: E402
 from bandit_push.config import EVENT_TYPES, Settings  # noqa: E402
 from bandit_push.decide import ranked_items  # noqa: E402
 from bandit_push.events import ShopEvent, ingest  # noqa: E402
@@ -244,7 +244,7 @@ def run_refit(store: Store, settings: Settings, now: int) -> tuple[dict, float, 
     def progress(fraction: float, stage: str) -> None:
         stages.setdefault(stage, time.perf_counter() - t0)
 
-    summary = refit.run(store, settings, "mf", refit.cli_owner(), progress, now=float(now))
+    summary = refit.run(store, settings, "mf", refit_lock.cli_owner(), progress, now=float(now))
     return summary, time.perf_counter() - t0, stages
 
 

@@ -5,13 +5,16 @@ the same way the API does.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from rq import get_current_job
 
-from bandit_push import interactions, popular, refit as refits
+from bandit_push import interactions, popular, refit_lock
+from bandit_push import refit as refits
 from bandit_push.config import Settings
 from bandit_push.store import Store
+from workers.registry import holder_ended
 
 
 def refresh_popular() -> dict[str, int]:
@@ -43,7 +46,7 @@ def refit(name: str) -> dict[str, Any]:
     settings = Settings.from_env()
     store = Store.connect(settings)
     job = get_current_job()
-    owner = job.id if job is not None else refits.cli_owner()
+    owner = job.id if job is not None else refit_lock.cli_owner()
     last = {"stage": None, "progress": -1.0}
 
     def progress(fraction: float, stage: str) -> None:
@@ -53,17 +56,11 @@ def refit(name: str) -> dict[str, Any]:
         job.meta.update(progress=round(fraction, 3), stage=stage)
         job.save_meta()
 
+    # a holder whose worker died (abandoned) or that ended without releasing: the job takes the lock over
+    ended = partial(holder_ended, store.binary, settings.queue) if job is not None else None
     try:
-        try:
-            return refits.run(store, settings, name, owner, progress)
-        except refits.RefitRunning as e:
-            from workers.queue import take_over  # the queue module imports this one
-
-            # a holder whose worker died (abandoned) or that ended without releasing: take the lock over
-            if job is None or e.holder is None or not take_over(store, settings, name, e.holder, owner):
-                raise
-            return refits.run(store, settings, name, owner, progress)
-    except refits.RefitRunning as e:
+        return refits.run(store, settings, name, owner, progress, ended=ended)
+    except refit_lock.RefitRunning as e:
         return {"model": name, "skipped": "a refit of this model is already running", "holder": e.holder}
     finally:
         store.close()

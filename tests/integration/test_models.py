@@ -13,7 +13,7 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 import retail
-from bandit_push import models, refit, segmentation, toplists, users
+from bandit_push import models, refit, refit_lock, segmentation, toplists, users
 from bandit_push.decide import ranked_items
 from bandit_push.errors import NotFound
 
@@ -190,7 +190,7 @@ def test_concurrent_refit_requests_run_once(live_server, store, settings, worker
         answers = list(pool.map(post, range(8)))
     assert sorted(code for code, _ in answers) == [200] * 7 + [202]
     assert len({job for _, job in answers}) == 1
-    assert refit.claim(store, settings, "mf", "cli:other") == answers[0][1]  # the CLI is refused too
+    assert refit_lock.claim(store, settings, "mf", "cli:other") == answers[0][1]  # the CLI is refused too
     work(store)
     assert models.current(store, "mf") == "1"
     assert store.redis.hget(store.keys.counters(), "model:mf") == "1"  # one refit ran
@@ -307,7 +307,7 @@ def test_a_scheduled_refit_finding_the_lock_taken_skips(store, settings, worker_
     from workers import jobs
 
     retail.ingest(store, settings, retail.sample(100))
-    assert refit.claim(store, settings, "mf", "cli:elsewhere:1") is None  # a CLI refit holds the lock
+    assert refit_lock.claim(store, settings, "mf", "cli:elsewhere:1") is None  # a CLI refit holds the lock
     queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
     job = queue.enqueue(jobs.refit_mf)
     work(store)
