@@ -3,43 +3,22 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from importlib import resources
 
-from flask import Flask, current_app
+from flask import Flask
 from threadpoolctl import threadpool_limits
 
+from api import auth, errors
+from api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
+from api.services import WORKER_ENV, Services
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
 from bandit_push.models import ModelCache
 from bandit_push.store import Store
 
 
-@dataclass
-class Services:
-    """Per-app state: the settings, the store, the decision engine, the models held in this process."""
-
-    settings: Settings
-    store: Store
-    engine: DecisionEngine
-    models: ModelCache
-
-
-#: set by the gunicorn configuration in each worker (its number, ``worker.age``), read by :func:`create_app`
-WORKER_ENV = "BANDIT_PUSH_WORKER_ID"
-
-
-def services() -> Services:
-    # (the app itself, not an attribute through the context-local proxy: each attribute the proxy forwards costs
-    # an AttributeError raised and cleared inside it, several times what the resolution costs)
-    return current_app._get_current_object().extensions["bandit_push"]
-
-
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Tests pass settings; production reads the environment (``BANDIT_PUSH_*``, ``REDIS_URL``)."""
-    from api import auth, errors
-    from api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
-
     settings = settings or Settings.from_env()
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set: run `bandit-push serve`, which starts an embedded redis, "

@@ -49,6 +49,6 @@ def on_starting(server) -> None:
 
 def post_fork(server, worker) -> None:
     """Gunicorn hook, in the new worker before it loads the app: its number, for its own random sequence."""
-    from api import WORKER_ENV  # (in the worker, which loads the app next anyway)
+    from api.services import WORKER_ENV  # (in the worker, which loads the app next anyway)
 
     os.environ[WORKER_ENV] = str(worker.age)

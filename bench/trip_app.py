@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from flask import Flask, jsonify
 
-from api import create_app, services
+from api import create_app
+from api.services import services
 
 
 def create() -> Flask:

@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, Response, g
 
-from api import services
+from api.services import services
 from api import validation as v
 from bandit_push.decide import Decision
 

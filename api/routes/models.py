@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from api import services
+from api.services import services
 from api import validation as v
 from bandit_push import models
 from workers import queue

@@ -5,7 +5,7 @@ import time
 
 from flask import Blueprint, jsonify
 
-from api import services
+from api.services import services
 from api import validation as v
 from bandit_push import users
 from bandit_push.decide import ranked_items
