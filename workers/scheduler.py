@@ -15,8 +15,8 @@ from rq.cron import CronJob, CronScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
-from workers import jobs
 from bandit_push.config import Settings
+from workers import jobs
 from workers.queue import refit_retry
 from workers.schedule import periodic
 
@@ -37,7 +37,7 @@ class JSONCronScheduler(CronScheduler):
 
     def enqueue_jobs(self) -> list[CronJob]:
         enqueue_time = now()
-        due = [job for job in self._cron_jobs if job.should_run()]
+        due = [job for job in self.get_jobs() if job.should_run()]
         for job in due:
             queue = Queue(job.queue_name, connection=self.connection, serializer=JSONSerializer)
             queue.enqueue(job.func, args=job.args, kwargs=job.kwargs, retry=self._retries.get(job.name),

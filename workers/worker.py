@@ -13,6 +13,11 @@ and would go on running the job unwatched while the job is declared abandoned an
 class's work-horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux, else within 0.2 s), so a dead worker's job is
 never running twice: it is retried or failed, and a refit it was doing publishes nothing. Run:
 ``bandit-push worker`` (``bandit_push.cli.worker_command``: this class, JSON jobs, the queue of the key prefix).
+
+RQ documents worker subclasses (``rq worker -w``) and ``job_monitoring_interval``, but neither of the two
+hooks this needs, so setup.cfg pins RQ to 3.0.x and ``tests/integration/test_rq_contract.py`` fails if they
+change: ``Worker.get_heartbeat_ttl`` (RQ adds a fixed 60 s to the interval: :data:`RQ_HEARTBEAT_MARGIN`) and
+``Worker.main_work_horse`` (the forked work-horse's entry point, the one place that runs in it before the job).
 """
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ from rq.job import Job
 from rq.queue import Queue
 
 from bandit_push.config import Settings
+
+#: what RQ 3.0's ``Worker.get_heartbeat_ttl`` adds to the heartbeat interval; replaced by ``job_abandon_grace_s``
+RQ_HEARTBEAT_MARGIN = 60
 
 
 class Worker(RQWorker):
@@ -53,7 +61,7 @@ class Worker(RQWorker):
         super().main_work_horse(job, queue)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        return super().get_heartbeat_ttl(job, working_time) - 60 + self.abandon_grace
+        return super().get_heartbeat_ttl(job, working_time) - RQ_HEARTBEAT_MARGIN + self.abandon_grace
 
 
 def _die_with_parent() -> None:
