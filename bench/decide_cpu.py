@@ -126,9 +126,9 @@ def main() -> None:
 
 def _wsgi(s: Settings, users: int, n: int, clock: list[float], rng: random.Random) -> tuple[float, float]:
     """CPU per request of the app called as a WSGI callable: decide and the bare ping, in alternating rounds."""
-    from api import create_app
+    from trip_app import create  # (bench/ is on the path of a script run from it)
 
-    app = create_app(s)
+    app = create(s)  # the service's app with the bare GET /v1/ping beside its routes
 
     call, decide = wsgi_client(app, users, rng, clock)
 

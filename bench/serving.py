@@ -33,8 +33,8 @@ def parse_config(spec: str) -> dict:
 
 
 class Server:
-    """gunicorn on ``api:create_app()`` (with bench/trip_app.py's one route) for the benchmark's prefix, on a free
-    local port, quiet hours off."""
+    """gunicorn on bench/trip_app.py's app (the service's, and the benchmarks' two routes) for the benchmark's
+    prefix, on a free local port, quiet hours off."""
 
     def __init__(self, cfg: dict, redis_url: str, prefix: str, log: Path):
         self.cfg, self.redis_url, self.prefix, self.log = cfg, redis_url, prefix, log
@@ -46,7 +46,7 @@ class Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "REDIS_URL": self.redis_url, "BANDIT_PUSH_PREFIX": self.prefix,
                "BANDIT_PUSH_QUIET_HOURS": "off"}
-        # the service's app with the benchmark's round-trip route (bench/trip_app.py)
+        # the service's app with the benchmarks' bare and round-trip routes (bench/trip_app.py)
         cmd = [str(Path(sys.executable).parent / "gunicorn"), "bench.trip_app:create()", "-b", f"127.0.0.1:{self.port}",
                "-k", self.cfg["worker_class"], "-w", str(self.cfg["workers"]), "--threads", str(self.cfg["threads"]),
                "--log-level", "warning", "--error-logfile", str(self.log)]

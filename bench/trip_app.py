@@ -1,17 +1,24 @@
-"""The app bench/serve.py runs under gunicorn: the service's own (``api.create_app()``) with one route of the
-benchmark's beside its routes, ``GET /bench/round-trip``: the bare endpoint's answer after one Redis round trip
-(a PING through the store's client, as decide sends its one command). Its throughput against the bare endpoint's is the
-most any one-round-trip decide could reach on the machine; the difference to decide's is decide's own work."""
+"""The app the benchmarks serve: the service's own (``api.create_app()``) with two routes of the benchmarks' beside
+its routes. ``GET /v1/ping`` is the bare JSON endpoint (no Redis), the baseline decide's throughput is read
+against. ``GET /bench/round-trip`` is that answer after one Redis round trip (a PING through the store's client, as
+decide sends its one command): its throughput against the bare endpoint's is the most any one-round-trip decide
+could reach on the machine; the difference to decide's is decide's own work."""
 from __future__ import annotations
 
 from flask import Flask, jsonify
 
 from api import create_app
 from api.services import services
+from bandit_push.config import Settings
 
 
-def create() -> Flask:
-    app = create_app()
+def create(settings: Settings | None = None) -> Flask:
+    """The service's app for ``settings`` (default: the environment's) with the benchmarks' two routes."""
+    app = create_app(settings)
+
+    @app.get("/v1/ping")
+    def ping():
+        return jsonify({"ok": True})
 
     @app.get("/bench/round-trip")
     def round_trip():

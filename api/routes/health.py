@@ -36,8 +36,3 @@ def readyz():
 def openapi():
     return current_app.response_class(current_app.extensions["bandit_push_openapi"], mimetype="application/json")
 
-
-@bp.get("/v1/ping")
-def ping():
-    """A bare JSON endpoint: the serving benchmark's baseline (no Redis)."""
-    return jsonify({"ok": True})

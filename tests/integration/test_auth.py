@@ -92,10 +92,10 @@ def test_every_registered_route_has_an_explicit_scope(app):
 @pytest.mark.parametrize("rule, scope", [
     ("/v1/decide", "gateway"), ("/v1/users/<path:user_id>", "gateway"), ("/v1/users/<user_id>/items", "gateway"),
     ("/v1/segments", "read"), ("/v1/experiments/<exp_id>/report", "read"), ("/v1/decisions/export", "read"),
-    ("/v1/dashboards/<name>", "read"),
     ("/v1/experiments", "admin"), ("/v1/experiments/<exp_id>", "admin"), ("/v1/experiments/<exp_id>/stop", "admin"),
     ("/v1/models/<version>", "admin"), ("/v1/jobs/<job_id>", "admin"), ("/v1/settings", "admin"),
-    ("/v1/decisions", "admin"), ("/v1/something-new", "admin"), ("/internal", "admin"),  # unlisted: fail closed
+    ("/v1/decisions", "admin"), ("/v1/dashboards/<name>", "admin"), ("/v1/something-new", "admin"),
+    ("/internal", "admin"), ("/v1/ping", "admin"),  # unlisted: fail closed
     ("/healthz", "open"), ("/readyz", "open"),
 ])
 def test_scope_table(rule, scope):
