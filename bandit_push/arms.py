@@ -7,17 +7,12 @@ from bandit_push.config import OUTCOMES
 from bandit_push.schema import ARM_MAGIC
 
 
-def arm_values(raw: bytes | str | None) -> list[float]:
-    """The numbers of a stored arm, ``t n <outcome counts...>``: ``B`` and little-endian doubles (what the
-    scripts write), or text (what versions before it wrote, still read); ``[]`` for none."""
-    if not raw:
-        return []
-    if isinstance(raw, bytes) and raw[:1] == ARM_MAGIC.encode() and len(raw) % 8 == 1:
+def arm_values(raw: bytes | None) -> list[float]:
+    """The numbers of a stored arm, ``t n <outcome counts...>``, from ``B`` and little-endian doubles (what the
+    scripts write); ``[]`` for none or for anything else (the scripts start such an arm afresh too)."""
+    if raw and raw[:1] == ARM_MAGIC.encode() and len(raw) % 8 == 1:
         return np.frombuffer(raw, "<f8", offset=1).tolist()
-    try:
-        return [float(x) for x in (raw.decode() if isinstance(raw, bytes) else raw).split()]
-    except (ValueError, UnicodeDecodeError):  # not an arm: the scripts start it afresh too (arm_load)
-        return []
+    return []
 
 
 def parse_arm(vals: list[float] | None, now: float, half_life_s: float) -> tuple[float, np.ndarray]:

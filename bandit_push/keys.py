@@ -56,8 +56,7 @@ class Keys:
 
         Fields ``<segment>|<recency>|<daypart>`` (a context's arm), ``<segment>|N`` (the segment's totals) and
         ``*|N`` (the space's) each hold ``t n <outcome counts...>``: the reference time, the decayed sends and
-        outcome counts, as ``B`` and little-endian doubles (``segments.arm_values`` reads them; text from
-        versions before that is still read).
+        outcome counts, as ``B`` and little-endian doubles (``arms.arm_values`` reads them).
         """
         return f"{self.prefix}arms:{{{space}}}"
 

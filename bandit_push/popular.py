@@ -1,4 +1,4 @@
-"""Popular items per segment over a recent window: the fallback (and, for now, only) recommendation."""
+"""Popular items per segment over a recent window: what decide serves to users the MF model has no items for."""
 from __future__ import annotations
 
 import heapq

@@ -178,10 +178,7 @@ def _normal_equations(model: Model, uniq, c, settings: Settings) -> tuple[npt.ND
     """``(YtY + sum_i (c_i - 1) y_i y_i^T + reg I, sum_i c_i y_i)`` in float64 for one user's items and confidences."""
     y = model.arrays["item_factors"]
     yi = y[uniq].astype(np.float64)
-    gram = model.arrays.get("item_gram")
-    if gram is None:  # a model stored without it: correct, only slower (one pass over all items)
-        gram = y.T.astype(np.float64) @ y
-    a = gram.astype(np.float64) + (yi.T * (c - 1.0)) @ yi
+    a = model.arrays["item_gram"].astype(np.float64) + (yi.T * (c - 1.0)) @ yi
     a[np.diag_indices(y.shape[1])] += settings.mf_regularization
     return a, yi.T @ c
 

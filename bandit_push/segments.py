@@ -1,8 +1,9 @@
 """Segments and what was learned in them.
 
-Membership lives in the user's record (field ``sg``): ``new`` until the user's first
-shopping event, ``default`` after it (the events script assigns it). The clustering
-job replaces that rule by writing learned segment ids into the same field.
+Membership lives in the user's record (field ``sg``): ``new`` until the user has
+``segment_min_events`` shopping events, then the nearest learned segment, or ``default``
+before the first clustering (:mod:`bandit_push.segmentation` assigns both). What each
+segment learned lives in its arms, read here for the ``GET /v1/segments`` report.
 """
 from __future__ import annotations
 

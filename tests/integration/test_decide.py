@@ -9,6 +9,7 @@ import requests
 from bandit_push import popular
 from bandit_push.config import OUTCOMES
 from bandit_push.policies import POLICIES, ArmView
+from stored import packed_arm
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()  # a Tuesday, midday UTC
 ALWAYS = {"cost": -1e9}  # a policy cost no net value misses: isolates the guardrails
@@ -206,7 +207,7 @@ def test_pacing_waits_while_the_load_is_above_the_best_steady_one(make_app, stor
         app = make_app(policy=name, pacing=pacing, min_gap_hours=4)
         s = app.extensions["bandit_push"]
         s.store.delete_prefix()
-        s.store.redis.hset(s.store.keys.arms("default"), mapping={f: " ".join(map(repr, a)) for f, a in arms.items()})
+        s.store.binary.hset(s.store.keys.arms("default"), mapping={f: packed_arm(a) for f, a in arms.items()})
         for uid, ago in users.items():
             s.store.redis.hset(s.store.keys.user(uid), mapping={"sg": "new"} | (
                 {"lp": repr(T0 - ago[-1] * 3600)} if ago else {}))
@@ -269,7 +270,7 @@ def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings)
         app = make_app(pacing_caution=c, min_gap_hours=4)
         s = app.extensions["bandit_push"]
         s.store.delete_prefix()
-        s.store.redis.hset(s.store.keys.arms("default"), mapping={f: " ".join(map(repr, a)) for f, a in arms.items()})
+        s.store.binary.hset(s.store.keys.arms("default"), mapping={f: packed_arm(a) for f, a in arms.items()})
         s.store.redis.hset(s.store.keys.user("u2"), mapping={"sg": "new", "lp": repr(T0 - 10 * 3600)})
         s.store.redis.set(s.store.keys.user_pushes("u2"), f"{T0 - 30 * 3600!r} {T0 - 10 * 3600!r}\n")
         c_ = app.test_client()
@@ -296,3 +297,4 @@ def test_seeded_workers_draw_their_own_sequences(make_app, monkeypatch):
         gunicorn_conf.post_fork(None, SimpleNamespace(age=age))
         draws.setdefault(age, []).append(make_app(seed=5).extensions["bandit_push"].engine.rng.random())
     assert draws[1][0] == draws[1][1] and draws[1][0] != draws[2][0] and first[0] not in (draws[1][0], draws[2][0])
+

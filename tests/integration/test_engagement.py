@@ -9,6 +9,7 @@ from bandit_push import engagement, models, refit
 from bandit_push.config import OUTCOMES
 from bandit_push.engagement import EngagementParams
 from bandit_push.policies import POLICIES, ArmView
+from stored import packed_arm
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
 HL = 14 * 24 * 3600.0
@@ -30,7 +31,7 @@ def test_propensity_is_the_reference_with_the_users_evidence_and_model(make_app,
     arm[2 + clicked], arm[2 + opened] = 3.0, 6.0
     tot = [T0, 400.0] + [0.0] * k
     tot[2 + clicked], tot[2 + opened] = 20.0, 50.0
-    arms = {"new|5|1": " ".join(map(repr, arm)), "new|N": " ".join(map(repr, tot)), "*|N": " ".join(map(repr, tot))}
+    arms = {"new|5|1": packed_arm(arm), "new|N": packed_arm(tot), "*|N": packed_arm(tot)}
     policy = POLICIES["thompson"](settings)
     c = make_app(user_evidence=True).test_client()
     for i, (pe, views, purchases) in enumerate([(f"{T0 - 86400!r} 3 1.5", 40, 2), (f"{T0 - 3 * 86400!r} 0 4", 2, 0),
@@ -40,7 +41,7 @@ def test_propensity_is_the_reference_with_the_users_evidence_and_model(make_app,
         if pe:
             fields["pe"] = pe
         store.redis.hset(store.keys.user(user), mapping=fields)
-        store.redis.hset(store.keys.arms("default"), mapping=arms)  # as they were before the last user's send
+        store.binary.hset(store.keys.arms("default"), mapping=arms)  # as they were before the last user's send
         values = store.redis.hmget(store.keys.user(user), list(engagement.FIELDS))
         e, x = engagement.evidence(values[0], T0, HL)
         theta = engagement.user_theta(params, e, x, *engagement.organic(values, T0))
@@ -151,7 +152,7 @@ def test_a_thompson_episode_holds_its_draw_and_its_propensities_are_exact(make_a
         now = T0 + ask * 600  # every ten minutes: a chatty gateway
         arm = [now, 200.0] + [0.0] * k
         arm[clicked] = 2.0 * ask  # the context looks better and better: p rises until it passes the held draw
-        store.redis.hset(store.keys.arms("default"), "new|5|1", " ".join(map(repr, arm)))
+        store.binary.hset(store.keys.arms("default"), "new|5|1", packed_arm(arm))
         d = decide(c, "u1", now=now)
         net = c.get(f"/v1/decisions/{d['decision_id']}").get_json()["explanation"]["net_value"]
         p = phi((net["mean"] - cost) / net["sd"])  # Thompson sampling's send probability (scale 1)

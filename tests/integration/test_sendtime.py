@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 from bandit_push.config import OUTCOMES
+from stored import packed_arm
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()  # a Tuesday, midday UTC
 HOUR = 3600.0
@@ -38,8 +39,8 @@ def test_min_gap_refusal_retries_at_the_best_learned_daypart_after_the_gap(make_
         for dp in range(4):
             a = [morning, 200.0] + [0.0] * k
             a[clicked] = 120.0 if dp == 2 else 10.0  # evening (17:00-22:00) clicks most
-            arms[f"new|{rec}|{dp}"] = " ".join(map(repr, a))
-    store.redis.hset(store.keys.arms("default"), mapping=arms)
+            arms[f"new|{rec}|{dp}"] = packed_arm(a)
+    store.binary.hset(store.keys.arms("default"), mapping=arms)
     d = decide(c, now=morning + 2 * HOUR)
     assert d["reason"] == "min_gap"
     assert epoch(d["retry_at"]) == T0 + 5 * HOUR  # 17:00 UTC, the evening's first hour

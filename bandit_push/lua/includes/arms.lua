@@ -1,6 +1,6 @@
 -- Arms: an arm is {t, n, outcome_1, ..., outcome_m}: reference time, decayed sends, decayed outcome counts.
 -- Stored as ARM_MAGIC and its numbers as little-endian doubles: exact, and one C call to read or write (text,
--- "t n ..." at %.17g, cost ten times as much per arm); arms stored as text by earlier versions are still read.
+-- "t n ..." at %.17g, cost ten times as much per arm); anything else reads as a fresh arm.
 -- policies/base.py and segments.py (arm_values) are the Python side.
 --- @include "base"
 --- @include "schema"
@@ -18,9 +18,8 @@ local function arm_load(raw, size)
     a[size + 1] = nil  -- (unpack's next position)
     return a
   end
-  a = {}
-  if raw then for x in string.gmatch(raw, '%S+') do a[#a + 1] = tonumber(x) end end
-  if #a ~= size then a = {0}; for i = 2, size do a[i] = 0 end end
+  a = {0}
+  for i = 2, size do a[i] = 0 end
   return a
 end
 local function arm_dump(a)
