@@ -8,9 +8,9 @@ from importlib import resources
 from flask import Flask
 from threadpoolctl import threadpool_limits
 
-from api import auth, errors
-from api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
-from api.services import WORKER_ENV, Services
+from bandit_push_api import auth, errors
+from bandit_push_api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
+from bandit_push_api.services import WORKER_ENV, Services
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
 from bandit_push.models import ModelCache
@@ -33,12 +33,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = DecisionEngine(store, settings, stream=os.environ.get(WORKER_ENV))
     app.extensions["bandit_push"] = Services(settings, store, engine,
                                                  ModelCache.for_serving())
-    app.extensions["bandit_push_openapi"] = resources.files("api").joinpath("openapi.json").read_text()
+    app.extensions["bandit_push_openapi"] = resources.files("bandit_push_api").joinpath("openapi.json").read_text()
     errors.register(app)
     auth.install(app, settings, store)
     for module in (decide, feedback, events, experiments, users, segments, models, decisions, health):
         app.register_blueprint(module.bp)
-    from api.console import bp as console
+    from bandit_push_api.console import bp as console
     app.register_blueprint(console)  # the growth team's pages at /console/
     logging.getLogger(__name__).info("bandit-push API on %s, policy %s", _safe(settings.redis_url), settings.policy)
     return app

@@ -5,7 +5,7 @@ covers needs ``admin`` (fail closed), and a test checks that every registered ro
 Keys are kept only as SHA-256 digests (:func:`bandit_push.config.parse_api_keys`) and compared with
 ``hmac.compare_digest`` against every configured key. With no key configured, only loopback clients
 that did not come through a proxy are served (the idea of Redis's protected mode); ``bandit-push serve``
-and the gunicorn configuration (:mod:`api.gunicorn_conf`) refuse to bind anywhere else.
+and the gunicorn configuration (:mod:`bandit_push_api.gunicorn_conf`) refuse to bind anywhere else.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class Guard:
         return scope
 
     def check(self) -> None:
-        req = request._get_current_object()  # (see api.services: attributes of the request, not of the proxy)
+        req = request._get_current_object()  # (see bandit_push_api.services: attributes of the request, not of the proxy)
         rule = req.url_rule
         if rule is None:  # the route does not exist: 404/405 follow, revealing only the public contract
             return

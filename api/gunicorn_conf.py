@@ -1,7 +1,7 @@
 """Gunicorn configuration for the web process: refuse to bind beyond loopback without API keys.
 
-Used as ``gunicorn -c python:api.gunicorn_conf 'api:create_app()'`` (Procfile, ``bandit-push serve``).
-The app itself also refuses non-loopback clients when no key is configured (:mod:`api.auth`), so a
+Used as ``gunicorn -c python:bandit_push_api.gunicorn_conf 'bandit_push_api:create_app()'`` (Procfile, ``bandit-push serve``).
+The app itself also refuses non-loopback clients when no key is configured (:mod:`bandit_push_api.auth`), so a
 gunicorn started without this file is still closed; this makes the mistake fail at start, loudly.
 
 Shutdown: on SIGTERM gunicorn stops accepting, lets each worker finish its request in flight, and
@@ -49,6 +49,6 @@ def on_starting(server) -> None:
 
 def post_fork(server, worker) -> None:
     """Gunicorn hook, in the new worker before it loads the app: its number, for its own random sequence."""
-    from api.services import WORKER_ENV  # (in the worker, which loads the app next anyway)
+    from bandit_push_api.services import WORKER_ENV  # (in the worker, which loads the app next anyway)
 
     os.environ[WORKER_ENV] = str(worker.age)

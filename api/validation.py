@@ -40,7 +40,7 @@ def _raw_body(limit: int | None = None) -> bytes:
     """The body bytes. With a Content-Length (what gateways send) read straight from the WSGI input, also when
     the server marks its input terminated (gunicorn always does): werkzeug's stream wrapping cost more than the
     rest of the parse; otherwise (chunked) through it."""
-    env = request._get_current_object().environ  # (see api.services: the request, not the proxy's attribute)
+    env = request._get_current_object().environ  # (see bandit_push_api.services: the request, not the proxy's attribute)
     length = get_content_length(env.get("CONTENT_LENGTH"), env.get("HTTP_TRANSFER_ENCODING"))
     if length is None:
         return request.get_data(cache=True)

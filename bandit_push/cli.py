@@ -23,20 +23,20 @@ from bandit_push.errors import BanditPushError
 
 def _children(args: argparse.Namespace, url: str, settings: Settings) -> list[tuple[str, list[str]]]:
     py = sys.executable
-    procs = [("web", [py, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
+    procs = [("web", [py, "-m", "gunicorn", "-c", "python:bandit_push_api.gunicorn_conf",
                       "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
                       "--graceful-timeout", str(settings.shutdown_timeout_s), "--log-level", "warning",
-                      "api:create_app()"])]
+                      "bandit_push_api:create_app()"])]
     if not args.no_worker:
         procs.append(("worker", worker_command(url, settings, "WARNING")))
-        procs.append(("scheduler", [py, "-m", "workers.scheduler"]))
+        procs.append(("scheduler", [py, "-m", "bandit_push_workers.scheduler"]))
     return procs
 
 
 def worker_command(url: str, settings: Settings, logging_level: str = "INFO") -> list[str]:
     """The RQ worker of this deployment: our worker class, JSON jobs only, on the queue of its key prefix."""
     return [sys.executable, "-c", "from rq.cli import main; main()", "worker", "--url", url,
-            "--worker-class", "workers.worker.Worker", "--with-scheduler",
+            "--worker-class", "bandit_push_workers.worker.Worker", "--with-scheduler",
             "--serializer", "rq.serializers.JSONSerializer", "--logging_level", logging_level, settings.queue]
 
 

@@ -17,8 +17,8 @@ import os
 import time
 import uuid
 
-from api import create_app
-from api.auth import Guard
+from bandit_push_api import create_app
+from bandit_push_api.auth import Guard
 from bandit_push.config import Settings, parse_api_keys
 
 

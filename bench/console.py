@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api import create_app  # noqa: E402
+from bandit_push_api import create_app  # noqa: E402
 from bandit_push import experiments, feedback, refit  # noqa: E402
 from bandit_push.config import Settings  # noqa: E402
 from bandit_push.events import ShopEvent, ingest  # noqa: E402

@@ -10,7 +10,7 @@ recall@10 (hits / min(10, held-out)) and NDCG@10 (binary gains) averaged over al
 The test run goes through the service: the training purchases are posted with
 ``bandit_push.events.ingest`` (batches of 1,000) into a real Redis under a prefix of their own
 (cleaned before and after); the MF refit is ``bandit_push.refit.run(..., "mf", ...)`` (what the RQ job
-``workers.jobs.refit`` and ``bandit-push refit mf`` run: read the interaction store, build the matrix
+``bandit_push_workers.jobs.refit`` and ``bandit-push refit mf`` run: read the interaction store, build the matrix
 and popularity, fit, measure its held-out slice, publish a model version, write every user's packed
 list), with ``now`` at the split; each test user's top 10 is ``bandit_push.decide.ranked_items``
 (``GET /v1/users/<id>/items``: decide's ``PICK_ITEMS`` over the precomputed list, which excludes what
@@ -234,7 +234,7 @@ def user_index(store: Store, user_ids: list[str]) -> dict[str, int]:
 
 
 def run_refit(store: Store, settings: Settings, now: int) -> tuple[dict, float, dict[str, float]]:
-    """The real MF refit (``bandit_push.refit``, what ``workers.jobs.refit`` and ``bandit-push refit mf`` run).
+    """The real MF refit (``bandit_push.refit``, what ``bandit_push_workers.jobs.refit`` and ``bandit-push refit mf`` run).
 
     Returns (summary, wall seconds, seconds at which each stage started, from the progress reports).
     """

@@ -244,7 +244,7 @@ def _app_child(sock: str, n: int, t0: float, users: int) -> int:
     """Under callgrind: n pings, a dump, n decides, a dump, the app called as a WSGI callable."""
     import os
 
-    from api import create_app
+    from trip_app import create as create_app  # the service's app, with the bare GET /v1/ping beside it
 
     app = create_app(Settings(redis_url=f"unix://{sock}", prefix="bpcost:", quiet_hours="off", seed=1))
     rng, clock = random.Random(1), [t0]

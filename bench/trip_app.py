@@ -1,4 +1,4 @@
-"""The app the benchmarks serve: the service's own (``api.create_app()``) with two routes of the benchmarks' beside
+"""The app the benchmarks serve: the service's own (``bandit_push_api.create_app()``) with two routes of the benchmarks' beside
 its routes. ``GET /v1/ping`` is the bare JSON endpoint (no Redis), the baseline decide's throughput is read
 against. ``GET /bench/round-trip`` is that answer after one Redis round trip (a PING through the store's client, as
 decide sends its one command): its throughput against the bare endpoint's is the most any one-round-trip decide
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from flask import Flask, jsonify
 
-from api import create_app
-from api.services import services
+from bandit_push_api import create_app
+from bandit_push_api.services import services
 from bandit_push.config import Settings
 
 

@@ -67,7 +67,7 @@ def store(settings):
 @pytest.fixture
 def make_app(store):
     """Build an app for the test's store with some settings changed."""
-    from api import create_app
+    from bandit_push_api import create_app
 
     apps = []
 

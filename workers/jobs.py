@@ -14,7 +14,7 @@ from bandit_push import interactions, popular, refit_lock
 from bandit_push import refit as refits
 from bandit_push.config import Settings
 from bandit_push.store import Store
-from workers.registry import holder_ended
+from bandit_push_workers.registry import holder_ended
 
 
 def refresh_popular() -> dict[str, int]:

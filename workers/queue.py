@@ -14,8 +14,8 @@ from bandit_push import refit_lock
 from bandit_push.config import Settings
 from bandit_push.errors import NotFound
 from bandit_push.store import Store
-from workers import jobs
-from workers.registry import fetch, holder_ended, reap_abandoned
+from bandit_push_workers import jobs
+from bandit_push_workers.registry import fetch, holder_ended, reap_abandoned
 
 RETRY_FACTORS = [1, 4, 20]  #: retry n waits refit_retry_interval_s times this (30 s, 2 min, 10 min by default)
 

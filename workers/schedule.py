@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bandit_push.config import Settings
-from workers import jobs
+from bandit_push_workers import jobs
 
 PERIODIC = [
     (jobs.refresh_popular, 60, 300),

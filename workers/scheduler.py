@@ -2,7 +2,7 @@
 
 ``rq cron`` enqueues with RQ's default (pickle) serializer and has no option to change
 it; our workers run with ``JSONSerializer`` so that nothing is ever unpickled. This
-subclass changes only how a due job is enqueued. Run: ``python -m workers.scheduler``.
+subclass changes only how a due job is enqueued. Run: ``python -m bandit_push_workers.scheduler``.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from bandit_push.config import Settings
-from workers import jobs
-from workers.queue import refit_retry
-from workers.schedule import periodic
+from bandit_push_workers import jobs
+from bandit_push_workers.queue import refit_retry
+from bandit_push_workers.schedule import periodic
 
 
 class JSONCronScheduler(CronScheduler):
@@ -47,8 +47,8 @@ class JSONCronScheduler(CronScheduler):
 
 
 def build(connection: Redis, settings: Settings | None = None) -> JSONCronScheduler:
-    """The scheduler of :func:`workers.schedule.periodic`; a scheduled refit that fails is retried as one
-    requested through the API is (:func:`workers.queue.refit_retry`), not left to the next period."""
+    """The scheduler of :func:`bandit_push_workers.schedule.periodic`; a scheduled refit that fails is retried as one
+    requested through the API is (:func:`bandit_push_workers.queue.refit_retry`), not left to the next period."""
     settings = settings or Settings.from_env()
     scheduler = JSONCronScheduler(connection=connection)
     for func, interval, timeout in periodic(settings):

@@ -3,7 +3,7 @@
 Every page reads the domain functions the JSON API reads (:mod:`bandit_push.experiment_report`,
 :mod:`bandit_push.segments`, :mod:`bandit_push.models`, :mod:`bandit_push.decision_log`,
 :mod:`bandit_push.ope.evaluate`): the console formats their answers and computes no statistic of its own.
-Access is the API's keys, through a signed cookie (:mod:`api.console.access`). The JavaScript it uses
+Access is the API's keys, through a signed cookie (:mod:`bandit_push_api.console.access`). The JavaScript it uses
 (htmx, uPlot) is vendored under ``static/`` (versions and licences in ``VENDORED.md`` there).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _headers(resp):
 
 @bp.errorhandler(BanditPushError)
 def _domain_error(err: BanditPushError):
-    from api.errors import STATUS
+    from bandit_push_api.errors import STATUS
 
     status = next((s for cls, s in STATUS.items() if isinstance(err, cls)), 400)
     return render_template("console/error.html", status=status, error=err), status
@@ -57,4 +57,4 @@ def _redis_down(err: Exception):
 
 
 # the pages register their routes on bp
-from api.console import access, decisions, evaluate, experiments, fmt, models, segments  # noqa: E402,F401
+from bandit_push_api.console import access, decisions, evaluate, experiments, fmt, models, segments  # noqa: E402,F401

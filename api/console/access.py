@@ -3,7 +3,7 @@
 The cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS, path ``/console``) holds a random
 nonce and, once signed in, the key itself, signed with :mod:`itsdangerous` (Flask's own signer) and
 valid for :data:`MAX_AGE`. Every request checks the key again against the configured digests
-(:class:`api.auth.Guard`), so a rotated key signs its users out; the signature only keeps the cookie
+(:class:`bandit_push_api.auth.Guard`), so a rotated key signs its users out; the signature only keeps the cookie
 from being edited. ``read`` keys see every page, ``admin`` keys may also change things; gateway keys
 cannot sign in. Without configured keys, as for the API, only loopback clients that did not come through
 a proxy are served, as admin. Every POST carries a token derived from the cookie's nonce
@@ -21,8 +21,8 @@ from typing import Any, Callable
 from flask import current_app, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from api.auth import Guard, local_client
-from api.console import bp
+from bandit_push_api.auth import Guard, local_client
+from bandit_push_api.console import bp
 from bandit_push.errors import Forbidden, Unauthenticated
 
 COOKIE = "bp_console"

@@ -15,9 +15,9 @@ from typing import Any
 
 from flask import render_template, request
 
-from api import services
-from api.console import bp
-from api.console.fmt import scale
+from bandit_push_api.services import services
+from bandit_push_api.console import bp
+from bandit_push_api.console.fmt import scale
 from bandit_push import decision_log
 from bandit_push.errors import InvalidArgument
 from bandit_push.ope import evaluate as ev

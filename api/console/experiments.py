@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
-from api import services
-from api.console import bp
-from api.console.access import admin_only
-from api.console.fmt import METRICS, scale
+from bandit_push_api.services import services
+from bandit_push_api.console import bp
+from bandit_push_api.console.access import admin_only
+from bandit_push_api.console.fmt import METRICS, scale
 from bandit_push import experiment_report, experiments
 from bandit_push.errors import InvalidArgument
 from bandit_push.policies import POLICIES

@@ -5,12 +5,12 @@ import time
 
 from flask import redirect, render_template, url_for
 
-from api import services
-from api import validation as v
-from api.console import bp
-from api.console.access import admin_only
+from bandit_push_api.services import services
+from bandit_push_api import validation as v
+from bandit_push_api.console import bp
+from bandit_push_api.console.access import admin_only
 from bandit_push import models, refit
-from workers import queue
+from bandit_push_workers import queue, registry
 
 
 @bp.get("/models")
@@ -48,4 +48,4 @@ def job_state(job_id: str):
     return render_template("console/_job.html", job=job, done=job["state"] in _DONE, now=time.time())
 
 
-_DONE = {str(st.value) for st in queue.DONE}
+_DONE = {str(st.value) for st in registry.DONE}

@@ -7,8 +7,8 @@ import time
 
 from flask import Blueprint, Response, g
 
-from api.services import services
-from api import validation as v
+from bandit_push_api.services import services
+from bandit_push_api import validation as v
 from bandit_push.decide import Decision
 
 bp = Blueprint("decide", __name__)

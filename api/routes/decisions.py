@@ -6,8 +6,8 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from api.services import services
-from api import validation as v
+from bandit_push_api.services import services
+from bandit_push_api import validation as v
 from bandit_push import decision_log
 from bandit_push.errors import InvalidArgument
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from api.services import services
-from api import validation as v
+from bandit_push_api.services import services
+from bandit_push_api import validation as v
 from bandit_push import experiment_report, experiments
 from bandit_push.errors import InvalidArgument
 

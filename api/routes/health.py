@@ -5,7 +5,7 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
-from api.services import services
+from bandit_push_api.services import services
 from bandit_push import models
 
 bp = Blueprint("health", __name__)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from api.services import services
-from api import validation as v
+from bandit_push_api.services import services
+from bandit_push_api import validation as v
 from bandit_push import models
-from workers import queue
+from bandit_push_workers import queue
 
 bp = Blueprint("models", __name__)
 

@@ -5,8 +5,8 @@ import time
 
 from flask import Blueprint, jsonify
 
-from api.services import services
-from api import validation as v
+from bandit_push_api.services import services
+from bandit_push_api import validation as v
 from bandit_push import users
 from bandit_push.decide import ranked_items
 from bandit_push.errors import InvalidArgument

@@ -1,6 +1,6 @@
 """A fresh bandit-push service for one simulated policy run: gunicorn on its own key prefix.
 
-The service runs in child processes (``gunicorn 'api:create_app()'``, configured through
+The service runs in child processes (``gunicorn 'bandit_push_api:create_app()'``, configured through
 ``BANDIT_PUSH_*`` like any deployment), so this module imports no Flask. The run's keys are
 deleted when it stops.
 """
@@ -62,10 +62,10 @@ class Service:
                    BANDIT_PUSH_MIN_GAP_HOURS=repr(s.min_gap_hours), **policy_env(s, self.policy), **self.extra_env)
         if s.seed is not None:
             env["BANDIT_PUSH_SEED"] = str(s.seed)
-        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--workers", str(self.workers),
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "python:bandit_push_api.gunicorn_conf", "--workers", str(self.workers),
                "--threads", str(self.threads),
                "--worker-class", "gthread" if self.threads > 1 else "sync", "--bind", f"127.0.0.1:{self.port}",
-               "--log-level", "warning", "api:create_app()"]
+               "--log-level", "warning", "bandit_push_api:create_app()"]
         self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         self.store = Store.connect(s)
         self.scheduler = Scheduler(self.store, s)

@@ -13,7 +13,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from api import auth
+from bandit_push_api import auth
 from bandit_push import cli, ratelimit
 from bandit_push.config import Settings, parse_api_keys
 from bandit_push.errors import ConfigError
@@ -86,7 +86,7 @@ def test_every_registered_route_has_an_explicit_scope(app):
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        assert auth.scope_entry(rule.rule) is not None, f"{rule.rule} has no entry in api.auth.ROUTE_SCOPES"
+        assert auth.scope_entry(rule.rule) is not None, f"{rule.rule} has no entry in bandit_push_api.auth.ROUTE_SCOPES"
 
 
 @pytest.mark.parametrize("rule, scope", [
@@ -172,8 +172,8 @@ def _free_port() -> int:
 def test_gunicorn_refuses_a_public_address_without_keys(redis_url):
     env = {k: v for k, v in os.environ.items() if k != "BANDIT_PUSH_API_KEYS"}
     env["REDIS_URL"] = redis_url
-    proc = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--bind",
-                           f"0.0.0.0:{_free_port()}", "api:create_app()"],
+    proc = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "python:bandit_push_api.gunicorn_conf", "--bind",
+                           f"0.0.0.0:{_free_port()}", "bandit_push_api:create_app()"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert "no API keys configured" in proc.stderr

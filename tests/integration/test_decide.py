@@ -286,8 +286,8 @@ def test_seeded_workers_draw_their_own_sequences(make_app, monkeypatch):
     import random
     from types import SimpleNamespace
 
-    from api import gunicorn_conf
-    from api.services import WORKER_ENV
+    from bandit_push_api import gunicorn_conf
+    from bandit_push_api.services import WORKER_ENV
     monkeypatch.setenv(WORKER_ENV, "")  # (so that monkeypatch restores the variable post_fork sets below)
     monkeypatch.delenv(WORKER_ENV)
     first = [make_app(seed=5).extensions["bandit_push"].engine.rng.random() for _ in range(2)]

@@ -15,7 +15,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from api import create_app
+from bandit_push_api import create_app
 from bandit_push.config import OUTCOMES
 from bandit_push.segments import load_arms
 from redis_proc import RedisProcess

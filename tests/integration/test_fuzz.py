@@ -32,7 +32,7 @@ def keyed_server(redis_url):
     """One keyed app on a real HTTP server for the whole module (hypothesis runs many examples per test)."""
     import uuid
 
-    from api import create_app
+    from bandit_push_api import create_app
     from bandit_push.config import Settings
 
     app = create_app(Settings(redis_url=redis_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:", quiet_hours="off", seed=7,
@@ -51,7 +51,7 @@ def keyed_server(redis_url):
 
 
 schema = schemathesis.openapi.from_dict(__import__("json").loads(
-    resources.files("api").joinpath("openapi.json").read_text()))
+    resources.files("bandit_push_api").joinpath("openapi.json").read_text()))
 
 
 @schema.parametrize()

@@ -18,7 +18,7 @@ def gunicorn_url(store):
     port = free_port()
     env = {**os.environ, "REDIS_URL": store.settings.redis_url, "BANDIT_PUSH_PREFIX": store.settings.prefix,
            "BANDIT_PUSH_QUIET_HOURS": "off", "BANDIT_PUSH_MAX_BODY_BYTES": "4096"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "api:create_app()", "-b",
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "bandit_push_api:create_app()", "-b",
                              f"127.0.0.1:{port}", "-w", "1", "--log-level", "warning"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

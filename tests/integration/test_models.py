@@ -304,7 +304,7 @@ def test_superseded_versions_are_collected_after_the_grace_period(store, setting
 
 
 def test_a_scheduled_refit_finding_the_lock_taken_skips(store, settings, worker_env):
-    from workers import jobs
+    from bandit_push_workers import jobs
 
     retail.ingest(store, settings, retail.sample(100))
     assert refit_lock.claim(store, settings, "mf", "cli:elsewhere:1") is None  # a CLI refit holds the lock
@@ -319,8 +319,8 @@ def test_a_scheduled_refit_finding_the_lock_taken_skips(store, settings, worker_
 def test_scheduled_refits_are_retried_like_requested_ones(store, settings):
     """The scheduler enqueues the refits with the API's retry policy (refit_retries, refit_retry_interval_s);
     the frequent jobs without one (their next run comes within the hour: the engagement model's too)."""
-    from workers import jobs
-    from workers.scheduler import build
+    from bandit_push_workers import jobs
+    from bandit_push_workers.scheduler import build
 
     s = settings.replace(refit_retries=2, refit_retry_interval_s=7)
     queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
@@ -344,8 +344,8 @@ def test_scheduled_refits_are_retried_like_requested_ones(store, settings):
 
 
 def test_the_schedule_has_both_refits_at_their_intervals(settings):
-    from workers import jobs
-    from workers.schedule import periodic
+    from bandit_push_workers import jobs
+    from bandit_push_workers.schedule import periodic
 
     s = settings.replace(mf_refit_hours=2, segments_refit_hours=12, refit_timeout_s=900)
     table = {func: (interval, timeout) for func, interval, timeout in periodic(s)}
@@ -355,7 +355,7 @@ def test_the_schedule_has_both_refits_at_their_intervals(settings):
 def test_deployments_sharing_a_redis_run_only_their_own_jobs(client, store, settings, worker_env):
     """Two key prefixes on one Redis are two deployments: each has its own queue, a worker of the other one
     leaves this one's refit alone, and neither API shows the other's jobs."""
-    from api import create_app
+    from bandit_push_api import create_app
     from bandit_push.store import Store
 
     other = settings.replace(prefix=settings.prefix + "other:")

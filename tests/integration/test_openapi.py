@@ -19,7 +19,7 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from api import validation
+from bandit_push_api import validation
 from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.errors import InvalidArgument
 
@@ -30,7 +30,7 @@ NOW = 1763910000.0  # 2025-11-23T15:00:00Z: inside the accepted window for a yea
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    return json.loads(resources.files("api").joinpath("openapi.json").read_text())
+    return json.loads(resources.files("bandit_push_api").joinpath("openapi.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_every_operation_documents_its_errors(doc):
 
 
 def test_documented_scopes_are_the_enforced_ones(doc):
-    from api import auth
+    from bandit_push_api import auth
 
     for path, item in doc["paths"].items():
         for method, op in item.items():

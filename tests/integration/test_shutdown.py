@@ -21,7 +21,7 @@ from bandit_push import models
 from bandit_push.config import Settings
 from bandit_push.store import Store
 from redis_proc import free_port, wait_healthy
-from workers.queue import job_state
+from bandit_push_workers.queue import job_state
 
 
 @pytest.fixture

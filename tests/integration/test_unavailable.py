@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from api import create_app
+from bandit_push_api import create_app
 
 
 @pytest.fixture

@@ -143,7 +143,7 @@ def test_abandoned_refit_with_a_retry_left_is_requeued_and_run_by_the_next_worke
 
 
 def test_work_horse_sigkilled_scheduled_refit_takes_the_lock_over(client, store, settings, start_worker):
-    from workers import jobs
+    from bandit_push_workers import jobs
 
     v1_then_more_data(store, settings)
     job_id = client.post("/v1/models/mf/refit").get_json()["job_id"]

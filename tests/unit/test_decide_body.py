@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from api.routes.decide import _ENCODE, response_body
+from bandit_push_api.routes.decide import _ENCODE, response_body
 from bandit_push.decide import Decision, Item
 
 
