@@ -1,10 +1,10 @@
 """Two ways to put the simulated gateway's questions to a policy.
 
 :class:`HttpGateway` talks to a running bandit-push service over HTTP, exactly as
-a notification gateway does: ``PUT /v1/users``, batched ``POST /v1/events``,
-``POST /v1/decide`` with the simulated clock as ``now``, batched ``POST
-/v1/feedback`` with each report's own ``ts``; several requests in flight, one
-per connection (kept alive where the server keeps it).
+a notification gateway does, with the gateways' client (:mod:`bandit_push.client`):
+``PUT /v1/users``, batched ``POST /v1/events``, ``POST /v1/decide`` with the
+simulated clock as ``now``, batched ``POST /v1/feedback`` with each report's own
+``ts``; several requests in flight.
 
 :class:`LocalGateway` answers for the service's ``cadence`` policy without a
 service: the same guardrails (opt-out, quiet hours by the same time-zone rule,
@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import math
-import selectors
-import socket
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, NamedTuple, Sequence
-from urllib.parse import urlsplit
 
+from bandit_push.client import Client
 from bandit_push.config import Settings
 from bandit_push.policies import FixedCadence
 from bandit_push.sim.population import HourlyOffsets
@@ -55,139 +53,33 @@ class Answer(NamedTuple):
 
 
 class HttpGateway:
-    """A gateway client for the service at ``base_url``, with ``connections`` requests in flight at once.
-
-    The requests are what a notification gateway sends (``Content-Type: application/json`` bodies, HTTP/1.1,
-    keep-alive where the server keeps the connection, a new one where it closes it, as gunicorn's sync
-    workers do), on plain sockets driven from the calling thread: ``connections`` sockets, each with one
-    request in flight, multiplexed with ``selectors``. The simulator's own CPU shares the machine with the
-    service it measures, so the client is kept lean: no thread pool, no ``http.client`` header parsing."""
+    """A gateway of the service at ``base_url``, through :class:`bandit_push.client.Client`, with ``connections``
+    requests in flight at once (a thread each: a decide waits on the service, not on the simulator's CPU)."""
 
     def __init__(self, base_url: str, connections: int = 4, batch: int = 1000,
                  refresh: Callable[[float], Any] | None = None, timeout: float = 30.0):
-        u = urlsplit(base_url)
-        self._refresh = refresh
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.client = Client(base_url, timeout=timeout, connections=connections)
         self.batch = batch
-        self.concurrency = max(1, int(connections))
-        self.timeout = timeout
-        self._head = f"HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\nContent-Length: ".encode()
-        self._idle: list[socket.socket] = []   # keep-alive connections with no request in flight
-        self._address: tuple | None = None
-        self._selector = selectors.DefaultSelector()
+        self._refresh = refresh
+        self._pool = ThreadPoolExecutor(max(1, int(connections)), thread_name_prefix="gateway")
         self.requests = 0
 
-    # -- transport ------------------------------------------------------------------------------
-
-    def _connect(self) -> socket.socket:
-        if self._address is None:  # resolved once: a new connection per request (sync workers) is the common case
-            family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
-            self._address = family, kind, proto, address
-        family, kind, proto, address = self._address
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(self.timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.connect(address)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    def _send(self, slot: "_Slot") -> None:
-        """Put ``slot``'s request on a connection (a kept-alive one if there is one) and watch it."""
-        while True:
-            reused = bool(self._idle)
-            sock = self._idle.pop() if reused else self._connect()
-            try:
-                sock.sendall(slot.data)
-            except OSError:
-                sock.close()
-                if reused:
-                    continue  # a kept-alive connection the server has closed meanwhile: take another
-                raise
-            slot.reset(reused)
-            self._selector.register(sock, selectors.EVENT_READ, slot)
-            return
-
-    def _exchange(self, requests: Sequence[tuple[str, str, bytes]]) -> list[Any]:
-        """Every (method, path, body) request answered, in order, with at most ``concurrency`` in flight;
-        each answer is the decoded JSON body. An answer other than 2xx raises."""
-        out: list[Any] = [None] * len(requests)
-        todo = iter(range(len(requests)))
-        try:
-            self._answer(requests, out, todo)
-        except BaseException:
-            for key in list(self._selector.get_map().values()):  # nothing stays half-read for the next call
-                self._selector.unregister(key.fileobj)
-                key.fileobj.close()
-            raise
-        return out
-
-    def _answer(self, requests: Sequence[tuple[str, str, bytes]], out: list[Any], todo: Any) -> None:
-        head = self._head
-        inflight = 0
-        for i in itertools.islice(todo, self.concurrency):
-            method, path, body = requests[i]
-            self._send(_Slot(i, b"%s %s %s%d\r\n\r\n%s" % (method.encode(), path.encode(), head, len(body), body)))
-            inflight += 1
-        select = self._selector.select
-        while inflight:
-            ready = select(self.timeout)
-            if not ready:
-                raise TimeoutError(f"no answer from {self.host}:{self.port} in {self.timeout:g} s")
-            for key, _ in ready:
-                sock, slot = key.fileobj, key.data
-                try:
-                    chunk = sock.recv(262144)
-                except ConnectionError:
-                    chunk = b""
-                done = slot.feed(chunk)
-                if done is None:
-                    continue
-                self._selector.unregister(sock)
-                if done is _RETRY:  # the server closed a kept-alive connection before answering: once more
-                    sock.close()
-                    self._send(slot)
-                    continue
-                if slot.keep_alive:
-                    self._idle.append(sock)
-                else:
-                    sock.close()
-                self.requests += 1
-                status, raw = done
-                method, path, _ = requests[slot.index]
-                if status >= 300:
-                    raise RuntimeError(f"{method} {path}: HTTP {status}: {raw[:300]!r}")
-                out[slot.index] = _decode(raw.decode())
-                i = next(todo, None)
-                if i is None:
-                    inflight -= 1
-                else:
-                    method, path, body = requests[i]
-                    self._send(_Slot(i, b"%s %s %s%d\r\n\r\n%s" % (method.encode(), path.encode(), head, len(body), body)))
-
-    def _call(self, method: str, path: str, body: Any) -> Any:
-        return self._exchange([(method, path, _encode(body).encode())])[0]
-
-    # -- the gateway ----------------------------------------------------------------------------
-
     def put_users(self, users: Sequence[tuple[str, str]]) -> None:
-        self._exchange([("PUT", f"/v1/users/{uid}", _encode({"timezone": tz}).encode()) for uid, tz in users])
+        self.requests += len(users)
+        list(self._pool.map(lambda u: self.client.put_user(u[0], timezone=u[1]), users))
 
     def post_events(self, rows: list[dict]) -> int:
         # one batch after the other, in order: a user's segment moves (``new`` -> ``default``) after each
         # batch and credits the popularity of their later events, so concurrent batches could race
-        return sum(self._call("POST", "/v1/events", {"events": rows[i:i + self.batch]})["accepted"]
-                   for i in range(0, len(rows), self.batch))
+        batches = [rows[i:i + self.batch] for i in range(0, len(rows), self.batch)]
+        self.requests += len(batches)
+        return sum(self.client.events(b)["accepted"] for b in batches)
 
     def post_feedback(self, rows: list[dict]) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
-        if not rows:
-            return out
-        answers = self._exchange([("POST", "/v1/feedback", _encode({"events": rows[i:i + self.batch]}).encode())
-                                  for i in range(0, len(rows), self.batch)])
-        for r in answers:
+        batches = [rows[i:i + self.batch] for i in range(0, len(rows), self.batch)]
+        self.requests += len(batches)
+        for r in self._pool.map(self.client.feedback_batch, batches):
             for k in ("accepted", "duplicate", "late", "unknown", "not_sent"):
                 out[k] += r.get(k, 0)
         return out
@@ -199,90 +91,16 @@ class HttpGateway:
 
     def decide_many(self, asks: Sequence[tuple[str, float, int]]) -> list[Answer]:
         """Decide for (user id, now, k) asks concurrently; no user appears twice in one call."""
-        # the body json.dumps({"user_id": ..., "now": ..., "k": ...}, separators=(",", ":")) writes
-        answers = self._exchange([("POST", "/v1/decide", b'{"user_id":%s,"now":%s,"k":%d}' % (
-            _encode(uid).encode(), repr(float(now)).encode(), k)) for uid, now, k in asks])
+        self.requests += len(asks)
+        decide = self.client.decide
+        answers = self._pool.map(lambda a: decide(a[0], now=float(a[1]), k=a[2]), asks)
         return [Answer(d["send"], [i["item_id"] for i in d["items"]], d["decision_id"], d["segment"], d["reason"],
                        (d["context"]["recency"], d["context"]["daypart"]),
                        _epoch(d["retry_at"]) if "retry_at" in d else None) for d in answers]
 
     def close(self) -> None:
-        for sock in self._idle:
-            sock.close()
-        self._idle = []
-        for key in list(self._selector.get_map().values()):
-            key.fileobj.close()
-        self._selector.close()
-
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-_decode = json.JSONDecoder().decode
-_RETRY = object()
-
-
-class _Slot:
-    """One request in flight and its answer as it arrives: ``feed`` returns None until the answer is
-    complete, then (status, body bytes), or ``_RETRY`` when a reused connection closed without answering."""
-
-    __slots__ = ("index", "data", "buf", "reused", "head_end", "status", "length", "keep_alive", "chunked")
-
-    def __init__(self, index: int, data: bytes):
-        self.index, self.data = index, data
-
-    def reset(self, reused: bool) -> None:
-        self.buf, self.reused, self.head_end = b"", reused, -1
-        self.status, self.length, self.keep_alive, self.chunked = 0, -1, True, False
-
-    def feed(self, chunk: bytes) -> Any:
-        if not chunk:  # the server closed the connection
-            if not self.buf and self.reused:
-                return _RETRY
-            if self.head_end >= 0 and self.length < 0 and not self.chunked:
-                self.keep_alive = False
-                return self.status, self.buf[self.head_end:]  # a body delimited by the close
-            raise ConnectionError(f"the connection closed in the middle of an answer ({len(self.buf)} bytes)")
-        self.buf = buf = self.buf + chunk if self.buf else chunk
-        if self.head_end < 0:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return None
-            self.head_end = end + 4
-            lines = buf[:end].decode("latin-1").split("\r\n")
-            version, status = lines[0].split(" ", 2)[:2]
-            self.status = int(status)
-            self.keep_alive = version != "HTTP/1.0"
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    self.length = int(value)
-                elif name == "connection":
-                    self.keep_alive = value.strip().lower() == "keep-alive" or (
-                        self.keep_alive and value.strip().lower() != "close")
-                elif name == "transfer-encoding" and "chunked" in value.lower():
-                    self.chunked = True
-        if self.chunked:
-            body = _dechunk(buf, self.head_end)
-            return None if body is None else (self.status, body)
-        if self.length >= 0 and len(buf) - self.head_end >= self.length:
-            return self.status, buf[self.head_end:self.head_end + self.length]
-        return None
-
-
-def _dechunk(buf: bytes, pos: int) -> bytes | None:
-    """The body of a chunked answer starting at ``pos``, or None while it is incomplete."""
-    parts = []
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        size = int(buf[pos:eol].split(b";")[0], 16)
-        if size == 0:
-            return b"".join(parts) if buf.find(b"\r\n\r\n", eol) >= 0 else None  # the last chunk, then trailers
-        if len(buf) < eol + 2 + size + 2:
-            return None
-        parts.append(buf[eol + 2:eol + 2 + size])
-        pos = eol + 2 + size + 2
+        self._pool.shutdown()
+        self.client.close()
 
 
 class PopularReplica:

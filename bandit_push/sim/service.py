@@ -10,12 +10,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from typing import Any
 
 from bandit_push import popular, refit
+from bandit_push.client import Client, Unreachable
 from bandit_push.config import Settings
 from bandit_push.errors import NotFound
 from bandit_push.policies import from_config
@@ -69,17 +68,12 @@ class Service:
         self.proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         self.store = Store.connect(s)
         self.scheduler = Scheduler(self.store, s)
-        deadline = time.time() + 30
-        while True:
+        with Client(self.url) as client:
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError(f"the service for {self.policy} did not start") from None
-                time.sleep(0.2)
+                client.wait_ready(30.0, alive=lambda: self.proc is not None and self.proc.poll() is None)
+            except Unreachable:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"the service for {self.policy} did not start") from None
         return self
 
     def refresh(self, now: float) -> None:
