@@ -243,6 +243,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def simulate(args: argparse.Namespace) -> int:
     """Baselines on the simulated population, then each learned policy through a fresh service over HTTP."""
+    from tqdm import tqdm
+
     from bandit_push.sim import evaluate, report
     from bandit_push.sim.params import SimParams
     from bandit_push.sim.population import Population
@@ -263,18 +265,11 @@ def simulate(args: argparse.Namespace) -> int:
             except json.JSONDecodeError:
                 print(f"bandit-push: --policy {raw!r} is neither a policy name nor JSON", file=sys.stderr)
                 return 2
-            name = policy.get("name")
-
-            shown = [-1]
-
-            def bar(frac: float, name=name, shown=shown) -> None:
-                done = int(frac * 30)
-                if done != shown[0]:  # redraw only when the bar grows (logs stay short)
-                    shown[0] = done
-                    end = "" if sys.stdout.isatty() else "\n"
-                    print(f"\r{name:>10} [{'#' * done}{'.' * (30 - done)}] {100 * frac:5.1f}%", end=end, flush=True)
-            res, segs = evaluate.run_learned(pop, settings, policy, connections=args.connections,
-                                             workers=args.workers, progress=bar)
+            # a progress bar on a terminal only (disable=None): logs stay short
+            with tqdm(total=1.0, desc=f"{policy.get('name')!s:>10}", disable=None,
+                      bar_format="{desc} {bar} {percentage:5.1f}% [{elapsed}<{remaining}]") as bar:
+                res, segs = evaluate.run_learned(pop, settings, policy, connections=args.connections,
+                                                 workers=args.workers, progress=lambda f: bar.update(f - bar.n))
             print(f"  {res.seconds:.0f} s, {res.requests} HTTP requests ({res.requests / res.seconds:.0f}/s)", flush=True)
             learned_results.append(res)
             learned[res.label] = segs
