@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -17,6 +16,7 @@ from bandit_push_api import auth
 from bandit_push import cli, ratelimit
 from bandit_push.config import Settings, parse_api_keys
 from bandit_push.errors import ConfigError
+from waits import until
 
 GATEWAY, GATEWAY_NEW, READ, ADMIN = "gw-key-0123456789abcdef", "gw-key-rotated-42", "read-key-xyz", "admin-key-!@#"
 KEYS = (f"gateway:{GATEWAY},gateway:sha256:{hashlib.sha256(GATEWAY_NEW.encode()).hexdigest()},"
@@ -214,8 +214,7 @@ def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_pa
                 r = c.post("/v1/decide", json={"user_id": f"u{i}"}, headers=bearer(GATEWAY))
                 assert r.status_code == 200 and r.get_json()["experiment"]["id"] == x["id"]
             probe.ping()  # a marker: everything before it has been seen
-            while not any(cmd.startswith("PING") for cmd in seen):
-                time.sleep(0.01)
+            until(lambda: any(cmd.startswith("PING") for cmd in seen), 10, "MONITOR saw the marker")
         client_commands = [cmd.split()[0] for cmd in seen if cmd.split()[0] not in ("PING", "HELLO", "CLIENT")]
         decide_command = "FCALL" if app.extensions["bandit_push"].store.functions else "EVALSHA"
         assert client_commands == [decide_command] * 20, client_commands

@@ -19,7 +19,9 @@ from bandit_push_api import create_app
 from bandit_push.config import OUTCOMES
 from bandit_push.segments import load_arms
 from redis_proc import RedisProcess
+from waits import until
 
+pytestmark = pytest.mark.faults  # a redis-server killed and frozen under load: deselected by default, run by .ci/run
 NOW = 1795000000.0  # 2026-11-19: every decision at one instant, so arm counts are exact (no decay)
 TIMEOUT = 0.5
 
@@ -91,20 +93,24 @@ def test_outage_answers_503_quickly_and_recovers_without_restart(own_redis, serv
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
+    def answered_after(t: float, n: int) -> bool:  # (a request is logged once answered)
+        return sum(1 for e in list(log) if e[0] > t + 0.05) >= n
+
     try:
-        time.sleep(0.5)
+        until(lambda: len(log) >= 20, 30, "load before the fault")
         killed = time.monotonic()
         own_redis.kill()
-        time.sleep(1.5)
+        # Redis stays down until every endpoint has been asked (and answered) during the outage
+        until(lambda: answered_after(killed, 60) and {p for s, p, _, _, _ in list(log) if s > killed + 0.05}
+              == {p for _, p, _ in calls}, 30, "requests during the outage")
         down_until = time.monotonic()
         own_redis.start()
         restarted = time.monotonic()
         # recovered: the first decide issued after the restart that succeeds
-        while not any(s >= restarted and p == "/v1/decide" and c == 200 for s, p, c, _, _ in list(log)):
-            assert time.monotonic() - restarted < 10, "no recovery within 10 s of the restart"
-            time.sleep(0.01)
+        until(lambda: any(s >= restarted and p == "/v1/decide" and c == 200 for s, p, c, _, _ in list(log)), 10,
+              "recovery after the restart")
         recovered = time.monotonic()
-        time.sleep(0.5)
+        until(lambda: answered_after(recovered, 30), 30, "requests after the recovery")
     finally:
         stop.set()
         for t in threads:
@@ -147,10 +153,8 @@ def test_a_hung_redis_answers_503_within_the_timeout(own_redis, serve):
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
     finally:
         own_redis.resume()
-    deadline = time.monotonic() + 5
-    while requests.post(f"{base}/v1/decide", json={"user_id": "u"}, timeout=5).status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    until(lambda: requests.post(f"{base}/v1/decide", json={"user_id": "u"}, timeout=5).status_code == 200, 10,
+          "decide answers again once Redis runs")
 
 
 def test_feedback_across_a_restart_is_counted_once(own_redis, serve, settings):
@@ -198,10 +202,9 @@ def test_feedback_across_a_restart_is_counted_once(own_redis, serve, settings):
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
-    while len(queue) > len(work) * 0.6:
-        time.sleep(0.005)
+    until(lambda: len(queue) <= len(work) * 0.6, 60, "feedback flowing before the fault", every=0.005)
     own_redis.kill()
-    time.sleep(0.3)
+    until(lambda: attempts["503"] > 0, 30, "a 503 while Redis is down")  # the gateways met the outage
     own_redis.start()
     restarted.set()
     for t in threads:

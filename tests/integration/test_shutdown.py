@@ -20,8 +20,11 @@ import retail
 from bandit_push import models
 from bandit_push.config import Settings
 from bandit_push.store import Store
-from redis_proc import free_port, wait_healthy
 from bandit_push_workers.queue import job_state
+from redis_proc import free_port, wait_healthy
+from waits import until
+
+pytestmark = pytest.mark.faults  # real processes and signals: deselected by default, run by .ci/run
 
 
 @pytest.fixture
@@ -57,10 +60,7 @@ SLOW_FIT = {"mf_iterations": 300, "mf_factors": 128}
 def refit_in_flight(base, store, customers=400) -> str:
     retail.ingest(store, store.settings, retail.sample(customers))
     job_id = requests.post(f"{base}/v1/models/mf/refit", timeout=5).json()["job_id"]
-    deadline = time.monotonic() + 20
-    while requests.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()["stage"] != "fit":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    until(lambda: requests.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()["stage"] == "fit", 60, "the fit started")
     return job_id
 
 
@@ -75,22 +75,20 @@ def test_sigterm_lets_the_request_and_the_job_in_flight_finish(service):
     conn = socket.create_connection(("127.0.0.1", port), timeout=30)
     conn.sendall(b"POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                  b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:len(body) // 2])
-    time.sleep(0.5)
     children = psutil.Process(proc.pid).children(recursive=True)
+    until(lambda: _holder(children, conn.getsockname()), 10, "a gunicorn worker took the upload")
     proc.send_signal(signal.SIGTERM)
     sigterm, sigterm_at = time.monotonic(), time.time()
-    time.sleep(1)
     # shutting down: a new connection is not served (the busy worker still holds the listening socket, so
     # it is queued unanswered, then reset), while the upload in flight goes on
-    with pytest.raises((requests.ConnectionError, requests.Timeout)):
-        requests.get(f"{base}/healthz", timeout=1)
+    until(lambda: not _answers(f"{base}/healthz"), 10, "new connections refused after SIGTERM")
     conn.sendall(body[len(body) // 2:])
     response = b""
     while chunk := conn.recv(65536):
         response += chunk
     conn.close()
     answered = time.monotonic() - sigterm
-    out, _ = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=60 + 2 + 5 + 10)  # serve's own bound, then a margin
     stopped = time.monotonic() - sigterm
     status = response.split(b"\r\n", 1)[0]
     assert status == b"HTTP/1.1 200 OK", response[:500]
@@ -105,7 +103,7 @@ def test_sigterm_lets_the_request_and_the_job_in_flight_finish(service):
     assert job["started_at"] < sigterm_at < job["ended_at"]  # it was running when SIGTERM came
     assert models.current(store, "mf") == "1"
     assert store.redis.exists(store.keys.user("slow199"))  # the late half of the upload was ingested
-    assert stopped < 60 + 2 + 5
+    assert stopped < 60 + 2 + 5 + 10  # serve's bound (then SIGKILL), and a margin for a loaded machine
 
 
 def test_a_job_outlasting_the_bound_is_stopped_and_reported(service):
@@ -118,10 +116,33 @@ def test_a_job_outlasting_the_bound_is_stopped_and_reported(service):
     stopped = time.monotonic() - sigterm
     print(f"SIGTERM with shutdown_timeout_s=1 and a refit in flight: stopped after {stopped:.1f} s")
     assert proc.returncode == 0 and "worker still busy after 1 s" in out, out
-    assert stopped < 1 + 2 + 5
+    assert stopped < 1 + 2 + 5 + 10  # serve's bound (then SIGKILL), and a margin for a loaded machine
     assert models.current(store, "mf") is None  # the stopped refit published nothing
     assert not store.redis.exists(store.keys.counters()) or store.redis.hget(store.keys.counters(), "model:mf") is None
-    time.sleep(3)  # the stopped job's heartbeat lapses (1 s + 2 s): abandoned, failed (no retry left)
-    job = job_state(store, job_id)
+    # the stopped job's heartbeat lapses (1 s + 2 s): abandoned, failed (no retry left)
+    def ended() -> dict | None:
+        job = job_state(store, job_id)
+        return job if job["state"] != "started" else None
+
+    job = until(ended, 30, "the stopped job ended")
     assert job["state"] == "failed" and "AbandonedJobError" in job["error"], job
-    print(f"the stopped job, 3 s later: {job['state']}: {job['error']}")
+    print(f"the stopped job, {time.monotonic() - sigterm:.1f} s after SIGTERM: {job['state']}: {job['error']}")
+
+
+def _holder(processes: list[psutil.Process], client_address: tuple) -> bool:
+    """Whether one of ``processes`` holds the server end of the connection from ``client_address``."""
+    for p in processes:
+        try:
+            if any(c.raddr and tuple(c.raddr)[:2] == tuple(client_address)[:2] for c in p.net_connections("tcp")):
+                return True
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except (requests.ConnectionError, requests.Timeout):
+        return False
+    return True
