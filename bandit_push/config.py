@@ -341,7 +341,8 @@ def _hhmm(text: str) -> int:
 def _parse(f: dataclasses.Field, raw: str, env_name: str) -> Any:
     """Turn one environment string into the field's type, or fail naming the variable."""
     try:
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory() if callable(factory) else None
         if isinstance(default, bool):  # (anything else is a mistake, not a quiet false)
             word = raw.strip().lower()
             if word in ("1", "true", "yes", "on", "0", "false", "no", "off"):

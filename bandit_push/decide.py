@@ -290,6 +290,7 @@ class DecisionEngine:
         else:  # the registry changed five times during one decide: someone is flapping an experiment
             raise Unavailable("the experiments registry keeps changing; retry shortly")
         if out[0] == -1:
+            assert rate_limit is not None  # (the script refuses only when it was given a limit to take from)
             wait = int(out[1]) / 1000.0
             raise RateLimited(f"this key's rate limit ({rate_limit.rate:g} requests/s) is spent; "
                               f"retry in {wait:.3f} s", retry_after=wait)

@@ -205,7 +205,7 @@ def _precompute(store: Store, settings: Settings, stored: models.Stored, model: 
         fold = np.flatnonzero(np.isin(ixs, np.fromiter(targets, dtype=np.int64, count=len(targets))))
         vecs[fold] = recs.fold_in_many(model, [toplists.user_history(stored, int(u)) for u in ixs[fold]],
                                        until, settings)
-        excludes = None if bought is None else [bought[bought_at[u]:bought_at[u + 1]] for u in ixs]
+        excludes = None if bought is None or bought_at is None else [bought[bought_at[u]:bought_at[u + 1]] for u in ixs]
         ranked = recs.top_k_many(model, vecs, settings.recs_size, excludes)
         written += toplists.write_lists(store, zip((uid for uid, _ in todo), toplists.pack_many(version, ranked)))
         progress(0.9 + 0.1 * min((start + len(todo)) / max(len(known), 1), 1.0), "lists")

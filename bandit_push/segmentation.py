@@ -75,6 +75,7 @@ def _kmeans(x: npt.NDArray, k: int, seed: int, init: npt.NDArray | None = None) 
         score = inertia(cents, labels)
         if best is None or score < best[0] - 1e-9:
             best = (score, cents, labels)
+    assert best is not None  # (N_INIT >= 1 runs)
     if init is not None and len(init) == k:
         with warnings.catch_warnings():  # an emptied cluster is checked just below, not worth a warning
             warnings.simplefilter("ignore", UserWarning)

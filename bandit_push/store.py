@@ -24,10 +24,12 @@ class Store:
     """
 
     def __init__(self, client: redis.Redis, settings: Settings):
-        self.redis = client
+        # (answers str: built with decode_responses=True, which redis-py's annotations cannot express: they give
+        # every command ``bytes | str``; typed Any rather than cast at each call)
+        self.redis: Any = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self._binary: redis.Redis | None = None
+        self._binary: Any = None
         self._functions: bool | None = None
         self.library = Library(self)
         commands = {name: Command(self.library, name) for name in lua.COMMANDS}
@@ -56,8 +58,9 @@ class Store:
         return cls(client, settings)
 
     @property
-    def binary(self) -> redis.Redis:
-        """A client on the same server that returns bytes (for packed interaction chunks)."""
+    def binary(self) -> Any:
+        """A client on the same server that returns bytes (for packed interaction chunks; typed Any as
+        :attr:`redis` is, since redis-py's annotations say ``bytes | str`` whatever the client decodes)."""
         if self._binary is None:
             kwargs = dict(self.redis.connection_pool.connection_kwargs)
             kwargs["decode_responses"] = False

@@ -72,7 +72,7 @@ def pack_many(version: int, ranked: list[tuple[npt.NDArray, npt.NDArray]]) -> li
     return out
 
 
-def unpack(raw: bytes) -> tuple[int, npt.NDArray[np.uint32], npt.NDArray[np.float32]]:
+def unpack(raw: bytes) -> tuple[int, npt.NDArray[np.integer], npt.NDArray[np.floating]]:
     """(version, items, scores) of a packed list; scores as the decide script decodes them."""
     h = np.frombuffer(raw[:HEADER.itemsize], dtype=HEADER)[0]
     body = np.frombuffer(raw[HEADER.itemsize:], dtype=np.uint8).reshape(-1, 5)

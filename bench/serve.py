@@ -17,8 +17,9 @@ Steps, about 3 minutes with the defaults on 2 cores:
    field and sizes are written directly: the clustering that assigns segments does not exist yet.
 2. Memory, read from Redis (MEMORY USAGE, INFO memory): bytes per user hash, per decision record,
    per stored 13-byte interaction; and the bound: users pushed as often as the guardrails allow.
-3. Serving: gunicorn on the service's app plus the bare ``GET /v1/ping`` (bench/trip_app.py) with quiet hours off (``BANDIT_PUSH_QUIET_HOURS=off``; the
-   users live in 12 time zones, and a refusal at night would skip the policy's work). wrk drives
+3. Serving: gunicorn on the service's app plus the bare ``GET /v1/ping`` (bench/trip_app.py) with quiet
+   hours off (``BANDIT_PUSH_QUIET_HOURS=off``; the users live in 12 time zones, and a refusal at night would
+   skip the policy's work). wrk drives
    decide (random user, a `now` that moves on 2 s per request so that the minimum gap rarely
    refuses) and ping with the same Lua script, threads and connections, alternating in slices; and, as a
    third endpoint of the same app (bench/trip_app.py's second route), the bare answer

@@ -24,6 +24,7 @@ Pure numpy: no Redis, no service code, usable from a notebook on a log file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -95,12 +96,14 @@ def _check_prob(name: str, arr: Array, *, strictly_positive: bool) -> None:
 
 
 def _validate(rewards, logging_prob=None, target_prob=None, reward_hat=None,
-              reward_hat_target=None, unsupported_mass=None) -> dict[str, Array | None]:
+              reward_hat_target=None, unsupported_mass=None) -> dict[str, Any]:
+    """The inputs as float arrays of one length, probabilities checked; None for those not given (each estimator
+    passes the ones it needs, so its look-ups are arrays: typed Any, not ``Array | None``)."""
     r = _as_array("rewards", rewards, None)
     n = r.shape[0]
     if n == 0:
         raise ValueError("rewards is empty: no logged rows to evaluate")
-    out: dict[str, Array | None] = {"rewards": r}
+    out: dict[str, Any] = {"rewards": r}
     for name, values in (("logging_prob", logging_prob), ("target_prob", target_prob),
                          ("reward_hat", reward_hat), ("reward_hat_target", reward_hat_target),
                          ("unsupported_mass", unsupported_mass)):

@@ -145,7 +145,7 @@ def _user_day_intervals(columns: npt.NDArray[np.float64], groups: npt.NDArray[np
     n_groups = int(groups.max()) + 1
     cols = np.column_stack([columns, np.ones(columns.shape[0])])
     sums = np.stack([np.bincount(groups, weights=cols[:, j], minlength=n_groups) for j in range(cols.shape[1])],
-                    axis=1)
+                    axis=1).astype(np.float64, copy=False)  # (bincount with weights is float64 already)
     reps = resampled_sums(sums, n_bootstrap, seed) if n_bootstrap else None
 
     def value(s: npt.NDArray[np.float64], num: int, den: int | None) -> npt.NDArray[np.float64]:
@@ -173,7 +173,7 @@ def evaluate(config: Any, log: DecisionLog, settings: Settings, *, clip: float |
     policy = from_config(config, settings, field)
     x = inputs(policy, log)
     r = log.reward
-    common = dict(unsupported_mass=x.unsupported, n_bootstrap=0)
+    common: dict[str, Any] = dict(unsupported_mass=x.unsupported, n_bootstrap=0)
     per_decision = {
         "ips": ips(r, x.logging_prob, x.target_prob, clip=clip, **common),
         "snips": snips(r, x.logging_prob, x.target_prob, clip=clip, **common),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -107,7 +108,7 @@ def validate_campaign(root: Path, campaign: str, *, clips: tuple[float | None, .
     q_target = q.mean(axis=0)[bts.position]  # uniform over items at the logged position
     out = []
     for clip in clips:
-        common = dict(clip=clip, n_bootstrap=n_bootstrap, seed=seed)
+        common: dict[str, Any] = dict(clip=clip, n_bootstrap=n_bootstrap, seed=seed)
         for est in (ips(bts.click, bts.propensity, target, **common),
                     snips(bts.click, bts.propensity, target, **common),
                     doubly_robust(bts.click, bts.propensity, target, q_logged, q_target, **common)):

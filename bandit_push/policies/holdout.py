@@ -1,6 +1,8 @@
 """Holdout: never sends. The control arm that measures what pushing adds at all."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import numpy.typing as npt
 
@@ -12,7 +14,7 @@ class Holdout(Policy):
 
     name = "holdout"
     kind = "holdout"
-    defaults: dict[str, float] = {}
+    defaults: ClassVar[dict[str, float]] = {}
 
     def lua_params(self) -> dict[str, str]:
         return {"refuse": "holdout"}  # decide refuses before the guardrails, with this reason

@@ -140,7 +140,7 @@ def _plan(pop: Population) -> _Plan:
             waves.append(wave)
         steps.append((t, e, waves))
     assert opp_i == len(opp_ts)
-    plan = pop._plan = _Plan(warmup, steps, opp_user, opp_ts, [int((now - p.start) // DAY) for now in opp_ts])
+    plan = pop.__dict__["_plan"] = _Plan(warmup, steps, opp_user, opp_ts, [int((now - p.start) // DAY) for now in opp_ts])
     return plan
 
 
@@ -202,7 +202,8 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
             res.feedback_status[key] += v
         if s_i % refresh_every == 0:
             gateway.scheduler_tick(t)
-        todo = list(zip(waves, step_asks[s_i], [None] * len(waves)))
+        todo: list[tuple[list[int], list[tuple[str, float, int]], list[float] | None]] = list(
+            zip(waves, step_asks[s_i], [None] * len(waves)))
         if reask:  # the re-asks due in this step, in waves of distinct users
             due_r = []
             while retries and retries[0][0] < t + STEP:
@@ -246,10 +247,10 @@ def run(pop: Population, gateway: Gateway, label: str, weights: dict[str, float]
                     unsub_at[i] = min(unsub_at[i], min(ts for e, ts in out.events if e == "unsubscribed"))
                     res.unsubscribed_users += 1
                     type_unsub[typ] += 1
-                v = sum(weights.get(e, 0.0) for e, _ in out.events)
-                res.value += v
-                type_value[typ] += v
-                day_value[day] += v
+                gain = sum(weights.get(e, 0.0) for e, _ in out.events)
+                res.value += gain
+                type_value[typ] += gain
+                day_value[day] += gain
                 day_expected[day] += out.expected
                 for e, ts in out.events:
                     outcomes[e] += 1

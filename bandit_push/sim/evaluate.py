@@ -115,7 +115,7 @@ def run_baselines(pop: Population, settings: Settings, jobs: int = 2) -> list[Re
         shared: dict[tuple, PopularReplica] = {}
         return [run_baseline(pop, settings, b, shared) for b in todo]
     # the costly ones first (the shortest gaps push most), so that the processes finish together
-    order = sorted(range(len(todo)), key=lambda i: todo[i].gap_hours if todo[i].gap_hours is not None else math.inf)
+    order = sorted(range(len(todo)), key=lambda i: math.inf if (g := todo[i].gap_hours) is None else g)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(pop, settings)) as pool:
         done = dict(zip(order, pool.map(_run_in_worker, [todo[i] for i in order])))
@@ -199,7 +199,7 @@ def truth_by_context(pop: Population, settings: Settings,
         groups = {"all": np.bincount(pop.type, minlength=n_types)}
     values = {(t, h, r): pop.expected_value(t, h, 0.0 if math.isinf(mid) else math.exp(-mid / tau), 0.5, w)
               for t in range(n_types) for h in range(24) for r, mid in enumerate(mids)}
-    out = {}
+    out: dict[tuple[str, ...], float] = {}
     for group, counts in groups.items():
         counts = np.asarray(counts, dtype=float)
         if counts.sum() <= 0:

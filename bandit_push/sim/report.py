@@ -46,7 +46,10 @@ def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[
     lo, hi = min(c.min() for c in shown), max(c.max() for c in shown)
     ax.set_ylim(lo - 0.3 * (hi - lo + 0.1), hi + 0.2 * (hi - lo + 0.1))
     ax.set_title("grey: the other fixed cadences and caps (lines below the frame are cut off)")
-    ax.set_xlabel("day"), ax.set_ylabel("cumulative expected net value per user"), ax.legend(fontsize=7), ax.grid(alpha=.3)
+    ax.set_xlabel("day")
+    ax.set_ylabel("cumulative expected net value per user")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=.3)
     paths.append(_save(fig, directory, "cumulative_value.png"))
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -57,7 +60,10 @@ def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[
             rate = [r.segment_day[(seg, d)][1] / max(r.segment_day[(seg, d)][0], 1) if (seg, d) in r.segment_day else 0
                     for d in range(r.days)]
             ax.plot(days, rate, label=f"{r.label}: {seg}")
-    ax.set_xlabel("day"), ax.set_ylabel("sends / decisions past the guardrails"), ax.legend(fontsize=7), ax.grid(alpha=.3)
+    ax.set_xlabel("day")
+    ax.set_ylabel("sends / decisions past the guardrails")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=.3)
     paths.append(_save(fig, directory, "send_rate_by_segment.png"))
 
     fig, ax = plt.subplots(figsize=(6, 6))
@@ -75,7 +81,9 @@ def write(directory: str, rows: list[dict[str, Any]], table: str, results: list[
     ax.plot(lim, lim, "k--", lw=1)
     ax.set_xlabel("simulator's truth: net value of a push in the segment's context\n"
                   "(its members' true types, recency bucket x daypart)")
-    ax.set_ylabel("learned posterior mean (contexts with >= 5 decayed sends)"), ax.legend(fontsize=7), ax.grid(alpha=.3)
+    ax.set_ylabel("learned posterior mean (contexts with >= 5 decayed sends)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=.3)
     paths.append(_save(fig, directory, "learned_vs_truth.png"))
     return paths
 

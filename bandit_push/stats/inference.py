@@ -19,6 +19,7 @@ arrays, so simulations can evaluate thousands of experiments at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -83,8 +84,8 @@ def welch_from_summary(
 
 
 def _relative_lift(
-    mean_c: np.ndarray, var_mean_c: np.ndarray, mean_v: np.ndarray, var_mean_v: np.ndarray, alpha: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean_c: Any, var_mean_c: Any, mean_v: Any, var_mean_v: Any, alpha: float
+) -> tuple[Any, Any, Any]:
     """Delta method for mean_v / mean_c - 1 with independent arms."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = mean_v / mean_c
@@ -93,7 +94,7 @@ def _relative_lift(
     return ratio - 1.0, ratio - 1.0 - z * se, ratio - 1.0 + z * se
 
 
-def _estimate(mean_c: float, mean_v: float, alpha: float, arrays: dict[str, np.ndarray]) -> Estimate:
+def _estimate(mean_c: float, mean_v: float, alpha: float, arrays: dict[str, Any]) -> Estimate:
     return Estimate(control_value=float(mean_c), variant_value=float(mean_v), alpha=alpha,
                     **{k: float(v) for k, v in arrays.items()})
 
