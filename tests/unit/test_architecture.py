@@ -76,3 +76,9 @@ def test_the_domain_imports_neither_flask_nor_rq(module):
 def test_nothing_imports_the_folders_by_their_short_names():
     for module, path in MODULES.items():
         assert not {name.split(".")[0] for name in _imports(path)} & {"api", "workers"}, module
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_is_over_500_lines(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= 500, f"{module}: {lines} lines; split it by concern"
