@@ -14,7 +14,7 @@ import hmac
 import logging
 import re
 
-from flask import Flask, g, request
+from flask import Flask, Request, g, request
 
 from bandit_push import ratelimit
 from bandit_push.config import Settings, is_loopback
@@ -94,8 +94,7 @@ class Guard:
         return scope
 
     def check(self) -> None:
-        req = request._get_current_object()  # (see bandit_push_api.services: attributes of the request, not of the proxy)
-        rule = req.url_rule
+        rule = request.url_rule
         if rule is None:  # the route does not exist: 404/405 follow, revealing only the public contract
             return
         needed = self._scopes.get(rule.rule)
@@ -104,11 +103,11 @@ class Guard:
         if needed == OPEN:
             return
         if not self.keys:
-            if not local_client(req):
+            if not local_client(request):
                 raise Forbidden("no API keys are configured, so only loopback clients are served; "
                                 "set BANDIT_PUSH_API_KEYS", code="auth_not_configured")
             return
-        scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("an API key is required: send Authorization: Bearer <key>",
@@ -123,7 +122,7 @@ class Guard:
         rate = self.settings.rate_limits.get(scope, 0.0)
         if rate > 0:
             limit = RateLimit(digest.hex()[:32], rate, self.settings.rate_bursts.get(scope, 1.0))
-            if req.endpoint in FOLDED:  # the view takes the token inside its own single round trip
+            if request.endpoint in FOLDED:  # the view takes the token inside its own single round trip
                 g.rate_limit = limit
                 return
             wait = ratelimit.take(self.store, limit.key_id, limit.rate, limit.burst)
@@ -132,9 +131,9 @@ class Guard:
                                   retry_after=wait)
 
 
-def local_client(req) -> bool:
+def local_client(req: Request) -> bool:
     """A loopback client that did not come through a proxy: a request relayed by a proxy on this host looks
-    local, and forwarding headers give it away (their WSGI names in the environ: cheaper than the headers)."""
+    local, and forwarding headers give it away."""
     env = req.environ
     return is_loopback(req.remote_addr) and not (
         "HTTP_X_FORWARDED_FOR" in env or "HTTP_FORWARDED" in env or "HTTP_X_REAL_IP" in env)

@@ -26,6 +26,4 @@ class Services:
 
 def services() -> Services:
     """This app's :class:`Services` (``app.extensions["bandit_push"]``)."""
-    # (the app itself, not an attribute through the context-local proxy: each attribute the proxy forwards costs
-    # an AttributeError raised and cleared inside it, several times what the resolution costs)
-    return current_app._get_current_object().extensions["bandit_push"]
+    return current_app.extensions["bandit_push"]

@@ -8,56 +8,37 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from flask import current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.sansio.utils import get_content_length
+from flask import request
 
-from bandit_push.config import TIMESTAMP_MIN, Settings
+from bandit_push.config import TIMESTAMP_MIN
+from bandit_push_api.services import services
 from bandit_push.errors import InvalidArgument
 
 MIN_TS = TIMESTAMP_MIN  # the default lower bound, 2000-01-01T00:00:00Z (setting timestamp_min)
 _ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def json_body(limit: int | None = None) -> dict[str, Any]:
-    """The request body as a JSON object; ``limit``: the app's MAX_CONTENT_LENGTH, when the caller has it at hand
-    (each look-up of ``current_app`` goes through a context-local proxy)."""
-    raw = _raw_body(limit)
+def json_body() -> dict[str, Any]:
+    """The request body as a JSON object. Flask reads it (a Content-Length or a chunked body; 413 past
+    ``max_body_bytes``); the JSON is strict: ``NaN`` and ``Infinity`` are refused, as they are not JSON."""
+    raw = request.get_data(cache=False)
+    if request.content_length is not None and len(raw) < request.content_length:
+        # the client stopped sending: what did arrive may still parse, but it is not the request
+        raise InvalidArgument(f"request body ended after {len(raw)} of the {request.content_length} bytes its "
+                              "Content-Length announced", field="body", code="incomplete_body")
     if not raw:
         raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
-    try:  # what json.loads does with bytes, without building a decoder per call; an object's first byte '{'
-        # followed by anything but NUL is UTF-8 (json.detect_encoding's answer too, without its Python calls)
-        encoding = "utf-8" if raw[:1] == b"{" and raw[1:2] != b"\x00" else json.detect_encoding(raw)
-        body = _DECODE(raw.decode(encoding, "surrogatepass"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
         raise InvalidArgument(f"request body is not valid JSON: {e}", field="body", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidArgument("request body must be a JSON object", field="body", code="invalid_json")
     return body
 
 
-def _raw_body(limit: int | None = None) -> bytes:
-    """The body bytes. With a Content-Length (what gateways send) read straight from the WSGI input, also when
-    the server marks its input terminated (gunicorn always does): werkzeug's stream wrapping cost more than the
-    rest of the parse; otherwise (chunked) through it."""
-    env = request._get_current_object().environ  # (see bandit_push_api.services: the request, not the proxy's attribute)
-    length = get_content_length(env.get("CONTENT_LENGTH"), env.get("HTTP_TRANSFER_ENCODING"))
-    if length is None:
-        return request.get_data(cache=True)
-    if length > (current_app.config["MAX_CONTENT_LENGTH"] if limit is None else limit):
-        raise RequestEntityTooLarge()
-    raw = env["wsgi.input"].read(length)
-    if len(raw) != length:  # the client stopped sending: what did arrive may still parse, but is not the request
-        raise InvalidArgument(f"request body ended after {len(raw)} of the {length} bytes its Content-Length "
-                              "announced", field="body", code="incomplete_body")
-    return raw
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
-
-
-_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def only(body: dict[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
@@ -86,10 +67,9 @@ def ident(value: Any, field: str, max_length: int) -> str:
     return value
 
 
-def timestamp(value: Any, field: str, default: float | None = None, settings: Settings | None = None) -> float:
+def timestamp(value: Any, field: str, default: float | None = None) -> float:
     """Epoch seconds or an ISO 8601 string with a UTC offset, inside the window of the settings
-    ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead); ``settings``:
-    the app's, when the caller has them at hand."""
+    ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead)."""
     if value is None:
         if default is None:
             raise InvalidArgument(f"field {field} is required", field=field, code="missing_field")
@@ -111,8 +91,7 @@ def timestamp(value: Any, field: str, default: float | None = None, settings: Se
         ts = dt.timestamp()
     else:
         raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)
-    if settings is None:
-        settings = current_app.extensions["bandit_push"].settings
+    settings = services().settings
     lo, ahead = settings.timestamp_min, settings.timestamp_max_ahead_days
     if not math.isfinite(ts) or ts < lo or ts > time.time() + ahead * 86400.0:
         start = datetime.fromtimestamp(lo, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
