@@ -1,6 +1,7 @@
 """HTTP API: the app factory. Business logic lives in :mod:`bandit_push`."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 from importlib import resources
@@ -10,6 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from bandit_push_api import auth, errors
 from bandit_push_api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
+from bandit_push_api.schemas import RequestSchemas
 from bandit_push_api.services import WORKER_ENV, Services
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
@@ -31,9 +33,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = Store.connect(settings)
     # the gunicorn worker's number (api/gunicorn_conf.py): a seeded service's workers draw different sequences
     engine = DecisionEngine(store, settings, stream=os.environ.get(WORKER_ENV))
-    app.extensions["bandit_push"] = Services(settings, store, engine,
-                                                 ModelCache.for_serving())
-    app.extensions["bandit_push_openapi"] = resources.files("bandit_push_api").joinpath("openapi.json").read_text()
+    document = resources.files("bandit_push_api").joinpath("openapi.json").read_text()
+    app.extensions["bandit_push"] = Services(settings, store, engine, ModelCache.for_serving(),
+                                             RequestSchemas(json.loads(document), settings))
+    app.extensions["bandit_push_openapi"] = document
     errors.register(app)
     auth.install(app, settings, store)
     for module in (decide, feedback, events, experiments, users, segments, models, decisions, health):

@@ -1,4 +1,6 @@
-"""Request parsing that names the bad field. Every failure is an InvalidArgument (400)."""
+"""What the routes parse themselves, naming the bad field (every failure an InvalidArgument, 400): the body's JSON,
+ids in paths, timestamps and query parameters. The bodies' fields are checked against the OpenAPI document
+(:mod:`bandit_push_api.schemas`); these functions do what its schemas cannot say."""
 from __future__ import annotations
 
 import json
@@ -41,23 +43,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def only(body: dict[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
-    """Refuse fields the endpoint does not know (a typo should not be silently ignored). ``allowed``: a few names
-    (a tuple: looked through, not copied into a set on every request)."""
-    for name in body:
-        if name not in allowed:
-            raise InvalidArgument(f"unknown field {where}{name}; allowed: {sorted(allowed)}",
-                                  field=f"{where}{name}", code="unknown_field")
-
-
-def required(body: dict[str, Any], name: str, where: str = "") -> Any:
-    if name not in body or body[name] is None:
-        raise InvalidArgument(f"field {where}{name} is required", field=f"{where}{name}", code="missing_field")
-    return body[name]
-
-
 def ident(value: Any, field: str, max_length: int) -> str:
-    """A user or item id: a non-empty printable string without whitespace, braces or control characters."""
+    """A user or item id: a non-empty printable string without whitespace, braces or control characters (the
+    document's ``Id`` pattern, and printable: unassigned code points, which no pattern can follow across Unicode
+    versions, are not)."""
     if not isinstance(value, str):
         raise InvalidArgument(f"{field} must be a string", field=field)
     if not 1 <= len(value) <= max_length:
@@ -140,49 +129,3 @@ def integer(value: Any, field: str, lo: int, hi: int, default: int | None = None
     if not lo <= value <= hi:
         raise InvalidArgument(f"{field} must be between {lo} and {hi}", field=field)
     return value
-
-
-def number(value: Any, field: str, lo: float = -1e12, hi: float = 1e12) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(f"{field} must be a finite number", field=field)
-    if not lo <= value <= hi:
-        raise InvalidArgument(f"{field} must be between {lo:g} and {hi:g}", field=field)
-    return float(value)
-
-
-def boolean(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"{field} must be true or false", field=field)
-    return value
-
-
-def choice(value: Any, field: str, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidArgument(f"{field} must be one of {list(allowed)}", field=field)
-    return value
-
-
-def short_text(value: Any, field: str, max_length: int = 64) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length or _ID_BAD.search(value):
-        raise InvalidArgument(f"{field} must be a string of 1 to {max_length} characters without whitespace",
-                              field=field)
-    return value
-
-
-def batch(body: dict[str, Any], max_batch: int) -> list[tuple[str, dict[str, Any]]]:
-    """A single object, or ``{"events": [...]}``: a list of (field prefix, object)."""
-    if "events" not in body:
-        return [("", body)]
-    only(body, ("events",))
-    items = body["events"]
-    if not isinstance(items, list) or not items:
-        raise InvalidArgument("events must be a non-empty list", field="events")
-    if len(items) > max_batch:
-        raise InvalidArgument(f"events holds {len(items)} entries; at most {max_batch} per request", field="events")
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise InvalidArgument(f"events[{i}] must be an object", field=f"events[{i}]")
-        out.append((f"events[{i}].", item))
-    return out

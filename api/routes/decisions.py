@@ -18,7 +18,7 @@ bp = Blueprint("decisions", __name__)
 def one(decision_id: str):
     """One decision as recorded, with what drove it."""
     s = services()
-    v.only(request.args, ("now",))
+    v.query_only(("now",))
     now = v.query_timestamp("now", default=time.time())
     return decision_log.lookup(s.store, s.settings, decision_id, now)
 
@@ -26,7 +26,7 @@ def one(decision_id: str):
 @bp.get("/v1/decisions/export")
 def export():
     s = services()
-    v.only(request.args, ("since", "until", "now", "include_open"))
+    v.query_only(("since", "until", "now", "include_open"))
     now = v.query_timestamp("now", default=time.time())
     since = v.query_timestamp("since", default=now - s.settings.decision_ttl_hours * 3600.0)
     until = v.query_timestamp("until", default=now)

@@ -8,7 +8,6 @@ from flask import Blueprint, jsonify
 from bandit_push_api.services import services
 from bandit_push_api import validation as v
 from bandit_push import feedback as fb
-from bandit_push.config import OUTCOMES
 from bandit_push.errors import Conflict, NotFound
 
 bp = Blueprint("feedback", __name__)
@@ -18,19 +17,18 @@ bp = Blueprint("feedback", __name__)
 def feedback():
     s = services()
     body = v.json_body()
-    entries = v.batch(body, s.settings.max_batch)
+    batch = "events" in body
+    s.schemas.check("FeedbackBatch" if batch else "FeedbackEvent", body)
     now = time.time()
     events = []
-    for where, item in entries:
-        v.only(item, ("decision_id", "event", "ts", "value"), where)
-        did = v.short_text(v.required(item, "decision_id", where), f"{where}decision_id", 128)
-        event = v.choice(v.required(item, "event", where), f"{where}event", OUTCOMES)
+    for i, item in enumerate(body["events"] if batch else [body]):
+        where = f"events[{i}]." if batch else ""
         ts = v.timestamp(item.get("ts"), f"{where}ts", default=now)
-        value = v.number(item["value"], f"{where}value", 0, 1e9) if item.get("value") is not None else None
-        events.append(fb.FeedbackEvent(did, event, ts, value))
+        value = float(item["value"]) if item.get("value") is not None else None
+        events.append(fb.FeedbackEvent(item["decision_id"], item["event"], ts, value))
     statuses = fb.record(s.store, s.settings, events)
     counts = {status: statuses.count(status) for status in fb.STATUSES}
-    if "events" not in body:
+    if not batch:
         status = statuses[0]
         if status == "unknown":
             raise NotFound(f"decision {events[0].decision_id!r} is unknown or has expired",

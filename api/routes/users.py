@@ -19,11 +19,8 @@ def put_user(user_id: str):
     s = services()
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
     body = v.json_body()
-    v.only(body, ("timezone", "opted_out"))
-    tz = body.get("timezone")
-    if tz is not None and not isinstance(tz, str):
-        raise InvalidArgument("timezone must be an IANA time zone name such as Europe/Berlin", field="timezone")
-    opted_out = v.boolean(body["opted_out"], "opted_out") if body.get("opted_out") is not None else None
+    s.schemas.check("UserUpdate", body)
+    tz, opted_out = body.get("timezone"), body.get("opted_out")
     try:
         created = users.put(s.store, user_id, timezone=tz, opted_out=opted_out)
     except KeyError:

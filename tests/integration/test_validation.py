@@ -81,6 +81,7 @@ CASES = [
     decide({"user_id": "a\u00a0b"}, id="user_id-nbsp", field="user_id"),
     decide({"user_id": "a\u200bb"}, id="user_id-zero-width-space", field="user_id"),
     decide({"user_id": "a\ud800"}, id="user_id-lone-surrogate", field="user_id"),
+    decide('{"user_id": ' + "[" * 900 + "]" * 900 + "}", id="user_id-nested-900-deep", field="user_id"),
     # -- other decide fields
     decide({"user_id": "a", "kk": 3}, id="unknown-field", error="unknown_field", field="kk"),
     decide({"user_id": "a", "k": 0}, id="k-0", field="k"),
@@ -267,3 +268,15 @@ def test_the_matrix_covers_every_endpoint_and_error_status():
     assert {"/v1/decide", "/v1/feedback", "/v1/events", "/v1/users", "/v1/segments"} <= paths
     assert {c.status for c in CASES} == {400, 404, 405, 409, 413}
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_the_document_s_limits_follow_the_settings(make_app):
+    """Bodies are checked against api/openapi.json with this deployment's limits, not the defaults it shows."""
+    c = make_app(max_k=60, max_id_length=10, max_batch=2).test_client()
+    assert c.post("/v1/decide", json={"user_id": "u", "k": 55}).status_code == 200
+    r = c.post("/v1/decide", json={"user_id": "u" * 11})
+    assert r.status_code == 400 and r.get_json()["field"] == "user_id" and "1 to 10" in r.get_json()["message"]
+    r = c.post("/v1/events", json={"events": [{"user_id": "u", "type": "app_open"}] * 3})
+    assert r.status_code == 400 and r.get_json()["field"] == "events" and "at most 2" in r.get_json()["message"]
+    r = make_app(timestamp_min=1.7e9).test_client().post("/v1/decide", json={"user_id": "u", "now": 1.65e9})
+    assert r.status_code == 400 and r.get_json()["field"] == "now"
