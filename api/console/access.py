@@ -22,7 +22,7 @@ from flask import current_app, g, redirect, render_template, request, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from bandit_push_api.auth import Guard, local_client
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 from bandit_push.errors import Forbidden, Unauthenticated
 
 COOKIE = "bp_console"

@@ -17,7 +17,7 @@ from bandit_push_api.services import services
 from bandit_push import decision_log, users
 from bandit_push.errors import InvalidArgument, NotFound
 
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 
 PER_HOUR = 60  #: records read per hour, at most
 HOURS = 12  #: the default window: an hour costs three or four round trips to Redis and up to PER_HOUR records

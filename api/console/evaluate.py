@@ -16,7 +16,7 @@ from typing import Any
 from flask import render_template, request
 
 from bandit_push_api.services import services
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 from bandit_push_api.console.fmt import scale
 from bandit_push import decision_log
 from bandit_push.errors import InvalidArgument

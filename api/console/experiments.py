@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 
 from bandit_push_api.services import services
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 from bandit_push_api.console.access import admin_only
 from bandit_push_api.console.fmt import METRICS, scale
 from bandit_push import experiment_report, experiments

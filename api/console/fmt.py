@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 
 #: each report metric's unit (in its row or column header) and whether it is a rate: shown in %, differences in pp
 METRICS: dict[str, tuple[str, bool]] = {

@@ -7,7 +7,7 @@ from flask import redirect, render_template, url_for
 
 from bandit_push_api.services import services
 from bandit_push_api import validation as v
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 from bandit_push_api.console.access import admin_only
 from bandit_push import models, refit
 from bandit_push_workers import queue, registry

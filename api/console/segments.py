@@ -8,7 +8,7 @@ from typing import Any
 from flask import abort, render_template
 
 from bandit_push_api.services import services
-from bandit_push_api.console import bp
+from bandit_push_api.console.blueprint import bp
 from bandit_push import segmentation, segments
 
 
