@@ -8,6 +8,7 @@ embedded Redis. This module only starts processes; it imports neither Flask nor 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import signal
@@ -71,8 +72,11 @@ def serve(args: argparse.Namespace) -> int:
     server = None
     url = settings.redis_url
     if not url:
-        server = embedded.start(settings.data_dir)
+        server = embedded.start(settings.data_dir, "serve")
         url = server.url
+        if server.replaced:
+            print(f"embedded redis: stopped the redis-server (pid {server.replaced}) that a killed bandit-push serve "
+                  "had left running (its data is kept)", flush=True)
         print(f"embedded redis: {url} (data in {os.path.abspath(settings.data_dir)})", flush=True)
     env = dict(os.environ, REDIS_URL=url)
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -87,7 +91,8 @@ def serve(args: argparse.Namespace) -> int:
     code = 0
     try:
         for name, cmd in _children(args, url, settings):
-            procs.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
+            procs.append((name, subprocess.Popen(cmd, env=env, start_new_session=True,
+                                                 preexec_fn=lambda: die_with_parent(signal.SIGTERM))))
         print(f"bandit-push serving on http://{args.host}:{args.port} (policy {settings.policy}); Ctrl-C stops",
               flush=True)
         while not stopping:
@@ -105,6 +110,17 @@ def serve(args: argparse.Namespace) -> int:
             server.stop()
         print("bandit-push stopped", flush=True)
     return code
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """Linux: have the kernel send ``signum`` to this process the moment its parent dies (``PR_SET_PDEATHSIG``,
+    kept across exec): a SIGKILLed ``serve`` takes its children down with it (SIGTERM: they stop gracefully)
+    instead of leaving them holding the port. Elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def _stop_children(procs: list[tuple[str, subprocess.Popen]], bound: float) -> None:
@@ -131,10 +147,15 @@ def _stop_children(procs: list[tuple[str, subprocess.Popen]], bound: float) -> N
         p.wait()
 
 
+def _say(text: str) -> None:
+    """A one-shot command's note on which Redis it uses (stderr: stdout carries its result)."""
+    print(f"bandit-push: {text}", file=sys.stderr, flush=True)
+
+
 def refresh_popular(args: argparse.Namespace) -> int:
     from bandit_push import popular
 
-    with embedded.session(Settings.from_env()) as (settings, store):
+    with embedded.session(Settings.from_env(), "refresh-popular", _say) as (settings, store):
         print(json.dumps(popular.refresh(store, settings)))
     return 0
 
@@ -152,7 +173,7 @@ def refit(args: argparse.Namespace) -> int:
             shown.update(pct=pct, stage=stage)
             print(f"refit {args.model}: {pct:3d}% {stage}", file=sys.stderr, flush=True)
 
-    with embedded.session(Settings.from_env()) as (settings, store):
+    with embedded.session(Settings.from_env(), "refit", _say) as (settings, store):
         try:
             summary = refits.run(store, settings, args.model, refit_lock.cli_owner(), progress)
         except refit_lock.RefitRunning as e:
@@ -194,7 +215,7 @@ def export_log(args: argparse.Namespace) -> int:
     from bandit_push import decision_log
 
     written = 0
-    with embedded.session(Settings.from_env()) as (settings, store):
+    with embedded.session(Settings.from_env(), "export-log", _say) as (settings, store):
         now = time.time() if args.now is None else args.now
         since = now - settings.decision_ttl_hours * 3600.0 if args.since is None else args.since
         until = now if args.until is None else args.until
@@ -249,7 +270,7 @@ def simulate(args: argparse.Namespace) -> int:
     from bandit_push.sim.params import SimParams
     from bandit_push.sim.population import Population
 
-    with embedded.session(Settings.from_env()) as (settings, _store):
+    with embedded.session(Settings.from_env(), "simulate", _say) as (settings, _store):
         params = SimParams(users=args.users, days=args.days, warmup_days=args.warmup_days, seed=args.seed, mix=args.mix)
         pop = Population(params)
         print(f"population: {params.users} users ({params.mix}, seed {params.seed}), {len(pop.ev_ts)} organic events, "

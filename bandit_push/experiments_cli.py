@@ -130,7 +130,8 @@ def format_report(rep: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    with embedded.session(Settings.from_env()) as (settings, store):
+    say = lambda text: print(f"bandit-push: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    with embedded.session(Settings.from_env(), "experiments", say) as (settings, store):
         try:
             return _run(args, store, settings)
         except BanditPushError as e:

@@ -10,8 +10,8 @@ test can choose how soon a dead worker's job is given up.
 
 RQ runs each job in a forked work-horse in its own process group, which outlives a SIGKILLed worker
 and would go on running the job unwatched while the job is declared abandoned and run again. This
-class's work-horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux, else within 0.2 s), so a dead worker's job is
-never running twice: it is retried or failed, and a refit it was doing publishes nothing. Run:
+class's work-horse dies with its worker (``PR_SET_PDEATHSIG`` on Linux, else within 0.2 s), so a dead
+worker's job is never running twice: it is retried or failed, and a refit it was doing publishes nothing. Run:
 ``bandit-push worker`` (``bandit_push.cli.worker_command``: this class, JSON jobs, the queue of the key prefix).
 
 RQ documents worker subclasses (``rq worker -w``) and ``job_monitoring_interval``, but neither of the two
@@ -21,7 +21,6 @@ change: ``Worker.get_heartbeat_ttl`` (RQ adds a fixed 60 s to the interval: :dat
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import threading
@@ -32,6 +31,7 @@ from rq import Worker as RQWorker
 from rq.job import Job
 from rq.queue import Queue
 
+from bandit_push.cli import die_with_parent
 from bandit_push.config import Settings
 
 #: what RQ 3.0's ``Worker.get_heartbeat_ttl`` adds to the heartbeat interval; replaced by ``job_abandon_grace_s``
@@ -49,7 +49,7 @@ class Worker(RQWorker):
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         parent = os.getppid()
-        _die_with_parent()
+        die_with_parent()
 
         def watch() -> None:  # orphaned (the worker was killed): die too, with nothing more done
             while True:
@@ -62,13 +62,3 @@ class Worker(RQWorker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return super().get_heartbeat_ttl(job, working_time) - RQ_HEARTBEAT_MARGIN + self.abandon_grace
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL this process the moment its parent dies (``PR_SET_PDEATHSIG``);
-    elsewhere the polling thread of :meth:`Worker.main_work_horse` does it within 0.2 s."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass

@@ -45,3 +45,42 @@ def test_serve_embedded_start_decide_stop(tmp_path):
     assert "bandit-push stopped" in out
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
+
+
+def _serve(tmp_path, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["BANDIT_PUSH_DATA_DIR"] = str(tmp_path / "data")
+    return subprocess.Popen([sys.executable, "-m", "bandit_push.cli", "serve", "--port", str(port), "--workers", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_killed_serve_takes_its_children_down_and_the_next_one_replaces_its_redis(tmp_path):
+    """SIGKILL leaves no gunicorn, worker or scheduler holding the port; the daemonised redis-server does
+    outlive it, and the next `serve` on the data dir stops it (its data saved) before starting its own."""
+    import json
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = _serve(tmp_path, port)
+    try:
+        wait_healthy(base, first, timeout=60)
+        assert requests.put(f"{base}/v1/users/kept", json={"timezone": "Europe/Berlin"}, timeout=5).status_code == 201
+        children = psutil.Process(first.pid).children(recursive=True)
+        left = json.loads((tmp_path / "data" / "owner.json").read_text())["redis_pid"]
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], [p.cmdline() for p in alive]
+    first.stdout.read()  # (the children held the pipe open)
+    assert psutil.pid_exists(left)
+    second = _serve(tmp_path, port)
+    try:
+        wait_healthy(base, second, timeout=60)
+        assert requests.get(f"{base}/v1/users/kept", timeout=5).json()["timezone"] == "Europe/Berlin"
+        assert not psutil.pid_exists(left)
+    finally:
+        second.send_signal(signal.SIGINT)
+        out, _ = second.communicate(timeout=40)
+    assert second.returncode == 0, out
+    assert f"stopped the redis-server (pid {left}) that a killed bandit-push serve had left running" in out
