@@ -33,6 +33,12 @@ class NotFound(BanditPushError):
     code = "not_found"
 
 
+class NoData(NotFound):
+    """Nothing to work on yet (a refit before any interactions or history): an expected state, not a failure."""
+
+    code = "no_data"
+
+
 class Conflict(BanditPushError):
     """The request is well-formed but contradicts the stored state."""
 

@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from bandit_push import interactions, models, recs, refit_lock, toplists, users
 from bandit_push.config import Settings
-from bandit_push.errors import NotFound
+from bandit_push.errors import NoData, NotFound
 from bandit_push.refit_lock import HolderEnded
 from bandit_push.schema import COUNTERS, USER
 from bandit_push.store import Store
@@ -25,9 +25,12 @@ K = 10  #: the cut-off of the quality figures (recall@10)
 
 
 def run(store: Store, settings: Settings, name: str, owner: str, progress: Progress | None = None,
-        now: float | None = None, ended: HolderEnded | None = None) -> dict[str, Any]:
+        now: float | None = None, ended: HolderEnded | None = None,
+        keep_lock_on_error: bool = False) -> dict[str, Any]:
     """Run the refit of ``name`` holding its lock: taken here, already taken for ``owner``, or (with ``ended``)
-    taken over from a holder that has ended (see :func:`bandit_push.refit_lock.hold`)."""
+    taken over from a holder that has ended (see :func:`bandit_push.refit_lock.hold`). The lock is released at
+    the end, or kept after a failure with ``keep_lock_on_error`` (a job that will be retried under the same
+    owner: it expires ``refit_timeout_s`` + 60 s after its last renewal)."""
     if name not in REFITS:
         raise NotFound(f"unknown model {name!r}; one of {list(REFITS)}", field="name", code="unknown_model")
     lk = refit_lock.hold(store, settings, name, owner, ended)
@@ -41,14 +44,20 @@ def run(store: Store, settings: Settings, name: str, owner: str, progress: Progr
             progress(min(max(fraction, 0.0), 1.0), stage)
 
     started = time.time()
+    failed = True
     try:
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads only contend
             summary = REFITS[name](store, settings, report, now)
+        failed = False
+    except NoData:
+        failed = False  # nothing to retry
+        raise
     finally:
-        try:
-            lk.release()
-        except Exception:  # noqa: BLE001 - expired or taken over: nothing of ours to release
-            pass
+        if not (failed and keep_lock_on_error):
+            try:
+                lk.release()
+            except Exception:  # noqa: BLE001 - expired or taken over: nothing of ours to release
+                pass
     summary["seconds"] = round(time.time() - started, 3)
     return summary
 
@@ -101,7 +110,7 @@ def refit_mf(store: Store, settings: Settings, progress: Progress, now: float | 
     all_rows = _read_all(store)
     rows = all_rows[all_rows["item"] != interactions.NO_ITEM]
     if not len(rows):
-        raise NotFound("no item interactions to fit a model on", field="name", code="no_data")
+        raise NoData("no item interactions to fit a model on yet", field="name")
     n_users = max(int(store.redis.hget(keys.counters(), COUNTERS["users"]) or 0), int(rows["user"].max()) + 1)
     n_items = max(int(store.redis.llen(keys.item_ids())), int(rows["item"].max()) + 1)
     now = float(rows["ts"].max()) if now is None else now

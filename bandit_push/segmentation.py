@@ -27,7 +27,7 @@ from scipy.spatial.distance import cdist
 
 from bandit_push import models, users
 from bandit_push.config import EVENT_TYPES, Settings
-from bandit_push.errors import NotFound
+from bandit_push.errors import NoData
 from bandit_push.schema import USER
 from bandit_push.store import Store
 
@@ -116,7 +116,8 @@ def refit(store: Store, settings: Settings, progress: Callable[[float, str], Non
         now = max(lasts) if lasts else time.time()
     eligible = [i for i, n in enumerate(events) if n >= settings.segment_min_events]
     if not eligible:
-        raise NotFound("no user has enough history to cluster", field="name", code="no_data")
+        raise NoData(f"no user has enough history to cluster yet (segment_min_events: {settings.segment_min_events} "
+                     "shopping events)", field="name")
     x = np.log1p(np.array([features(raw[i], now) for i in eligible]))
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0

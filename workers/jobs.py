@@ -13,6 +13,7 @@ from rq import get_current_job
 from bandit_push import interactions, popular, refit_lock
 from bandit_push import refit as refits
 from bandit_push.config import Settings
+from bandit_push.errors import NoData
 from bandit_push.store import Store
 from bandit_push_workers.registry import holder_ended
 
@@ -40,8 +41,10 @@ def compact_interactions() -> int:
 def refit(name: str) -> dict[str, Any]:
     """Refit model ``name`` (``mf`` or ``segments``) under its lock; progress goes to the job's meta.
 
-    A refit already running under another holder makes this one return ``{"skipped": ...}``; a holder
-    job that has ended, or whose worker died (RQ abandoned it), has its lock taken over.
+    A refit already running under another holder makes this one return ``{"skipped": ...}``, and so does
+    one with nothing to fit yet (``"reason": "no_data"``: not retried); a holder job that has ended, or whose
+    worker died (RQ abandoned it), has its lock taken over. A failure that RQ will retry keeps the lock
+    for the retry and leaves its message in the job's meta (``error``).
     """
     settings = Settings.from_env()
     store = Store.connect(settings)
@@ -58,10 +61,19 @@ def refit(name: str) -> dict[str, Any]:
 
     # a holder whose worker died (abandoned) or that ended without releasing: the job takes the lock over
     ended = partial(holder_ended, store.binary, settings.queue) if job is not None else None
+    # a job that RQ will run again keeps the lock while it waits, so that the API names it instead of enqueuing another
+    keep = job is not None and bool(job.retries_left)
     try:
-        return refits.run(store, settings, name, owner, progress, ended=ended)
+        return refits.run(store, settings, name, owner, progress, ended=ended, keep_lock_on_error=keep)
     except refit_lock.RefitRunning as e:
         return {"model": name, "skipped": "a refit of this model is already running", "holder": e.holder}
+    except NoData as e:  # nothing to fit yet: a finished job that says so, not a failure to retry
+        return {"model": name, "skipped": e.message, "reason": e.code}
+    except Exception as e:
+        if job is not None:  # RQ keeps no result of an attempt it retries: the job's meta shows the last error
+            job.meta["error"] = f"{type(e).__name__}: {e}"
+            job.save_meta()
+        raise
     finally:
         store.close()
 

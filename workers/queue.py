@@ -5,8 +5,9 @@ from functools import partial
 from typing import Any
 
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from bandit_push import refit as refits
@@ -69,14 +70,22 @@ def job_state(store: Store, job_id: str) -> dict[str, Any]:
         "state": str(status.value if hasattr(status, "value") else status),
         "enqueued_at": ts(job.enqueued_at), "started_at": ts(job.started_at), "ended_at": ts(job.ended_at),
         "progress": job.meta.get("progress"), "stage": job.meta.get("stage"),
-        "result": None, "error": None,
+        "result": None, "error": job.meta.get("error"),  # (the last failed attempt's, while a retry is due)
+        "retries_left": job.retries_left, "retry_at": None,
     }
     if status == JobStatus.FINISHED:
         out["result"] = job.return_value()
         out["progress"] = 1.0
+        out["error"] = None
     elif status in (JobStatus.FAILED, JobStatus.STOPPED):
         info = (job.latest_result().exc_string if job.latest_result() else None) or ""
         out["error"] = info.strip().splitlines()[-1] if info.strip() else str(status)
+    elif status == JobStatus.SCHEDULED:  # a retry waiting for its time
+        try:
+            out["retry_at"] = ts(ScheduledJobRegistry(queue, connection=store.binary,
+                                                      serializer=JSONSerializer).get_scheduled_time(job))
+        except NoSuchJobError:  # moved to the queue meanwhile
+            pass
     return out
 
 

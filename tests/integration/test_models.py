@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import requests
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import retail
 from bandit_push import models, refit, refit_lock, segmentation, toplists, users
 from bandit_push.decide import ranked_items
-from bandit_push.errors import NotFound
+from bandit_push.errors import NoData
 
 END = max(e.ts for e in retail.sample(200))  # 2011-12-09: the sample's last purchase
 LATER = END + 30 * 86400
@@ -203,9 +204,44 @@ def test_refit_errors(client, store, settings):
     assert r.status_code == 404 and "'nope'" in r.get_json()["message"] and r.get_json()["error"] == "unknown_model"
     assert client.get("/v1/jobs/no-such-job").status_code == 404
     assert client.get("/v1/jobs/a.b:c").status_code == 404  # not an id RQ accepts (it raises on them)
-    with pytest.raises(NotFound):
+    with pytest.raises(NoData):
         fit(store, settings)  # nothing to fit on: no version, no lock left behind
     assert models.current(store, "mf") is None and not store.redis.exists(store.keys.refit_lock("mf"))
+
+
+def test_a_refit_with_nothing_to_fit_finishes_and_says_so(client, store, settings, worker_env):
+    """No data yet is the state of every fresh deployment, not a failure: the job finishes at once with a
+    result naming the reason, and is not retried."""
+    for name, reason in (("mf", "no item interactions"), ("segments", "no user has enough history")):
+        job_id = client.post(f"/v1/models/{name}/refit").get_json()["job_id"]
+        work(store)
+        job = client.get(f"/v1/jobs/{job_id}").get_json()
+        assert job["state"] == "finished" and job["error"] is None and job["retry_at"] is None, job
+        assert job["result"]["reason"] == "no_data" and reason in job["result"]["skipped"]
+        assert not store.redis.exists(store.keys.refit_lock(name))
+        assert client.post(f"/v1/models/{name}/refit").status_code == 202  # a new request runs a new refit
+        work(store)
+
+
+def test_a_failed_refit_shows_its_error_and_retry_and_stays_the_one_in_flight(client, store, settings, worker_env,
+                                                                              monkeypatch):
+    """While RQ waits to retry a failed refit, the job says why it failed and when it runs again, and a new
+    request answers with that job instead of enqueuing a second one."""
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setitem(refit.REFITS, "mf", broken)
+    first = client.post("/v1/models/mf/refit")
+    assert first.status_code == 202
+    job_id = first.get_json()["job_id"]
+    work(store)
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["state"] == "scheduled" and job["error"] == "OSError: disk full", job
+    assert job["retries_left"] == settings.refit_retries - 1
+    assert job["retry_at"] == pytest.approx(job["ended_at"] + settings.refit_retry_interval_s, abs=2)
+    again = client.post("/v1/models/mf/refit")
+    assert again.status_code == 200 and again.get_json() == {"job_id": job_id, "model": "mf", "enqueued": False}
+    Job.fetch(job_id, connection=store.binary, serializer=JSONSerializer).delete()  # (no worker will retry it)
 
 
 def test_same_data_refit_twice_keeps_every_segment_id(client, store, settings):
