@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import re
 
 from flask import Flask, Request, g, request
 
 from bandit_push import ratelimit
-from bandit_push.config import Settings, is_loopback
+from bandit_push.config import KEYS_WARNED_ENV, Settings, is_loopback
 from bandit_push.decide import RateLimit
 from bandit_push.errors import Forbidden, RateLimited, Unauthenticated
 from bandit_push.store import Store
@@ -144,6 +145,6 @@ def install(app: Flask, settings: Settings, store: Store) -> None:
     guard = Guard(settings, store)
     app.extensions["bandit_push_guard"] = guard  # the console signs in with the same keys
     app.before_request(guard.check)
-    if not settings.api_keys:
+    if not settings.api_keys and not os.environ.get(KEYS_WARNED_ENV):  # (gunicorn's master warned once for all)
         log.warning("NO API KEYS CONFIGURED (BANDIT_PUSH_API_KEYS): serving loopback clients only, "
                     "without authentication or rate limits; every other client is refused")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from bandit_push.config import Settings, is_loopback
+from bandit_push.config import KEYS_WARNED_ENV, Settings, is_loopback
 from bandit_push.errors import ConfigError
 
 
@@ -31,7 +31,8 @@ graceful_timeout = _graceful_timeout()
 
 
 def on_starting(server) -> None:
-    """Gunicorn hook, before binding: exit non-zero if any bind address is not loopback and no key is set."""
+    """Gunicorn hook, before binding: exit non-zero if any bind address is not loopback and no key is set;
+    with no key set, warn once for every worker."""
     try:
         settings = Settings.from_env()
     except ConfigError as e:
@@ -45,6 +46,10 @@ def on_starting(server) -> None:
             print(f"bandit-push: refusing to listen on {host}: no API keys configured (BANDIT_PUSH_API_KEYS); "
                   "without keys only loopback addresses are allowed", file=sys.stderr, flush=True)
             sys.exit(2)
+    if not os.environ.get(KEYS_WARNED_ENV):  # once here, not once per worker (the workers inherit the variable)
+        print("bandit-push: WARNING: no API keys configured (BANDIT_PUSH_API_KEYS): loopback clients only, "
+              "no authentication, no rate limits", file=sys.stderr, flush=True)
+        os.environ[KEYS_WARNED_ENV] = "1"
 
 
 def post_fork(server, worker) -> None:

@@ -17,7 +17,7 @@ import sys
 import time
 
 from bandit_push import embedded, experiments_cli
-from bandit_push.config import Settings, is_loopback
+from bandit_push.config import KEYS_WARNED_ENV, Settings, is_loopback
 from bandit_push.errors import BanditPushError
 
 
@@ -30,7 +30,7 @@ def _children(args: argparse.Namespace, url: str, settings: Settings) -> list[tu
                       "bandit_push_api:create_app()"])]
     if not args.no_worker:
         procs.append(("worker", worker_command(url, settings, "WARNING")))
-        procs.append(("scheduler", [py, "-m", "bandit_push_workers.scheduler"]))
+        procs.append(("scheduler", [py, "-m", "bandit_push_workers.scheduler", "--logging-level", "WARNING"]))
     return procs
 
 
@@ -78,7 +78,7 @@ def serve(args: argparse.Namespace) -> int:
             print(f"embedded redis: stopped the redis-server (pid {server.replaced}) that a killed bandit-push serve "
                   "had left running (its data is kept)", flush=True)
         print(f"embedded redis: {url} (data in {os.path.abspath(settings.data_dir)})", flush=True)
-    env = dict(os.environ, REDIS_URL=url)
+    env = dict(os.environ, REDIS_URL=url, **{KEYS_WARNED_ENV: "1"})  # (warned above, if need be)
     procs: list[tuple[str, subprocess.Popen]] = []
     stopping = False
 

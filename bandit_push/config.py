@@ -28,6 +28,9 @@ SCOPES: tuple[str, ...] = ("admin", "gateway", "read")
 POLICY_NAMES: tuple[str, ...] = ("thompson", "ucb", "cadence", "holdout")
 #: The earliest timestamp accepted by default: 2000-01-01T00:00:00Z.
 TIMESTAMP_MIN = 946684800.0
+#: set in the environment once a process has warned that no API key is configured, so that the processes it
+#: starts (gunicorn's master, its workers) do not each repeat the warning
+KEYS_WARNED_ENV = "BANDIT_PUSH_KEYS_WARNED"
 
 
 def _default_weights() -> dict[str, float]:

@@ -6,6 +6,7 @@ subclass changes only how a due job is enqueued. Run: ``python -m bandit_push_wo
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -46,22 +47,26 @@ class JSONCronScheduler(CronScheduler):
         return due
 
 
-def build(connection: Redis, settings: Settings | None = None) -> JSONCronScheduler:
+def build(connection: Redis, settings: Settings | None = None, logging_level: str = "INFO") -> JSONCronScheduler:
     """The scheduler of :func:`bandit_push_workers.schedule.periodic`; a scheduled refit that fails is retried as one
     requested through the API is (:func:`bandit_push_workers.queue.refit_retry`), not left to the next period."""
     settings = settings or Settings.from_env()
-    scheduler = JSONCronScheduler(connection=connection)
+    scheduler = JSONCronScheduler(connection=connection, logging_level=logging_level)
     for func, interval, timeout in periodic(settings):
         retry = refit_retry(settings) if func in (jobs.refit_mf, jobs.refit_segments) else None
         scheduler.register(func, settings.queue, interval=interval, job_timeout=timeout, retry=retry)
     return scheduler
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bandit_push_workers.scheduler", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logging-level", default="INFO", help="RQ's logging level (default INFO: one line per "
+                        "job registered and enqueued)")
+    args = parser.parse_args(argv)
     url = os.environ.get("REDIS_URL")
     if not url:
         sys.exit("REDIS_URL is not set")
-    build(Redis.from_url(url)).start()
+    build(Redis.from_url(url), logging_level=args.logging_level).start()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The newcomer's path: `bandit-push serve` on an embedded Redis starts, decides over HTTP, and stops cleanly."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,18 @@ def _embedded_socket(tmp_path) -> str:
 
     settings = json.loads((tmp_path / "data" / "redis.rdb.settings").read_text())
     return settings["unixsocket"]
+
+
+def _wait_finished(base: str, job_id: str, timeout: float = 60.0) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        job = requests.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()
+        if job["state"] in ("finished", "failed") or time.monotonic() > deadline:
+            assert job["state"] == "finished", job
+            return job
+        time.sleep(0.3)
 
 
 def test_serve_embedded_start_decide_stop(tmp_path):
@@ -38,11 +51,20 @@ def test_serve_embedded_start_decide_stop(tmp_path):
         d = requests.post(f"{base}/v1/decide", json={"user_id": "newcomer"}, timeout=5).json()
         assert d["segment"] == "new" and isinstance(d["send"], bool)
         assert requests.get(f"{base}/readyz", timeout=5).json()["status"] == "ready"
+        for name in ("mf", "segments"):  # the scheduler's first refits, on no data, ran before these
+            _wait_finished(base, requests.post(f"{base}/v1/models/{name}/refit", timeout=5).json()["job_id"])
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=40)
     assert proc.returncode == 0, out
     assert "bandit-push stopped" in out
+    # a fresh start is calm: no traceback for the expected "no data yet", one warning about keys, one line each
+    # for the embedded Redis and the service, nothing from the first jobs (whatever the stop says comes after)
+    lines = out.strip().splitlines()
+    assert "Traceback" not in out and sum("API keys" in line for line in lines) == 1, out
+    serving = next(i for i, line in enumerate(lines) if line.startswith("bandit-push serving on"))
+    assert serving == 2 and lines[1].startswith("embedded redis:"), out
+    assert all(re.search(r"stop|shut down", line) for line in lines[serving + 1:]), out
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
 
