@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     threadpool_limits(1, "blas")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json = errors.StrictJSONProvider(app)
     store = Store.connect(settings)
     # the gunicorn worker's number (api/gunicorn_conf.py): a seeded service's workers draw different sequences
     engine = DecisionEngine(store, settings, stream=os.environ.get(WORKER_ENV))

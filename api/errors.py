@@ -9,6 +9,7 @@ import math
 
 import redis
 from flask import Flask, jsonify
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from bandit_push.errors import (BanditPushError, ConfigError, Conflict, Forbidden, InvalidArgument, NotFound,
@@ -29,6 +30,18 @@ STATUS: dict[type[BanditPushError], int] = {
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
                415: "unsupported_media_type", 429: "rate_limited"}
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, in the order the views build it and with ``allow_nan=False``: a NaN or an infinity in a
+    response raises (a logged 500 naming the bug) instead of going out as ``NaN``, which strict parsers refuse.
+    Figures that can be undefined are ``null`` with a reason, put there by the domain."""
+
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs):
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict:

@@ -56,7 +56,7 @@ def publish(store: Store, name: str, arrays: dict[str, np.ndarray], meta: dict[s
         shapes[a] = {"dtype": dt.str, "shape": list(arr.shape)}
         pipe.hset(key, MODEL["array"] + a, arr.astype(dt, copy=False).tobytes())
     full = {**meta, "name": name, "version": version, "published_at": now, "arrays": shapes}
-    pipe.hset(key, MODEL["meta"], json.dumps(full))
+    pipe.hset(key, MODEL["meta"], json.dumps(full, allow_nan=False))  # served as is: strict JSON
     pipe.execute()
     flip = store.redis.pipeline(transaction=True)
     flip.zadd(keys.model_versions(name), {version: now})

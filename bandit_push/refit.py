@@ -97,9 +97,9 @@ def _holdout(rows: np.ndarray, n_users: int, settings: Settings) -> tuple[np.nda
     return train, targets
 
 
-def _recall(ranked: dict[int, np.ndarray], targets: dict[int, np.ndarray]) -> float:
-    if not targets:
-        return float("nan")
+def _recall(ranked: dict[int, np.ndarray], targets: dict[int, np.ndarray]) -> float | None:
+    if not targets:  # undefined (``quality.reason`` says why): JSON has no NaN
+        return None
     return float(np.mean([len(np.intersect1d(ranked[u][:K], t)) / len(t) for u, t in targets.items()]))
 
 
@@ -159,8 +159,12 @@ def _quality(model: recs.Model, settings: Settings, rows, train, targets, n_item
     popular = recs.top_k_many(pop_model, np.ones((len(users_), 1), np.float32), settings.recs_size, excludes)
     by_user = {int(u): r[0] for u, r in zip(users_, ranked)}
     pop = {int(u): r[0] for u, r in zip(users_, popular)}
-    return {"users": len(targets), f"recall@{K}": _recall(by_user, targets),
-            f"popular_recall@{K}": _recall(pop, targets)}
+    out: dict[str, Any] = {"users": len(targets), f"recall@{K}": _recall(by_user, targets),
+                           f"popular_recall@{K}": _recall(pop, targets)}
+    if not targets:
+        out["reason"] = ("no user to measure on: none has 5 or more item interactions with items new to them in "
+                         "their latest 20%")
+    return out
 
 
 def _write_item_names(store: Store, n_items: int, batch: int = 5000) -> None:

@@ -5,12 +5,14 @@ if no server can be reached or started, the session fails loudly.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 
 import pytest
 import redis
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from bandit_push import embedded
@@ -64,15 +66,37 @@ def store(settings):
     s.close()
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} in a response: not JSON (strict parsers, JavaScript's JSON.parse, refuse it)")
+
+
+def strict_json(text: str):
+    """``text`` parsed as strict JSON: NaN, Infinity and -Infinity are refused."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+class StrictClient(FlaskClient):
+    """The test client of every app the suite builds: each JSON answer it gets must parse as strict JSON, so no
+    test passes on a response a strict client could not read. (The decision export's NDJSON stream is left to
+    its own tests, which read it lazily.)"""
+
+    def open(self, *args, **kwargs):
+        resp = super().open(*args, **kwargs)
+        if resp.mimetype == "application/json":
+            strict_json(resp.get_data(as_text=True))
+        return resp
+
+
 @pytest.fixture
 def make_app(store):
-    """Build an app for the test's store with some settings changed."""
+    """Build an app for the test's store with some settings changed (its test client: :class:`StrictClient`)."""
     from bandit_push_api import create_app
 
     apps = []
 
     def build(**changes):
         app = create_app(store.settings.replace(**changes) if changes else store.settings)
+        app.test_client_class = StrictClient
         apps.append(app)
         return app
 

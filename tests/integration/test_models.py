@@ -244,6 +244,20 @@ def test_a_failed_refit_shows_its_error_and_retry_and_stays_the_one_in_flight(cl
     Job.fetch(job_id, connection=store.binary, serializer=JSONSerializer).delete()  # (no worker will retry it)
 
 
+def test_quality_on_data_too_small_to_measure_is_null_with_a_reason(client, store, settings, worker_env):
+    """No user has enough history to hold out: recall is undefined. The job's result and GET /v1/models say so
+    as strict JSON (``null`` and a reason), never as ``NaN`` (the suite's test client parses every answer strictly)."""
+    client.post("/v1/events", json={"events": [{"user_id": f"u{i}", "item_id": f"sku-{i % 3}", "type": "purchase",
+                                                "ts": END - i} for i in range(6)]})
+    job_id = client.post("/v1/models/mf/refit").get_json()["job_id"]
+    work(store)
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    served = client.get("/v1/models").get_json()["models"][0]
+    for quality in (job["result"]["quality"], served["quality"]):
+        assert quality["users"] == 0 and quality["recall@10"] is None and quality["popular_recall@10"] is None
+        assert "no user to measure on" in quality["reason"]
+
+
 def test_same_data_refit_twice_keeps_every_segment_id(client, store, settings):
     sample = retail.sample(300)
     retail.ingest(store, settings, sample)
