@@ -9,7 +9,7 @@ from importlib import resources
 from flask import Flask
 from threadpoolctl import threadpool_limits
 
-from bandit_push_api import auth, errors
+from bandit_push_api import auth, errors, paths
 from bandit_push_api.routes import decide, decisions, events, experiments, feedback, health, models, segments, users
 from bandit_push_api.schemas import RequestSchemas
 from bandit_push_api.services import WORKER_ENV, Services
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["bandit_push"] = Services(settings, store, engine, ModelCache.for_serving(),
                                              RequestSchemas(json.loads(document), settings))
     app.extensions["bandit_push_openapi"] = document
+    app.url_map.converters["id"] = paths.IdConverter  # ids in paths: one segment, '/' sent as %2F
+    app.wsgi_app = paths.EncodedSlashes(app.wsgi_app)  # type: ignore[method-assign]
     errors.register(app)
     auth.install(app, settings, store)
     for module in (decide, feedback, events, experiments, users, segments, models, decisions, health):

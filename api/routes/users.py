@@ -14,7 +14,7 @@ from bandit_push.errors import InvalidArgument
 bp = Blueprint("users", __name__)
 
 
-@bp.put("/v1/users/<path:user_id>")
+@bp.put("/v1/users/<id:user_id>")
 def put_user(user_id: str):
     s = services()
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
@@ -29,7 +29,7 @@ def put_user(user_id: str):
     return jsonify(users.get(s.store, s.settings, user_id)), 201 if created else 200
 
 
-@bp.get("/v1/users/<path:user_id>")
+@bp.get("/v1/users/<id:user_id>")
 def get_user(user_id: str):
     s = services()
     user_id = v.ident(user_id, "user_id", s.settings.max_id_length)
@@ -38,7 +38,7 @@ def get_user(user_id: str):
     return jsonify(users.get(s.store, s.settings, user_id, now=now))
 
 
-@bp.get("/v1/users/<path:user_id>/items")
+@bp.get("/v1/users/<id:user_id>/items")
 def user_items(user_id: str):
     """The ranked items decide would serve now, deciding and recording nothing."""
     s = services()
@@ -46,7 +46,7 @@ def user_items(user_id: str):
     now = v.query_timestamp("now", default=time.time())
     k = v.query_integer("k", 1, s.settings.max_k, default=s.settings.default_k)
     return jsonify(ranked_items(s.store, s.settings, user_id, k, now=now))
-@bp.delete("/v1/users/<path:user_id>")
+@bp.delete("/v1/users/<id:user_id>")
 def delete_user(user_id: str):
     """Forget the user: everything stored under their id (see :func:`bandit_push.users.delete`)."""
     s = services()

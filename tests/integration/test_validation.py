@@ -280,3 +280,23 @@ def test_the_document_s_limits_follow_the_settings(make_app):
     assert r.status_code == 400 and r.get_json()["field"] == "events" and "at most 2" in r.get_json()["message"]
     r = make_app(timestamp_min=1.7e9).test_client().post("/v1/decide", json={"user_id": "u", "now": 1.65e9})
     assert r.status_code == 400 and r.get_json()["field"] == "now"
+
+
+def test_a_slash_in_a_path_id_is_sent_as_percent_2f_and_is_never_ambiguous(client, live_server):
+    """An id is one path segment: a '/' inside it travels as %2F. So user ``x/items`` and user ``x``'s items are
+    two different addresses, and a PUT on the items path creates nobody."""
+    import json
+
+    import requests
+
+    for put, get in ((client.put, client.get), (lambda p, **kw: requests.put(live_server + p, timeout=5, **kw),
+                                                 lambda p: requests.get(live_server + p, timeout=5))):
+        created = put("/v1/users/x%2Fitems", json={"timezone": "Asia/Tokyo"})
+        assert created.status_code in (200, 201) and json.loads(created.text)["user_id"] == "x/items"
+        assert json.loads(get("/v1/users/x%2fitems").text)["timezone"] == "Asia/Tokyo"
+        assert json.loads(get("/v1/users/x%2Fitems/items").text)["items"] == []  # user "x/items"'s items
+        assert put("/v1/users/x/items", json={}).status_code == 405   # the items path has no PUT
+        assert get("/v1/users/x").status_code == 404                   # nobody named "x" was created
+        assert get("/v1/users/a/b/c").status_code == 404               # not a route
+        bad = get("/v1/users/x%1Fitems")  # an encoded control character is refused, not read as a slash
+        assert bad.status_code == 400 and json.loads(bad.text)["field"] == "user_id"
