@@ -7,6 +7,7 @@ import json
 import math
 import re
 import time
+import unicodedata
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -44,16 +45,30 @@ def _reject_constant(name: str) -> Any:
 
 
 def ident(value: Any, field: str, max_length: int) -> str:
-    """A user or item id: a non-empty printable string without whitespace, braces or control characters (the
-    document's ``Id`` pattern, and printable: unassigned code points, which no pattern can follow across Unicode
-    versions, are not)."""
+    """A user or item id: a non-empty printable string without whitespace, braces or control characters; a code
+    point unassigned in Unicode passes (see :func:`_unfit`)."""
     if not isinstance(value, str):
         raise InvalidArgument(f"{field} must be a string", field=field)
     if not 1 <= len(value) <= max_length:
         raise InvalidArgument(f"{field} must have 1 to {max_length} characters", field=field)
-    if _ID_BAD.search(value) or not value.isprintable():
-        raise InvalidArgument(f"{field} must not contain whitespace, braces or control characters", field=field)
+    if _ID_BAD.search(value) or not value.isprintable() and _unfit(value):
+        raise InvalidArgument(f"{field} must be printable characters without whitespace or braces; {_unfit(value)}",
+                              field=field)
     return value
+
+
+def _unfit(value: str) -> str | None:
+    """What is wrong with the first character an id may not hold, in words, or None. A code point unassigned in
+    the server's Unicode database is allowed: which ones are depends on the Python version, not on the id."""
+    for ch in value:
+        if _ID_BAD.match(ch) or not ch.isprintable() and unicodedata.category(ch) != "Cn":
+            kind = _KINDS.get(unicodedata.category(ch), "not printable")
+            return f"it holds U+{ord(ch):04X} ({kind})" if ch not in "{}" else f"it holds {ch!r} (a brace)"
+    return None
+
+
+_KINDS = {"Cc": "a control character", "Cf": "a format character", "Co": "a private-use character",
+          "Cs": "a lone surrogate", "Zs": "whitespace", "Zl": "a line separator", "Zp": "a paragraph separator"}
 
 
 def timestamp(value: Any, field: str, default: float | None = None) -> float:
@@ -84,7 +99,8 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
     lo, ahead = settings.timestamp_min, settings.timestamp_max_ahead_days
     if not math.isfinite(ts) or ts < lo or ts > time.time() + ahead * 86400.0:
         start = datetime.fromtimestamp(lo, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        raise InvalidArgument(f"{field} must lie between {start} and {ahead:g} days from now", field=field)
+        raise InvalidArgument(f"{field} must lie between {start} and {ahead:g} days from now", field=field,
+                              code="timestamp_out_of_range")
     return ts
 
 

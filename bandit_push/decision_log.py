@@ -161,14 +161,23 @@ def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window
 
 
 def _hour_sizes(store: Store, since: float, until: float, per_call: int = 1000) -> Iterator[tuple[int, int]]:
-    """(hour, bytes of its index) for every hour the window touches, a thousand hours per round trip."""
+    """(hour, bytes of its index) for every hour the window touches that has an index, a thousand hours per round
+    trip. One multi-key EXISTS per thousand hours goes first, all in one round trip: a window of years (the API
+    accepts 2000 to a year ahead) is mostly hours long expired, and reading them one by one took seconds."""
     hours = range(math.floor(since / 3600), math.floor(until / 3600) + 1)
-    for start in range(0, len(hours), per_call):
-        part = hours[start:start + per_call]
+    parts = [hours[start:start + per_call] for start in range(0, len(hours), per_call)]
+    for at in range(0, len(parts), per_call):
         pipe = store.redis.pipeline(transaction=False)
-        for hour in part:
-            pipe.strlen(store.keys.decision_log(hour))
-        yield from zip(part, pipe.execute())
+        for part in parts[at:at + per_call]:
+            pipe.exists(*[store.keys.decision_log(hour) for hour in part])
+        found = pipe.execute()
+        for part, n in zip(parts[at:at + per_call], found):
+            if not n:
+                continue
+            pipe = store.redis.pipeline(transaction=False)
+            for hour in part:
+                pipe.strlen(store.keys.decision_log(hour))
+            yield from zip(part, pipe.execute())
 
 
 def count_hint(store: Store, settings: Settings, since: float, until: float, now: float,

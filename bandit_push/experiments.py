@@ -25,6 +25,7 @@ import math
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,11 @@ def experiment_of_space(space: str) -> int | None:
 # -- definitions -------------------------------------------------------------------------------------
 
 
+def _printable(text: str) -> bool:
+    """Printable, counting code points unassigned in Unicode as printable (as ids do: api.validation.ident)."""
+    return text.isprintable() or all(c.isprintable() or unicodedata.category(c) == "Cn" for c in text)
+
+
 def parse_definition(body: Any, settings: Settings) -> dict[str, Any]:
     """Validate a definition (``name``, ``variants``, optional ``segments``); errors name the field."""
     if not isinstance(body, dict):
@@ -117,8 +123,8 @@ def parse_definition(body: Any, settings: Settings) -> dict[str, Any]:
         raise InvalidArgument(f"unknown field {sorted(unknown)[0]}; allowed: ['name', 'segments', 'variants']",
                               field=sorted(unknown)[0], code="unknown_field")
     name = body.get("name")
-    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 128 or not name.isprintable():
-        raise InvalidArgument("name must be a printable string of 1 to 128 characters", field="name")
+    if not isinstance(name, str) or not 1 <= len(name) <= 128 or not name.strip(" ") or not _printable(name):
+        raise InvalidArgument("name must be a printable string of 1 to 128 characters, not only spaces", field="name")
     variants = body.get("variants")
     if not isinstance(variants, list) or not 2 <= len(variants) <= MAX_VARIANTS:
         raise InvalidArgument(f"variants must be a list of 2 to {MAX_VARIANTS} variants (the first is the control)",
@@ -138,7 +144,7 @@ def parse_definition(body: Any, settings: Settings) -> dict[str, Any]:
             raise InvalidArgument(f"{where}.name must be 1 to 64 letters, digits or _.:-", field=f"{where}.name")
         if vname in seen:
             raise InvalidArgument(f"{where}.name {vname!r} is used twice; variant names must be unique",
-                                  field=f"{where}.name")
+                                  field=f"{where}.name", code="duplicate_variant")
         seen.add(vname)
         weight = raw.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
@@ -162,6 +168,10 @@ def parse_definition(body: Any, settings: Settings) -> dict[str, Any]:
     return {"name": name, "variants": out, "segments": segments}
 
 
+#: a variant's quiet hours: what the OpenAPI document's pattern says (the setting itself also takes spaces, "none")
+_QUIET = re.compile(r"^(off|([01]?[0-9]|2[0-4]):[0-5][0-9]-([01]?[0-9]|2[0-4]):[0-5][0-9])\Z")
+
+
 def _guardrails(raw: Any, where: str) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -178,7 +188,7 @@ def _guardrails(raw: Any, where: str) -> dict[str, Any]:
                 raise InvalidArgument(f"{f} must be a number of hours between 0 and 8760", field=f)
             v = float(v)
         elif k == "quiet_hours":
-            if not isinstance(v, str) or len(v) > 32:
+            if not isinstance(v, str) or not _QUIET.match(v):
                 raise InvalidArgument(f"{f} must be HH:MM-HH:MM or off", field=f)
         else:
             raise InvalidArgument(f"unknown guardrail {f}; allowed: {list(GUARDRAIL_OVERRIDES)}", field=f,

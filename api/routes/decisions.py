@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 from flask import Blueprint, Response, request, stream_with_context
 
@@ -31,7 +32,12 @@ def export():
     since = v.query_timestamp("since", default=now - s.settings.decision_ttl_hours * 3600.0)
     until = v.query_timestamp("until", default=now)
     if until < since:
-        raise InvalidArgument("until must not be before since", field="until")
+        if "since" in request.args:
+            raise InvalidArgument("until must not be before since", field="until", code="invalid_window")
+        start = datetime.fromtimestamp(since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise InvalidArgument(f"until is before since, which defaults to now minus the retention "
+                              f"({s.settings.decision_ttl_hours:g} h): {start}; send since as well", field="until",
+                              code="invalid_window")
     raw = request.args.get("include_open", "false")
     if raw not in ("true", "false"):
         raise InvalidArgument("include_open must be true or false", field="include_open")

@@ -157,12 +157,18 @@ def test_limits_and_enums_match_the_code(doc):
 
 
 def test_policy_schema_names_every_policy_setting(doc):
-    """A variant's policy may set each registered policy's own settings: the schema documents exactly those."""
+    """A variant's policy may set the registered policy's own settings: the schema of each policy documents exactly
+    those (one schema per policy, chosen by name)."""
     from bandit_push.policies import POLICIES
 
-    settings = set().union(*(p.defaults for p in POLICIES.values()))
-    props = doc["components"]["schemas"]["PolicyConfig"]["properties"]
-    assert set(props) == settings | {"name"} and props["name"]["enum"] == list(POLICIES)
+    schemas = doc["components"]["schemas"]
+    config = schemas["PolicyConfig"]
+    assert list(config["discriminator"]["mapping"]) == list(POLICIES)
+    for name, policy in POLICIES.items():
+        one, _ = deref(doc, {"$ref": config["discriminator"]["mapping"][name]})
+        assert {"$ref": config["discriminator"]["mapping"][name]} in config["oneOf"]
+        assert one["properties"]["name"]["enum"] == [name] and one["additionalProperties"] is False
+        assert set(one["properties"]) == set(policy.defaults) | {"name"}, name
 
 
 def _examples(node: Any, loc: tuple[str | int, ...] = ()):
@@ -219,17 +225,41 @@ def _compare_by_chunks(pattern: str, app_accepts, chars: str, size: int) -> list
 def test_id_pattern_is_what_the_app_accepts(doc):
     schema = doc["components"]["schemas"]["Id"]
     assert doc["components"]["schemas"]["OptionalId"]["pattern"] == schema["pattern"]
-    # the app also refuses unassigned code points and lone surrogates (not printable); the pattern
-    # leaves them out: the first change with the Unicode version, the second no regex engine but
-    # Python's can express (and a JSON text in UTF-8 cannot carry them anyway)
-    assigned = "".join(chr(i) for i in range(0x110000) if unicodedata.category(chr(i)) not in ("Cn", "Cs"))
+    # the app also refuses lone surrogates, which no regex engine but Python's can express (and a JSON text in
+    # UTF-8 cannot carry them anyway); code points unassigned in Unicode pass both, whatever the Unicode version
+    every = "".join(chr(i) for i in range(0x110000) if unicodedata.category(chr(i)) != "Cs")
     ident = lambda text: validation.ident(text, "user_id", schema["maxLength"])  # noqa: E731
-    assert _compare_by_chunks(schema["pattern"], lambda t: _accepts(ident, t), assigned, schema["maxLength"]) == []
+    assert _compare_by_chunks(schema["pattern"], lambda t: _accepts(ident, t), every, schema["maxLength"]) == []
     regex = re.compile(schema["pattern"])
     for text in ("a\n", "ab\n", "\na", "a b", "a{", "}", "a\u00adb", "\ufeffa", "x\U000e0001", "\ue000"):
         assert not regex.search(text) and not _accepts(ident, text), repr(text)
-    for text in ("u-1001", "a/b", "user@example.com", "\u00e9t\u00e9", "\U0001f600", "[x]*?", "a" * 128):
+    for text in ("u-1001", "a/b", "user@example.com", "\u00e9t\u00e9", "\U0001f600", "[x]*?", "a" * 128, "x\u0378y"):
         assert regex.search(text) and _accepts(ident, text), repr(text)
+
+
+def test_experiment_name_pattern_is_what_the_app_accepts(doc):
+    from bandit_push.experiments import parse_definition
+
+    schema = doc["components"]["schemas"]["ExperimentDefinition"]["properties"]["name"]
+    variants = [{"name": "a", "policy": {"name": "thompson"}}, {"name": "b", "policy": {"name": "ucb"}}]
+    parse = lambda text: parse_definition({"name": text, "variants": variants}, Settings())  # noqa: E731
+    every = "".join(chr(i) for i in range(0x110000) if unicodedata.category(chr(i)) != "Cs")
+    # chunks of the name's length, each character looked at alone in a chunk they disagree on (" " alone: refused)
+    assert _compare_by_chunks(schema["pattern"], lambda t: _accepts(parse, t), every.replace(" ", ""),
+                              schema["maxLength"]) == []
+    regex = re.compile(schema["pattern"])
+    for text, ok in (("cost test", True), (" ", False), ("   ", False), ("{x}", True), ("a\tb", False), ("a\n", False),
+                     ("x\u0378", True), ("a" * 128, True)):
+        assert bool(regex.search(text)) == ok == _accepts(parse, text), repr(text)
+
+
+def test_short_texts_share_one_pattern_that_refuses_control_characters_and_spaces(doc):
+    """The channel and a decision id are checked by their schemas alone (the app runs the document): one pattern."""
+    s = doc["components"]["schemas"]
+    channel, decision_id = s["Channel"], s["FeedbackEvent"]["properties"]["decision_id"]
+    assert channel["pattern"] == decision_id["pattern"]
+    for text in ("push\n", "a b", "{x}", "\x7f"):
+        assert not re.search(channel["pattern"], text), repr(text)
 
 
 # -- requests: the schema and the app agree on what is valid ------------------------------------
@@ -517,3 +547,40 @@ def test_experiment_responses_match_the_documented_schemas(doc, registry, client
     err(client.get("/v1/experiments/12345"), one, "get", 404)
     err(client.get("/v1/experiments/x1/report"), one + "/report", "get", 400)
     err(client.post("/v1/experiments/99/stop"), one + "/stop", "post", 404)
+
+
+# -- what the contract says is what the service does (issue 24, item 6) ---------------------------
+
+
+def _param(doc, path: str, name: str, method: str | None = None) -> dict[str, Any]:
+    item = doc["paths"][path]
+    params = item.get("parameters", []) + (item[method].get("parameters", []) if method else [])
+    return next(p for p in params if p["name"] == name)
+
+
+def test_keys_are_an_optional_requirement_as_a_keyless_loopback_call_shows(doc, client):
+    assert doc["security"] == [{"apiKey": []}, {}]
+    assert client.post("/v1/decide", json={"user_id": "u-1"}).status_code == 200  # no Authorization header
+
+
+def test_path_and_query_parameters_carry_the_enforced_bounds(doc):
+    from bandit_push import refit
+    from bandit_push_workers import registry
+
+    d = Settings()
+    k = _param(doc, "/v1/users/{user_id}/items", "k", "get")["schema"]
+    assert (k["minimum"], k["maximum"], k["default"]) == (1, d.max_k, d.default_k)
+    assert _param(doc, "/v1/models/{name}/refit", "name")["schema"]["enum"] == list(refit.REFITS)
+    assert _param(doc, "/v1/jobs/{job_id}", "job_id")["schema"]["pattern"] == registry._JOB_ID.pattern.replace("+", "{1,64}")
+    for path in ("/v1/users/{user_id}", "/v1/users/{user_id}/items"):
+        assert _param(doc, path, "user_id")["schema"] == {"$ref": "#/components/schemas/Id"}
+
+
+def test_a_holdout_decision_matches_the_documented_schema(doc, registry, client):
+    x = client.post("/v1/experiments", json={"name": "h", "variants": [
+        {"name": "control", "policy": {"name": "thompson"}},
+        {"name": "out", "weight": 1000, "policy": {"name": "holdout"}}]}).get_json()
+    client.post(f"/v1/experiments/{x['id']}/start")
+    reasons = {_check(doc, registry, client.post("/v1/decide", json={"user_id": f"h-{i}", "now": NOW}),
+                      "/v1/decide", "post", 200)["reason"] for i in range(10)}
+    assert "holdout" in reasons

@@ -90,13 +90,15 @@ CASES = [
     decide({"user_id": "a", "k": True}, id="k-true", field="k"),
     decide({"user_id": "a", "k": 2.5}, id="k-float", field="k"),
     decide({"user_id": "a", "now": "yesterday"}, id="now-yesterday", field="now"),
-    decide({"user_id": "a", "now": 1e20}, id="now-1e20", field="now"),
-    decide({"user_id": "a", "now": 946684799}, id="now-before-2000", field="now"),
-    decide({"user_id": "a", "now": "1999-12-31T23:59:59Z"}, id="now-iso-before-2000", field="now"),
-    decide({"user_id": "a", "now": "2000-01-01T00:30:00+01:00"}, id="now-offset-before-2000", field="now"),
+    decide({"user_id": "a", "now": 1e20}, id="now-1e20", error="timestamp_out_of_range", field="now"),
+    decide({"user_id": "a", "now": 946684799}, id="now-before-2000", error="timestamp_out_of_range", field="now"),
+    decide({"user_id": "a", "now": "1999-12-31T23:59:59Z"}, id="now-iso-before-2000", error="timestamp_out_of_range",
+           field="now"),
+    decide({"user_id": "a", "now": "2000-01-01T00:30:00+01:00"}, id="now-offset-before-2000",
+           error="timestamp_out_of_range", field="now"),
     decide({"user_id": "a", "now": True}, id="now-bool", field="now"),
     decide({"user_id": "a", "now": {"s": 1}}, id="now-object", field="now"),
-    decide('{"user_id": "a", "now": ' + HUGE_INT + "}", id="now-huge-int", field="now"),
+    decide('{"user_id": "a", "now": ' + HUGE_INT + "}", id="now-huge-int", error="timestamp_out_of_range", field="now"),
     decide({"user_id": "a", "channel": 5}, id="channel-int", field="channel"),
     decide({"user_id": "a", "channel": ""}, id="channel-empty", field="channel"),
     decide({"user_id": "a", "channel": "web push"}, id="channel-space", field="channel"),
@@ -153,7 +155,8 @@ CASES = [
            field="value"),
     events({"user_id": "a", "type": "purchase", "item_id": "s", "value": 1e10}, id="events-value-too-big",
            field="value"),
-    events({"user_id": "a", "type": "search", "ts": 946684799.5}, id="events-ts-before-2000", field="ts"),
+    events({"user_id": "a", "type": "search", "ts": 946684799.5}, id="events-ts-before-2000",
+           error="timestamp_out_of_range", field="ts"),
     events({"user_id": "a", "type": "search", "ts": "2025-02-30T00:00:00Z"}, id="events-ts-no-such-day",
            field="ts"),
     events({"user_id": "a", "type": "search", "item": "s"}, id="events-unknown-field", error="unknown_field",
@@ -190,9 +193,9 @@ CASES = [
          field="user_id"),
     Case("get-user_id-control-char", "/v1/users/a%07b", method="get", field="user_id"),
     Case("get-user-now-yesterday", "/v1/users/u-known?now=yesterday", method="get", field="now"),
-    Case("get-user-now-nan", "/v1/users/u-known?now=nan", method="get", field="now"),
+    Case("get-user-now-nan", "/v1/users/u-known?now=nan", method="get", field="now", error="timestamp_out_of_range"),
     Case("segments-now-yesterday", "/v1/segments?now=yesterday", method="get", field="now"),
-    Case("segments-now-1e20", "/v1/segments?now=1e20", method="get", field="now"),
+    Case("segments-now-1e20", "/v1/segments?now=1e20", method="get", field="now", error="timestamp_out_of_range"),
     # -- size, method, route
     events({"events": good_events(40)}, id="body-too-large", status=413, error="body_too_large", field="body",
            app={"max_body_bytes": 1000}),
@@ -300,3 +303,14 @@ def test_a_slash_in_a_path_id_is_sent_as_percent_2f_and_is_never_ambiguous(clien
         assert get("/v1/users/a/b/c").status_code == 404               # not a route
         bad = get("/v1/users/x%1Fitems")  # an encoded control character is refused, not read as a slash
         assert bad.status_code == 400 and json.loads(bad.text)["field"] == "user_id"
+
+
+def test_messages_name_what_is_wrong(client):
+    early = client.get("/v1/decisions/export?until=2025-11-23T15:00:00Z")  # no since: its default is later
+    assert early.status_code == 400 and early.get_json()["error"] == "invalid_window"
+    assert "since, which defaults to now minus the retention (72 h)" in early.get_json()["message"]
+    both = client.get("/v1/decisions/export?since=2025-11-23T16:00:00Z&until=2025-11-23T15:00:00Z")
+    assert both.get_json()["message"] == "until must not be before since"
+    separator = client.put("/v1/users/x%E2%80%A8y", json={})
+    assert "it holds U+2028 (a line separator)" in separator.get_json()["message"]
+    assert client.put("/v1/users/x%CD%B8y", json={}).get_json()["user_id"] == "x\u0378y"  # unassigned: an id

@@ -18,3 +18,13 @@ def test_ci_runs_the_readme_test_command():
     command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
     assert command in README
     assert command.replace("pip install", "pip install -q") in CI
+
+
+def test_every_decision_reason_is_explained():
+    import json
+    from importlib import resources
+
+    doc = json.loads(resources.files("bandit_push_api").joinpath("openapi.json").read_text())
+    reasons = doc["components"]["schemas"]["Decision"]["properties"]["reason"]["enum"]
+    paragraph = README[README.index("`reason` is"):][:800]
+    assert [r for r in reasons if f"`{r}`" not in paragraph] == []
