@@ -12,8 +12,8 @@ from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from bandit_push.errors import (BanditPushError, ConfigError, Conflict, Forbidden, InvalidArgument, NotFound,
-                                RateLimited, Unauthenticated, Unavailable)
+from bandit_push.errors import (BanditPushError, ConfigError, Conflict, Forbidden, InvalidArgument, InvalidBatch,
+                                NotFound, RateLimited, Unauthenticated, Unavailable)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(BanditPushError)
     def _domain(err: BanditPushError):
         status = next((s for cls, s in STATUS.items() if isinstance(err, cls)), 400)
-        resp = jsonify(error_body(err.code, err.message, err.field))
+        body = error_body(err.code, err.message, err.field)
+        if isinstance(err, InvalidBatch):  # every bad entry, so that the sender fixes the batch in one try
+            body.update(invalid=err.invalid, errors=[error_body(e.code, e.message, e.field) for e in err.errors])
+        resp = jsonify(body)
         if status == 503:
             resp.headers["Retry-After"] = "1"
         elif status == 401:

@@ -9,15 +9,16 @@ import re
 import time
 import unicodedata
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from flask import request
 
 from bandit_push.config import TIMESTAMP_MIN
 from bandit_push_api.services import services
-from bandit_push.errors import InvalidArgument
+from bandit_push.errors import InvalidArgument, InvalidBatch
 
 MIN_TS = TIMESTAMP_MIN  # the default lower bound, 2000-01-01T00:00:00Z (setting timestamp_min)
+T = TypeVar("T")
 _ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f\ud800-\udfff]")
 
 
@@ -145,3 +146,29 @@ def integer(value: Any, field: str, lo: int, hi: int, default: int | None = None
     if not lo <= value <= hi:
         raise InvalidArgument(f"{field} must be between {lo} and {hi}", field=field)
     return value
+
+
+#: the bad entries of a batch an error names one by one (it counts them all)
+MAX_NAMED_ERRORS = 100
+
+
+def batch(items: list[Any], parse: Callable[[str, dict[str, Any]], T],
+          bad: dict[int, InvalidArgument]) -> list[T]:
+    """``parse(field prefix, entry)`` of each entry of a batch whose schema errors (by index) are ``bad``. All or
+    nothing: with bad entries, one :class:`InvalidBatch` names each (up to :data:`MAX_NAMED_ERRORS`), so that the
+    sender can fix the batch in one try."""
+    out: list[T] = []
+    errors: list[InvalidArgument] = []
+    invalid = 0
+    for i, item in enumerate(items):
+        try:
+            if i in bad:
+                raise bad[i]
+            out.append(parse(f"events[{i}].", item))
+        except InvalidArgument as e:
+            invalid += 1
+            if len(errors) < MAX_NAMED_ERRORS:
+                errors.append(e)
+    if errors:
+        raise InvalidBatch(errors, invalid, len(items))
+    return out

@@ -33,6 +33,19 @@ class NotFound(BanditPushError):
     code = "not_found"
 
 
+class InvalidBatch(InvalidArgument):
+    """Entries of a batch are invalid; nothing of it was stored. ``errors`` names each bad entry (up to a bound),
+    ``invalid`` counts them all; the code and field are the first one's."""
+
+    def __init__(self, errors: list[InvalidArgument], invalid: int, total: int):
+        first = errors[0]
+        more = f" (and {invalid - 1} more: see errors)" if invalid > 1 else ""
+        super().__init__(f"{invalid} of {total} entries are invalid, so none was stored: {first.message}{more}",
+                         field=first.field, code=first.code)
+        self.errors = errors
+        self.invalid = invalid
+
+
 class NoData(NotFound):
     """Nothing to work on yet (a refit before any interactions or history): an expected state, not a failure."""
 

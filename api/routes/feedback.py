@@ -18,14 +18,19 @@ def feedback():
     s = services()
     body = v.json_body()
     batch = "events" in body
-    s.schemas.check("FeedbackBatch" if batch else "FeedbackEvent", body)
+    if batch:  # the entries' errors are named together, after each entry's own checks below
+        bad = s.schemas.check_batch("FeedbackBatch", body)
+    else:
+        s.schemas.check("FeedbackEvent", body)
     now = time.time()
-    events = []
-    for i, item in enumerate(body["events"] if batch else [body]):
-        where = f"events[{i}]." if batch else ""
+
+    def parse(where: str, item: dict) -> fb.FeedbackEvent:
         ts = v.timestamp(item.get("ts"), f"{where}ts", default=now)
         value = float(item["value"]) if item.get("value") is not None else None
-        events.append(fb.FeedbackEvent(item["decision_id"], item["event"], ts, value))
+        return fb.FeedbackEvent(item["decision_id"], item["event"], ts, value)
+
+    # all or nothing; every bad entry named
+    events = v.batch(body["events"], parse, bad) if batch else [parse("", body)]
     statuses = fb.record(s.store, s.settings, events)
     counts = {status: statuses.count(status) for status in fb.STATUSES}
     if not batch:

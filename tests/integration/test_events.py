@@ -102,3 +102,25 @@ def test_retried_events_with_an_event_id_count_once(client, store):
     day = int(T0 // 86400)
     assert store.redis.strlen(store.keys.interactions(day)) == 5 * 13
     assert 0 < store.redis.ttl(store.keys.event_seen("r", "e1")) <= 48 * 3600
+
+
+def test_a_batch_with_bad_events_names_each_and_stores_none(client, store):
+    """All or nothing, but the error names every bad event (up to 100), so the sender fixes the batch in one try."""
+    events = [{"user_id": f"u-{i}", "item_id": f"sku-{i % 7}", "type": "view"} for i in range(1000)]
+    events[3]["type"] = "like"
+    del events[500]["item_id"]
+    events[998] = "not an object"
+    resp = client.post("/v1/events", json={"events": events})
+    err = resp.get_json()
+    assert resp.status_code == 400 and err["invalid"] == 3
+    assert [(e["field"], e["error"]) for e in err["errors"]] == [
+        ("events[3].type", "invalid_argument"), ("events[500].item_id", "missing_field"), ("events[998]", "invalid_argument")]
+    assert (err["field"], err["error"]) == ("events[3].type", "invalid_argument")  # the first, as before
+    assert err["message"].startswith("3 of 1000 entries are invalid, so none was stored: events[3].type must be")
+    assert store.redis.hget(store.keys.user("u-0"), "f:view") is None  # nothing stored
+    many = [{"user_id": "u", "type": "like"}] * 1000
+    err = client.post("/v1/events", json={"events": many}).get_json()
+    assert err["invalid"] == 1000 and len(err["errors"]) == 100  # named up to the bound, all counted
+    bad_feedback = client.post("/v1/feedback", json={"events": [{"decision_id": "x", "event": "liked"},
+                                                                {"event": "opened"}]}).get_json()
+    assert [e["field"] for e in bad_feedback["errors"]] == ["events[0].event", "events[1].decision_id"]
