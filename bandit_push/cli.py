@@ -1,10 +1,11 @@
-"""The ``bandit-push`` command.
+"""The ``bandit-push`` command: run the service, and the one-shot commands around it.
 
 ``bandit-push serve`` runs the whole service in the foreground: the API under
 gunicorn, an RQ worker and the scheduler, on the Redis at ``REDIS_URL`` or, when
 that is unset, on an embedded real Redis. Ctrl-C stops every child and the
 embedded Redis. This module only starts processes; it imports neither Flask nor RQ.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,13 @@ from bandit_push import embedded, experiments_cli
 from bandit_push.config import KEYS_WARNED_ENV, Settings, is_loopback
 from bandit_push.errors import BanditPushError
 
+DESCRIPTION = ("Decide whether to send a push notification now and with which items, learning per user segment. "
+               "'bandit-push serve' runs the service; the other commands work on its data. "
+               "'bandit-push COMMAND --help' describes each.")
+#: which Redis a command uses, said in each command's --help
+REDIS_NOTE = ("Redis: the one at REDIS_URL when it is set; otherwise the embedded Redis of the data directory "
+              "(BANDIT_PUSH_DATA_DIR, default ./.bandit-push): the running service's (bandit-push serve), left "
+              "running, or one started for this command and stopped when it ends.")
 
 
 def _children(args: argparse.Namespace, url: str, settings: Settings) -> list[tuple[str, list[str]]]:
@@ -309,28 +317,41 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bandit-push", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the API, a worker and the scheduler (embedded Redis without REDIS_URL)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    parser = argparse.ArgumentParser(prog="bandit-push", description=DESCRIPTION, epilog=REDIS_NOTE)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str, redis: str | None = REDIS_NOTE, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".", epilog=redis, **kw)
+
+    p = command("serve", "run the API, an RQ worker and the scheduler in the foreground (Ctrl-C stops them)",
+                "Redis: the one at REDIS_URL when it is set; otherwise serve starts the embedded Redis of the data "
+                "directory (BANDIT_PUSH_DATA_DIR, default ./.bandit-push), owns it and stops it on exit. A second "
+                "serve on the same data directory is refused.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs BANDIT_PUSH_API_KEYS)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--workers", type=int, default=4,
                    help="gunicorn sync worker processes (default 4: a sync worker idles while it waits for Redis)")
     p.add_argument("--no-worker", action="store_true", help="run the API only, without RQ worker and scheduler")
     p.set_defaults(func=serve)
-    p = sub.add_parser("worker", help="run an RQ worker for this deployment's jobs (the queue of its key prefix)")
+    p = command("worker", "run an RQ worker for this deployment's jobs (the queue of its key prefix)",
+                "Redis: REDIS_URL, which must be set (a worker joins a running deployment).")
     p.add_argument("--logging-level", default="INFO", help="RQ's logging level (default INFO)")
     p.set_defaults(func=worker)
-    p = sub.add_parser("refresh-popular", help="recompute the popular-items lists now")
+    p = command("refresh-popular", "recompute the popular-items lists now")
     p.set_defaults(func=refresh_popular)
-    p = sub.add_parser("simulate", help="learned policies vs fixed cadences on a simulated population, over HTTP")
-    p.add_argument("--users", type=int, default=200)
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--warmup-days", type=int, default=14)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--mix", choices=["balanced", "enthusiastic", "casual"], default="balanced")
+    p = command("simulate", "learned policies vs fixed cadences on a simulated population, over HTTP")
+    p.add_argument("--users", type=int, default=200, help="simulated users (default 200)")
+    p.add_argument("--days", type=int, default=7, help="days of pushing, after the warm-up (default 7)")
+    p.add_argument("--warmup-days", type=int, default=14,
+                   help="days of organic events before the first decide (default 14)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seeds the population, its responses and the service's draws (default 1)")
+    p.add_argument("--mix", choices=["balanced", "enthusiastic", "casual"], default="balanced",
+                   help="the population's share of enthusiastic, regular and casual users (default balanced)")
     p.add_argument("--policy", action="append", default=None,
-                   help="a policy name or its JSON, e.g. thompson or '{\"name\": \"ucb\", \"ucb_c\": 0.5}'; repeatable")
+                   help="a policy name or its JSON, e.g. thompson or '{\"name\": \"ucb\", \"ucb_c\": 0.5}'; repeatable "
+                        "(default: thompson and ucb)")
     p.add_argument("--jobs", type=int, default=2, help="processes for the baselines (default 2)")
     p.add_argument("--workers", type=int, default=3,
                    help="gunicorn sync workers of each learned policy's service (default 3, for a 2-core machine)")
@@ -338,19 +359,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="decides in flight at once, one connection each (default 4: one more than the workers)")
     p.add_argument("--report", metavar="DIR", help="write the table, JSON and figures here")
     p.set_defaults(func=simulate)
-    p = sub.add_parser("refit", help="refit a model now, in this process (progress on stderr, summary on stdout)")
-    p.add_argument("model", choices=["mf", "segments", "policy"])
+    p = command("refit", "refit a model now, in this process (progress on stderr, summary on stdout)")
+    p.add_argument("model", choices=["mf", "segments", "policy"],
+                   help="mf: the item model; segments: the user segmentation; policy: the engagement model")
     p.set_defaults(func=refit)
-    p = sub.add_parser("export-log", help="write the decision log (newline-delimited JSON) of a time window")
-    p.add_argument("--since", type=_timestamp, help="epoch seconds or ISO 8601 (default: the retention's start)")
-    p.add_argument("--until", type=_timestamp, help="epoch seconds or ISO 8601 (default: now)")
+    p = command("export-log", "write the decision log (newline-delimited JSON) of a time window")
+    p.add_argument("--since", type=_timestamp,
+                   help="epoch seconds or ISO 8601, UTC unless it has an offset (default: the retention's start)")
+    p.add_argument("--until", type=_timestamp, help="epoch seconds or ISO 8601, as --since (default: now)")
     p.add_argument("--now", type=_timestamp, help="the clock that decides which attribution windows have closed")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--include-open", action="store_true",
                    help="also write decisions still inside their attribution window (closed: false)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=export_log)
-    p = sub.add_parser("evaluate", help="off-policy evaluation of candidate policies on a decision-log file")
+    p = command("evaluate", "off-policy evaluation of candidate policies on a decision-log file",
+                "No Redis: it reads the file alone.")
     p.add_argument("--log", required=True, help="a file written by export-log (or GET /v1/decisions/export)")
     p.add_argument("--policy", action="append", required=True,
                    help='candidate policy JSON, e.g. \'{"name": "thompson", "cost": 0.2}\' (repeatable)')
@@ -358,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=_positive, help="clip importance weights at this value")
     p.add_argument("--bootstrap", type=int, default=1000, choices=range(0, 100_001), metavar="N",
                    help="bootstrap replicates (default 1000; 0: no intervals)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap (default 0)")
     p.set_defaults(func=evaluate)
-    experiments_cli.add_parser(sub)
+    experiments_cli.add_parser(sub, REDIS_NOTE)
     args = parser.parse_args(argv)
     if args.command == "simulate" and not args.policy:
         args.policy = ["thompson", "ucb"]

@@ -17,29 +17,31 @@ from bandit_push.errors import BanditPushError
 from bandit_push.store import Store
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``experiments`` and its subcommands on the top-level subparsers."""
-    p = sub.add_parser("experiments", help="create, start, pause, stop, list, show and report A/B experiments")
-    xs = p.add_subparsers(dest="action", required=True)
+def add_parser(sub: Any, redis_note: str | None = None) -> None:
+    """Register ``experiments`` and its subcommands on the top-level subparsers (``redis_note``: which Redis they
+    use, for their --help)."""
+    text = "create, start, pause, stop, list, show and report A/B experiments"
+    p = sub.add_parser("experiments", help=text, description=text[0].upper() + text[1:] + ".", epilog=redis_note)
+    xs = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     c = xs.add_parser("create", help="create a draft from a JSON file or from flags",
                       description="Either --file (the POST /v1/experiments body) or --name with two or more "
                                   "--variant NAME WEIGHT POLICY [setting=value ...]; the first variant is the "
                                   "control. Settings are the policy's (cost, ucb_c, cadence_gap_hours) or "
                                   "guardrail overrides (max_per_day, min_gap_hours, quiet_hours).")
     c.add_argument("--file", help="JSON definition ('-' reads stdin)")
-    c.add_argument("--name")
+    c.add_argument("--name", help="the experiment's name (with --variant)")
     c.add_argument("--variant", nargs="+", action="append", metavar="ARG", default=[],
                    help="NAME WEIGHT POLICY [setting=value ...]")
     c.add_argument("--segment", action="append", help="restrict to this segment (repeatable)")
     c.add_argument("--start", action="store_true", help="start it right away")
     for action in experiments.ACTIONS:
         a = xs.add_parser(action, help=f"{action} an experiment")
-        a.add_argument("id", type=int)
+        a.add_argument("id", type=int, help="the experiment's id")
     xs.add_parser("list", help="every experiment, one line each")
     g = xs.add_parser("get", help="one experiment's definition")
-    g.add_argument("id", type=int)
+    g.add_argument("id", type=int, help="the experiment's id")
     r = xs.add_parser("report", help="per-variant figures, comparisons with control, SRM, guardrails, conclusion")
-    r.add_argument("id", type=int)
+    r.add_argument("id", type=int, help="the experiment's id")
     r.add_argument("--json", action="store_true", help="print the report JSON (as GET .../report) instead")
     p.set_defaults(func=run)
 
