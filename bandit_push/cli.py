@@ -279,11 +279,13 @@ def simulate(args: argparse.Namespace) -> int:
     from bandit_push.sim.population import Population
 
     with embedded.session(Settings.from_env(), "simulate", _say) as (settings, _store):
+        settings = settings.replace(seed=args.seed)  # the service's draws too: the same seed gives the same table
         params = SimParams(users=args.users, days=args.days, warmup_days=args.warmup_days, seed=args.seed, mix=args.mix)
         pop = Population(params)
-        print(f"population: {params.users} users ({params.mix}, seed {params.seed}), {len(pop.ev_ts)} organic events, "
-              f"{len(pop.opp_ts)} push opportunities over {params.days} days after {params.warmup_days} days of warm-up",
-              flush=True)
+        population = (f"population: {params.users} users ({params.mix}, seed {params.seed}), {len(pop.ev_ts)} organic "
+                      f"events, {len(pop.opp_ts)} push opportunities over {params.days} days after "
+                      f"{params.warmup_days} days of warm-up")
+        print(population, flush=True)
         t = time.perf_counter()
         base = evaluate.run_baselines(pop, settings, jobs=args.jobs)
         print(f"{len(base)} baselines (local replica of the cadence policy) in {time.perf_counter() - t:.1f} s", flush=True)
@@ -311,8 +313,10 @@ def simulate(args: argparse.Namespace) -> int:
             truth = {label: evaluate.truth_by_context(pop, settings, {seg["segment"]: list(seg["true_types"].values())
                                                                       for seg in segs if seg.get("true_types")})
                      for label, segs in learned.items()}
-            paths = report.write(args.report, rows, table, learned_results + base + [orc], learned, truth)
-            print("report: " + ", ".join(paths))
+            about = [population, f"learned policies: {', '.join(r.label for r in learned_results)} (seed {args.seed})",
+                     f"best fixed cadence: {best_fixed.label}", orc.label]
+            paths = report.write(args.report, rows, table, learned_results + base + [orc], learned, truth, about)
+            print(f"report: {paths[0]} (and " + ", ".join(os.path.basename(p) for p in paths[1:]) + ")")
     return 0
 
 
@@ -353,11 +357,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="a policy name or its JSON, e.g. thompson or '{\"name\": \"ucb\", \"ucb_c\": 0.5}'; repeatable "
                         "(default: thompson and ucb)")
     p.add_argument("--jobs", type=int, default=2, help="processes for the baselines (default 2)")
-    p.add_argument("--workers", type=int, default=3,
-                   help="gunicorn sync workers of each learned policy's service (default 3, for a 2-core machine)")
-    p.add_argument("--connections", type=int, default=4,
-                   help="decides in flight at once, one connection each (default 4: one more than the workers)")
-    p.add_argument("--report", metavar="DIR", help="write the table, JSON and figures here")
+    p.add_argument("--workers", type=int, default=1,
+                   help="gunicorn sync workers of each learned policy's service (default 1; more run faster on more "
+                        "cores, but then the requests' order, and so the table, varies from run to run)")
+    p.add_argument("--connections", type=int, default=1,
+                   help="decides in flight at once, one connection each (default 1, so that the same seed gives the "
+                        "same table; more, with more --workers, may run faster on more cores, not reproducibly)")
+    p.add_argument("--report", metavar="DIR", help="write report.html (the table, the figures, how to read them), "
+                   "table.md and results.json here")
     p.set_defaults(func=simulate)
     p = command("refit", "refit a model now, in this process (progress on stderr, summary on stdout)")
     p.add_argument("model", choices=["mf", "segments", "policy"],

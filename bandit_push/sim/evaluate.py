@@ -224,35 +224,54 @@ def segment_types(pop: Population, store: Any) -> dict[str, list[int]]:
     return out
 
 
+#: expected net value per user below which a policy is "about zero": a ratio to it means nothing (a best fixed
+#: cadence earning +0.005 made -6.855 read as "-1497x best fixed"), so the table marks such ratios n/m
+NEAR_ZERO = 0.01
+
+
+def _ratio_to(x: float, base: float) -> float | None:
+    return x / base if base >= NEAR_ZERO else None
+
+
 def summarise(results: list[Result], oracle_result: Result) -> tuple[list[dict[str, Any]], Result]:
-    """Table rows with the ratios of expected net value to the best fixed cadence's and to the oracle's."""
+    """Table rows: expected net value per user against the best fixed cadence's (a difference, always meaningful,
+    and a ratio) and the oracle's (a ratio); a ratio is None when its base is below :data:`NEAR_ZERO` per user."""
     fixed = [r for r in results if r.label.startswith("every ")]
     best_fixed = max(fixed, key=lambda r: r.expected)
+    best, top = best_fixed.expected / best_fixed.users, oracle_result.expected / oracle_result.users
     rows = []
     for r in results + [oracle_result]:
         row = r.row()
-        row["vs_best_fixed"] = r.expected / best_fixed.expected if best_fixed.expected > 0 else float("nan")
-        row["vs_oracle"] = r.expected / oracle_result.expected if oracle_result.expected > 0 else float("nan")
+        row["minus_best_fixed"] = row["expected_per_user"] - best
+        row["vs_best_fixed"] = _ratio_to(row["expected_per_user"], best)
+        row["vs_oracle"] = _ratio_to(row["expected_per_user"], top)
         rows.append(row)
     return rows, best_fixed
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    head = ("policy", "sends/user/day", "CTR", "conv.", "unsub users", "unsub/send", "net value/user",
-            "expected/user", "x best fixed", "x oracle")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([
-            r["policy"], f"{r['sends_per_user_day']:.2f}", f"{100 * r['ctr']:.2f}%", f"{100 * r['conversion']:.2f}%",
+HEAD = ("policy", "sends/user/day", "CTR", "conv.", "unsub users", "unsub/send", "net value/user", "expected/user",
+        "- best fixed", "x best fixed", "x oracle")
+
+
+def table_cells(r: dict[str, Any]) -> list[str]:
+    """One row's cells, in the order of :data:`HEAD` (the Markdown table's and the HTML report's)."""
+    return [r["policy"], f"{r['sends_per_user_day']:.2f}", f"{100 * r['ctr']:.2f}%", f"{100 * r['conversion']:.2f}%",
             f"{100 * r['unsub_users']:.1f}%", f"{100 * r['unsub_per_send']:.3f}%", f"{r['value_per_user']:+.3f}",
-            f"{r['expected_per_user']:+.3f}", _ratio(r["vs_best_fixed"]), _ratio(r["vs_oracle"])]) + " |")
+            f"{r['expected_per_user']:+.3f}", f"{r['minus_best_fixed']:+.3f}", _ratio(r["vs_best_fixed"]),
+            _ratio(r["vs_oracle"])]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def _ratio(x: float) -> str:
-    """A ratio, or n/a when the reference earned nothing or lost (a ratio to a loss means nothing)."""
-    return "n/a" if math.isnan(x) else f"{x:.2f}"
+def _ratio(x: float | None) -> str:
+    """A ratio, or n/m (not meaningful) when its base earned about nothing or lost (a ratio to a loss means nothing)."""
+    return "n/m" if x is None else f"{x:.2f}"
 
 
-__all__ = ["WORKERS", "CONNECTIONS", "Baseline", "baselines", "run_baseline", "run_baselines", "oracle", "run_learned",
-           "truth_by_context", "segment_types", "summarise", "format_table", "HOUR"]
+__all__ = ["WORKERS", "CONNECTIONS", "NEAR_ZERO", "HEAD", "Baseline", "baselines", "run_baseline", "run_baselines",
+           "oracle", "run_learned", "truth_by_context", "segment_types", "summarise", "table_cells", "format_table",
+           "HOUR"]

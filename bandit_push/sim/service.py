@@ -15,7 +15,7 @@ from typing import Any
 
 from bandit_push import popular, refit
 from bandit_push.client import Client, Unreachable
-from bandit_push.config import Settings
+from bandit_push.config import KEYS_WARNED_ENV, Settings
 from bandit_push.errors import NotFound
 from bandit_push.policies import from_config
 from bandit_push.store import Store
@@ -61,6 +61,7 @@ class Service:
                    BANDIT_PUSH_MIN_GAP_HOURS=repr(s.min_gap_hours), **policy_env(s, self.policy), **self.extra_env)
         if s.seed is not None:
             env["BANDIT_PUSH_SEED"] = str(s.seed)
+        env[KEYS_WARNED_ENV] = "1"  # a keyless service on loopback for this run only: nothing to warn about
         cmd = [sys.executable, "-m", "gunicorn", "-c", "python:bandit_push_api.gunicorn_conf", "--workers", str(self.workers),
                "--threads", str(self.threads),
                "--worker-class", "gthread" if self.threads > 1 else "sync", "--bind", f"127.0.0.1:{self.port}",

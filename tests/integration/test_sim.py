@@ -126,9 +126,17 @@ def test_simulate_command_end_to_end_writes_the_report(tmp_path, settings, capsy
     argv = ["simulate", "--users", "25", "--days", "2", "--warmup-days", "2", "--seed", "3", "--jobs", "1",
             "--policy", "thompson", "--report", str(out)]
     monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    assert cli.main(argv) == 0
-    printed = capsys.readouterr().out
+    tables = []
+    for _ in range(2):  # the same seed gives the same table: the service's draws are seeded from it too
+        assert cli.main(argv) == 0
+        printed = capsys.readouterr().out
+        tables.append([line for line in printed.splitlines() if line.startswith("|")])
     assert "| thompson |" in printed and "| every 48h+quiet |" in printed and "oracle (" in printed
+    assert tables[0] == tables[1] and len(tables[0]) == 2 + 1 + 20 + 1
+    page = (out / "report.html").read_text()  # what a growth team opens: how to read it, the table, the figures
+    assert "How to read this" in page and "<td>thompson</td>" in page
+    for figure in ("cumulative_value.png", "send_rate_by_segment.png", "learned_vs_truth.png"):
+        assert f'<img src="{figure}"' in page and (out / figure).exists()
     res = json.loads((out / "results.json").read_text())
     segs = res["learned"]["thompson"]
     members = sum(sum(s.get("true_types", {}).values()) for s in segs)
