@@ -73,8 +73,8 @@ _KINDS = {"Cc": "a control character", "Cf": "a format character", "Co": "a priv
 
 
 def timestamp(value: Any, field: str, default: float | None = None) -> float:
-    """Epoch seconds or an ISO 8601 string with a UTC offset, inside the window of the settings
-    ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead)."""
+    """Epoch seconds or an ISO 8601 string with a UTC offset (one without is refused), inside the window of the
+    settings ``timestamp_min`` and ``timestamp_max_ahead_days`` (default: 2000-01-01 to a year ahead)."""
     if value is None:
         if default is None:
             raise InvalidArgument(f"field {field} is required", field=field, code="missing_field")
@@ -91,8 +91,9 @@ def timestamp(value: Any, field: str, default: float | None = None) -> float:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
         except ValueError:
             raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+        if dt.tzinfo is None:  # read as UTC it would silently shift a gateway's local time: say so instead
+            raise InvalidArgument(f"{field} must carry a UTC offset (Z or +01:00, e.g. 2026-11-23T17:30:00Z): "
+                                  f"{value!r} has none", field=field)
         ts = dt.timestamp()
     else:
         raise InvalidArgument(f"{field} must be epoch seconds or an ISO 8601 timestamp", field=field)

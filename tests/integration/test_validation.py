@@ -96,6 +96,8 @@ CASES = [
            field="now"),
     decide({"user_id": "a", "now": "2000-01-01T00:30:00+01:00"}, id="now-offset-before-2000",
            error="timestamp_out_of_range", field="now"),
+    decide({"user_id": "a", "now": "2025-11-23T17:30:00"}, id="now-iso-without-offset", field="now"),
+    decide({"user_id": "a", "now": "2025-11-23"}, id="now-date-without-offset", field="now"),
     decide({"user_id": "a", "now": True}, id="now-bool", field="now"),
     decide({"user_id": "a", "now": {"s": 1}}, id="now-object", field="now"),
     decide('{"user_id": "a", "now": ' + HUGE_INT + "}", id="now-huge-int", error="timestamp_out_of_range", field="now"),
