@@ -39,7 +39,7 @@ from scipy.special import gammaln
 
 from bandit_push import models
 from bandit_push.config import EVENT_TYPES, Settings
-from bandit_push.errors import NotFound
+from bandit_push.errors import NoData, NotFound
 from bandit_push.schema import USER
 from bandit_push.store import Store
 
@@ -179,8 +179,7 @@ def refit(store: Store, settings: Settings, chunks: Iterable[list[tuple[str, lis
     d = read(chunks, settings, now)
     n = len(d["e"])
     if n < 20:
-        raise NotFound(f"no engagement model yet: {n} users have been pushed (20 needed)", field="name",
-                       code="no_data")
+        raise NoData(f"no engagement model yet: {n} users have been pushed (20 needed)", field="name")
     progress(0.5, "fit")
     held = np.array([zlib.crc32(u.encode()) % 5 == 0 for u in d["ids"]]) if n >= 100 else np.zeros(n, dtype=bool)
     cols = ("e", "x", "x1", "x2")

@@ -212,7 +212,8 @@ def test_refit_errors(client, store, settings):
 def test_a_refit_with_nothing_to_fit_finishes_and_says_so(client, store, settings, worker_env):
     """No data yet is the state of every fresh deployment, not a failure: the job finishes at once with a
     result naming the reason, and is not retried."""
-    for name, reason in (("mf", "no item interactions"), ("segments", "no user has enough history")):
+    for name, reason in (("mf", "no item interactions"), ("segments", "no user has enough history"),
+                         ("policy", "no engagement model yet")):
         job_id = client.post(f"/v1/models/{name}/refit").get_json()["job_id"]
         work(store)
         job = client.get(f"/v1/jobs/{job_id}").get_json()
