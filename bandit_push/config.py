@@ -28,6 +28,9 @@ SCOPES: tuple[str, ...] = ("admin", "gateway", "read")
 POLICY_NAMES: tuple[str, ...] = ("thompson", "ucb", "cadence", "holdout")
 #: The earliest timestamp accepted by default: 2000-01-01T00:00:00Z.
 TIMESTAMP_MIN = 946684800.0
+#: the largest value of each policy setting that enters the decide script's arithmetic (``cost`` is only compared)
+POLICY_SETTING_MAX = {"ucb_c": 1e3, "pool_events": 1e6, "pacing": 1.0, "pacing_caution": 100.0, "thompson_scale": 1e3,
+                      "cadence_gap_hours": 87600.0}
 #: set in the environment once a process has warned that no API key is configured, so that the processes it
 #: starts (gunicorn's master, its workers) do not each repeat the warning
 KEYS_WARNED_ENV = "BANDIT_PUSH_KEYS_WARNED"
@@ -229,6 +232,11 @@ class Settings:
         for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events", "pacing", "pacing_caution"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
+        # the policy settings an experiment variant may set too: bounded, so that none overflows to infinity in
+        # the decide script's constants or arithmetic (a cadence of 1e308 h made every decide fail)
+        for name, hi in POLICY_SETTING_MAX.items():
+            if not getattr(self, name) <= hi:
+                raise bad(name, f"must be at most {hi:g}")
         for name in ("max_per_day", "default_k", "max_k", "max_body_bytes", "max_batch", "max_id_length",
                      "popular_window_days", "popular_size", "interaction_retention_days", "export_batch",
                      "recs_size", "quality_users", "refit_timeout_s", "segment_count", "segment_min_events",

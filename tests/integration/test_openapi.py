@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from bandit_push_api import validation
-from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
+from bandit_push.config import EVENT_TYPES, OUTCOMES, POLICY_SETTING_MAX, Settings
 from bandit_push.errors import InvalidArgument
 
 DOC_URI = "urn:bandit-push:openapi"
@@ -169,6 +169,8 @@ def test_policy_schema_names_every_policy_setting(doc):
         assert {"$ref": config["discriminator"]["mapping"][name]} in config["oneOf"]
         assert one["properties"]["name"]["enum"] == [name] and one["additionalProperties"] is False
         assert set(one["properties"]) == set(policy.defaults) | {"name"}, name
+        for k in policy.defaults:  # bounded as the settings are (none may overflow in the decide script)
+            assert one["properties"][k].get("maximum") == POLICY_SETTING_MAX.get(k), (name, k)
 
 
 def _examples(node: Any, loc: tuple[str | int, ...] = ()):
@@ -508,6 +510,10 @@ EXPERIMENT_REQUESTS = [
                                  {"name": "b", "policy": {"name": "ucb"}}]}, False),
     ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson", "cost": "x"}},
                                  {"name": "b", "policy": {"name": "ucb"}}]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson"}},  # overflowed the decide script
+                                 {"name": "b", "policy": {"name": "cadence", "cadence_gap_hours": 1e308}}]}, False),
+    ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson"}},
+                                 {"name": "b", "policy": {"name": "cadence", "cadence_gap_hours": 87600}}]}, True),
     ({**EXPERIMENT, "variants": [{"name": "a b", "policy": {"name": "thompson"}},
                                  {"name": "b", "policy": {"name": "ucb"}}]}, False),
     ({**EXPERIMENT, "variants": [{"name": "a", "policy": {"name": "thompson"}, "guardrails": {"max_per_day": 0}},
