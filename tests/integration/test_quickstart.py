@@ -32,7 +32,7 @@ def readme_transcript() -> str:
 def test_the_readme_shows_what_the_quickstart_script_prints(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(BANDIT_PUSH_DATA_DIR=str(tmp_path / "data"), BANDIT_PUSH_SEED="1")
+    env.update(BANDIT_PUSH_DATA_DIR=str(tmp_path / "data"), BANDIT_PUSH_SEED="3")
     serve = subprocess.Popen([sys.executable, "-m", "bandit_push.cli", "serve", "--port", str(port), "--workers", "1"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
