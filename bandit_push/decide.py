@@ -25,6 +25,7 @@ from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.engagement import ENGAGED, EngagementParams
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
+from bandit_push.models import ModelCache
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.schema import ARM, USER
 from bandit_push.sendtime import SendTimes
@@ -197,6 +198,7 @@ class DecisionEngine:
         self._lock = threading.Lock()
         self._um, self._um_at = "", -math.inf
         self.send_times = SendTimes(store, settings, self.policy)
+        self._models = ModelCache()  # the engagement model, reloaded only when its version moves
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
         keys = store.keys  # the keys every decide names, whoever the user
         self._shared_keys = (keys.arms(DEFAULT_SPACE), keys.popular_top(), keys.segment_sizes(),
@@ -208,7 +210,7 @@ class DecisionEngine:
         t = time.monotonic()
         if t - self._um_at >= self.settings.snapshot_seconds:
             # (the snapshot before its time: a concurrent decide reads the previous one, never none)
-            self._um = EngagementParams.serving(self.store).argument()
+            self._um = EngagementParams.serving(self.store, self._models).argument()
             self._um_at = t
         return self._um
 

@@ -63,16 +63,17 @@ class EngagementParams:
         return " ".join("%.17g" % x for x in (self.kappa, *self.b))
 
     @classmethod
-    def serving(cls, store: Store) -> "EngagementParams":
-        version = models.current(store, MODEL)
-        if version is None:
-            return cls()
+    def serving(cls, store: Store, cache: models.ModelCache | None = None) -> "EngagementParams":
+        """The serving version's parameters (the defaults before the first fit); with ``cache``, loaded only when
+        the version pointer moved."""
         try:
-            stored = models.load(store, MODEL, version)
+            stored = (cache or models.ModelCache()).get(store, MODEL)
         except (NotFound, ValueError):
             return cls()
+        if stored is None:
+            return cls()
         p = [float(x) for x in stored.arrays["params"]]
-        return cls(p[0], (p[1], p[2], p[3]), version)
+        return cls(p[0], (p[1], p[2], p[3]), stored.version)
 
 
 def organic(values: list, now: float) -> tuple[float, float]:
