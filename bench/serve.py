@@ -4,7 +4,7 @@ Usage:
     .venv/bin/python bench/serve.py [--redis-url URL] [--duration 15] [--repeats 3] [--connections 4,16]
                                     [--threads 2] [--configs sync:4] [--trial-duration 4]
                                     [--users 100000] [--segments 50] [--prefix bpbench:]
-                                    [--out bench/out/serve.json] [--keep]
+                                    [--out bench/out/serve.json] [--keep] [--memory-only]
 
 Needs wrk on PATH (Debian/Ubuntu: ``apt-get update && apt-get install -y wrk``; macOS: ``brew install wrk``)
 and a real Redis: ``--redis-url``, else ``REDIS_URL``, else redis://127.0.0.1:6379/15. Keys go under
@@ -57,13 +57,14 @@ import redis
 
 from bandit_push import interactions
 from bandit_push.config import Settings
+from bandit_push.schema import USER
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 from population import Plan, populate, saturate, user_id  # noqa: E402
 from serving import REPO, Clock, Server, combine, parse_config, round_trips, run_wrk  # noqa: E402
 
-TARGETS = {"user_bytes": 1024, "decision_bytes": 400, "interaction_bytes": 24,
+TARGETS = {"user_bytes": 1024, "user_evidence_bytes": 48, "decision_bytes": 400, "interaction_bytes": 24,
            "throughput_ratio": 0.5, "decide_p99_ms": 20.0, "bare_p99_ms": 10.0}
 LOG = REPO / "bench" / "out" / "gunicorn.log"
 
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         res["memory"] = memory(store, plan, pop["decision_sample"], args.sample, mem_before)
         res["memory"].update(heavy_users(store, plan, args.heavy))
         store.close()
+        if args.memory_only:  # the memory figures do not depend on a quiet machine; serving's do
+            print_memory(res["memory"])
+            return 0
         clock = Clock(plan.t_end + 4 * 86400)  # after the heavy users' three days of pushes
 
         res["trials"], res["config"] = pick_config(configs, args, r, levels[-1], clock)
@@ -146,6 +150,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "serve.json"))
     p.add_argument("--keep", action="store_true", help="leave the benchmark's keys in Redis")
+    p.add_argument("--memory-only", action="store_true", help="populate and print the memory figures; no serving")
     return p.parse_args(argv)
 
 
@@ -223,6 +228,26 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(int(q * len(xs)), len(xs) - 1)] if xs else 0.0
 
 
+def _evidence_bytes(r: redis.Redis, users: list[str]) -> dict:
+    """What per-user evidence (the user hash's ``pe``) costs at rest: each sampled hash that has it against a copy
+    without it (COPY, HDEL, so Redis makes the same encoding choice), under a key name of the same length."""
+    field = USER["evidence"]
+    diffs, episodes = [], 0
+    for k in users:
+        raw = r.hget(k, field)
+        if raw is None:
+            continue
+        episodes += len(raw.split()) == 5  # an open Thompson episode: "t E X u m"
+        tmp = "\x7f" + k[1:]
+        r.copy(k, tmp, replace=True)
+        r.hdel(tmp, field)
+        diffs.append((r.memory_usage(k, samples=0) or 0) - (r.memory_usage(tmp, samples=0) or 0))
+        r.delete(tmp)
+    return {"user_evidence_bytes": sum(diffs) / max(len(diffs), 1), "user_evidence_bytes_max": max(diffs, default=0),
+            "user_evidence_share": len(diffs) / max(len(users), 1),
+            "user_evidence_episode_share": episodes / max(len(diffs), 1)}
+
+
 def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_before: int) -> dict:
     """Bytes per user hash, decision record and interaction, as Redis reports them."""
     r, keys = store.redis, store.keys
@@ -260,7 +285,7 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
     log_ids = sum(len((r.get(k) or "").split()) for k in log_keys)
     info = r.info("memory")
     n_ix = ix_len / 13
-    return {
+    return {**_evidence_bytes(r, users[:500]),
         "user_bytes": sum(u_mem) / len(u_mem), "user_sample": len(u_mem),
         "user_bytes_p50": _pct(u_mem, 0.5), "user_bytes_p99": _pct(u_mem, 0.99),
         "user_encodings": {e: {"share": len(v) / len(u_mem), "bytes": sum(v) / len(v)} for e, v in by_enc.items()},
@@ -315,6 +340,8 @@ def verdict(res: dict) -> dict:
                           "< 20 ms (bare p99 < 10 ms)" if calm else "< 20 ms — no level had bare p99 < 10 ms"),
         "round_trips_per_decide": (rt, abs(rt - 1.0) < 1e-9, "= 1"),
         "user_bytes": (m["user_bytes"], m["user_bytes"] <= TARGETS["user_bytes"], "<= 1024 B"),
+        "user_evidence_bytes": (m["user_evidence_bytes"], m["user_evidence_bytes"] <= TARGETS["user_evidence_bytes"],
+                                "<= 48 B (mean, like user_bytes)"),
         "decision_bytes": (m["decision_bytes"], m["decision_bytes"] <= TARGETS["decision_bytes"], "<= 400 B"),
         "interaction_bytes": (m["interaction_bytes"], m["interaction_bytes"] <= TARGETS["interaction_bytes"],
                               "<= 24 B"),
@@ -359,7 +386,14 @@ def print_report(res: dict) -> None:
     print(f"\n== round trips (MONITOR): {rt['ok']} decides, app connections sent {rt['app_commands']} -> "
           f"{rt['round_trips_per_decide']:.2f} per decide; Lua-internal calls {rt['lua_internal_calls_per_decide']:.1f}"
           f" per decide (inside Redis, not round trips)")
-    m = res["memory"]
+    print_memory(res["memory"])
+    v = res["verdict"]
+    print(f"\n== targets (serving read at -c {v['at_connections']}, the highest level with bare p99 < 10 ms; "
+          f"decide p99 / bare p99 {v['p99_ratio']:.2f})")
+    _print_targets(v)
+
+
+def print_memory(m: dict) -> None:
     enc = ", ".join(f"{e} {v['share']:.0%} at {v['bytes']:.0f} B" for e, v in m["user_encodings"].items())
     print(f"\n== memory (Redis {m['used_memory_human']} used)")
     print(f"   user (hash + :pushed + :recs): mean {m['user_bytes']:.0f} B, p50 {m['user_bytes_p50']}, p99 {m['user_bytes_p99']} "
@@ -369,6 +403,9 @@ def print_report(res: dict) -> None:
           f"items (in the user's :pushed key, counted in the user's bytes)")
     print(f"      precomputed items (:recs, {m['user_recs_share']:.0%} of users have one): "
           f"mean {m['user_recs_bytes']:.0f} B, counted in the user's bytes")
+    print(f"      per-user evidence (pe): {m['user_evidence_bytes']:.1f} B on average, max {m['user_evidence_bytes_max']} B, "
+          f"on {m['user_evidence_share']:.0%} of the sampled users ({m['user_evidence_episode_share']:.0%} of them "
+          f"in an open Thompson episode)")
     if "heavy_user_bytes" in m:
         print(f"   heavy users (pushed to the guardrails' limit for 3 days): mean {m['heavy_user_bytes']:.0f} B, "
               f"max {m['heavy_user_bytes_max']} B, {m['heavy_pi_items']:.1f} recently pushed items each")
@@ -380,11 +417,11 @@ def print_report(res: dict) -> None:
           f"({m['interaction_days_compacted']} days, {m['compact_s']:.2f} s); {m['interaction_bytes_appended']:.1f} B "
           f"as appended (an open day)")
     print(f"   server used_memory grew {m['used_memory_delta_per_user']:.0f} B per user (all keys, server-wide)")
-    v = res["verdict"]
-    print(f"\n== targets (serving read at -c {v['at_connections']}, the highest level with bare p99 < 10 ms; "
-          f"decide p99 / bare p99 {v['p99_ratio']:.2f})")
+
+
+def _print_targets(v: dict) -> None:
     units = {"throughput_ratio": "", "decide_p99_ms": " ms", "round_trips_per_decide": "",
-             "user_bytes": " B", "decision_bytes": " B", "interaction_bytes": " B"}
+             "user_bytes": " B", "user_evidence_bytes": " B", "decision_bytes": " B", "interaction_bytes": " B"}
     for name, t in v["targets"].items():
         print(f"   {name:<24} {t['value']:9.2f}{units[name]:<3}  target {t['target']:<28} "
               f"{'ok' if t['ok'] else 'MISSED'}")
