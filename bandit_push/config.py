@@ -150,7 +150,7 @@ class Settings:
     policy_refit_minutes: float = 60.0     #: the engagement model (per-user evidence's prior) refits at this interval
     user_evidence: bool = True             #: the user's engagement multiplier scales their net value (engagement.py)
     thompson_episodes: bool = True         #: Thompson sampling holds one draw per user and push episode
-    snapshot_seconds: float = 5.0          #: a serving process rereads shared, slowly-changing state this often
+    snapshot_seconds: float = 5.0          #: a serving process rereads shared, slowly-changing state this often (0: every decide)
     segment_count: int = 6                 #: behavioural segments the clustering makes
     segment_min_events: int = 3            #: users with fewer shopping events stay in segment ``new``
 
@@ -216,11 +216,10 @@ class Settings:
                      "redis_timeout_s", "cadence_gap_hours", "pacing_window_hours", "thompson_scale"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
-        for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours", "policy_refit_minutes",
-                     "snapshot_seconds"):
+        for name in ("model_grace_hours", "mf_refit_hours", "segments_refit_hours", "policy_refit_minutes"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be > 0")
-        for name in ("mf_regularization", "mf_popular_blend", "mf_threads", "mf_seed"):
+        for name in ("mf_regularization", "mf_popular_blend", "mf_threads", "mf_seed", "snapshot_seconds"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         for name in ("mf_alpha", "mf_half_life_days", "mf_popular_half_life_days"):
