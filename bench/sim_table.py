@@ -54,13 +54,15 @@ def one(mix: str, seed: int, days: int, users: int, base: Settings, in_process: 
            "best_fixed_unsub_per_send": best.outcomes["unsubscribed"] / max(best.sends, 1),
            "oracle": orc.label, "oracle_per_user": orc.expected / users,
            "oracle_unsub_per_send": orc.outcomes["unsubscribed"] / max(orc.sends, 1),
+           "oracle_per_day": (orc.day_expected / users).round(5).tolist(),
            "seconds": time.perf_counter() - t}
     for (way, r), row in zip(learned.items(), rows):
         out[way] = {"per_user": row["expected_per_user"], "vs_oracle": row["vs_oracle"],
                     "minus_best_fixed": row["minus_best_fixed"], "vs_best_fixed": row["vs_best_fixed"],
                     "unsub_per_send": row["unsub_per_send"], "sends_per_user_day": row["sends_per_user_day"],
                     "per_type": (r.type_expected / r.type_users).round(4).tolist(),
-                    "per_type_sends_day": (r.type_sends / r.type_users / days).round(3).tolist()}
+                    "per_type_sends_day": (r.type_sends / r.type_users / days).round(3).tolist(),
+                    "per_day": (r.day_expected / users).round(5).tolist()}
     return out
 
 

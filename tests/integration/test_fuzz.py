@@ -58,7 +58,10 @@ def test_schemathesis_finds_nothing_with_every_check_and_phase(keyed_server, tmp
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", f"{keyed_server}/openapi.json",
            "--checks", "all", "--exclude-checks", "positive_data_acceptance",  # (fuzz_checks' variant runs instead)
            "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", str(MAX_EXAMPLES), "--seed", "1",
-           "--workers", "2", "--generation-database", "none", "--no-color", "-H", f"Authorization: Bearer {ADMIN}"]
+           "--workers", "2", "--generation-database", "none", "--no-color", "-H", f"Authorization: Bearer {ADMIN}",
+           # hypothesis's too_slow check times the generation of data, not the service: on a loaded 2-core machine
+           # it failed the fuzzing phase with every one of 1,455 cases passing
+           "--suppress-health-check", "too_slow"]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     summary = done.stdout[done.stdout.find("WARNINGS"):]
     print(summary)
