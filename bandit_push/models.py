@@ -58,10 +58,10 @@ def publish(store: Store, name: str, arrays: dict[str, np.ndarray], meta: dict[s
     full = {**meta, "name": name, "version": version, "published_at": now, "arrays": shapes}
     pipe.hset(key, MODEL["meta"], json.dumps(full, allow_nan=False))  # served as is: strict JSON
     pipe.execute()
-    flip = store.redis.pipeline(transaction=True)
-    flip.zadd(keys.model_versions(name), {version: now})
-    flip.hset(keys.model_current(), name, version)
-    flip.execute()
+    # listed first, then served: two slots on a cluster, so two writes in order (no MULTI); a crash between them
+    # leaves a listed version that never served, which collect_garbage removes once a successor is past the grace
+    store.redis.zadd(keys.model_versions(name), {version: now})
+    store.redis.hset(keys.model_current(), name, version)
     collect_garbage(store, name, now)
     return version
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -153,19 +154,38 @@ def refit(store: Store, settings: Settings, progress: Callable[[float, str], Non
 
 def set_segments(store: Store, assignments: Iterable[tuple[str, str]], expect: str = "",
                  batch: int = 1000) -> int:
-    """Write each user's segment (and the sizes) in pipelined batches; returns how many changed.
+    """Write each user's segment in pipelined batches, then the sizes (one HINCRBY per segment and batch: they have
+    a slot of their own on a cluster); returns how many changed.
 
     With ``expect``, a user is moved only if still in that segment (a refit may have moved them).
     """
     keys = store.keys
-    changed, n = 0, 0
-    pipe = store.redis.pipeline(transaction=False)
+    pipe, changed = store.redis.pipeline(transaction=False), 0
+    todo: list[str] = []  # the segment of each queued move
+
+    def flush() -> int:
+        sizes: Counter[str] = Counter()
+        moved = 0
+        for seg, left in zip(todo, pipe.execute()):
+            if left:  # moved: the sizes follow, one HINCRBY per segment (the sizes have a slot of their own)
+                sizes[left] -= 1
+                sizes[seg] += 1
+                moved += 1
+        todo.clear()
+        if any(sizes.values()):
+            write = store.redis.pipeline(transaction=False)
+            for name, n in sizes.items():
+                if n:
+                    write.hincrby(keys.segment_sizes(), name, n)
+            write.execute()
+        return moved
+
     for uid, seg in assignments:
-        store.set_segment_script(keys=[keys.user(uid), keys.segment_sizes()], args=[seg, expect], client=pipe)
-        n += 1
-        if n % batch == 0:
-            changed += sum(int(x) for x in pipe.execute())
-    changed += sum(int(x) for x in pipe.execute())
+        store.set_segment_script(keys=[keys.user(uid)], args=[seg, expect], client=pipe)
+        todo.append(seg)
+        if len(todo) >= batch:
+            changed += flush()
+    changed += flush()
     return changed
 
 

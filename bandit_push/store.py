@@ -1,19 +1,60 @@
-"""The Redis store: one client per process, the Lua library (bandit_push/lua) registered once on it."""
+"""The Redis store: one client per process, the Lua library (bandit_push/lua) registered once on it.
+
+``REDIS_URL`` may name a single Redis or any node of a Redis Cluster: :meth:`Store.connect` asks the server
+(``INFO cluster``) and builds redis-py's ``RedisCluster`` on a cluster, which routes each command by its keys'
+slot (FCALL and EVALSHA by their KEYS), splits multi-key commands and non-transactional pipelines by node, and
+sends FUNCTION LOAD/DELETE/LIST and SCRIPT LOAD to every primary. RQ's jobs need a plain Redis
+(:meth:`Store.queue`): ``BANDIT_PUSH_QUEUE_URL``, or ``REDIS_URL`` itself when it is not a cluster.
+"""
 from __future__ import annotations
 
 import hashlib
 import logging
 import threading
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from bandit_push import lua
 from bandit_push.config import Settings
+from bandit_push.errors import ConfigError
 from bandit_push.keys import Keys
 
 log = logging.getLogger(__name__)
+
+QUEUE_URL_NEEDED = ("REDIS_URL names a Redis Cluster, which RQ's job queue cannot use: set BANDIT_PUSH_QUEUE_URL to "
+                    "a plain (non-cluster) Redis for the jobs")
+
+
+def is_cluster(url: str, timeout: float = 2.0) -> bool:
+    """Whether the server at ``url`` is a node of a Redis Cluster (``INFO cluster``: ``cluster_enabled:1``)."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return str(client.info("cluster").get("cluster_enabled", 0)) == "1"
+    finally:
+        client.close()
+
+
+def queue_url(settings: Settings, cluster: bool | None = None) -> str:
+    """The plain Redis that holds RQ's jobs: ``queue_url``, else ``redis_url`` unless that is a cluster (then
+    :class:`~bandit_push.errors.ConfigError` naming ``BANDIT_PUSH_QUEUE_URL``). ``cluster``: if already known."""
+    if settings.queue_url:
+        return settings.queue_url
+    if not settings.redis_url:
+        raise ValueError("settings.redis_url is not set; start the embedded redis first")
+    if cluster is None:
+        cluster = is_cluster(settings.redis_url, settings.redis_timeout_s)
+    if cluster:
+        raise ConfigError(QUEUE_URL_NEEDED, field="queue_url")
+    return settings.redis_url
+
+
+def _client(url: str, settings: Settings, cluster: bool, decode: bool) -> Any:
+    options: dict[str, Any] = dict(decode_responses=decode, socket_timeout=settings.redis_timeout_s,
+                                   socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
+    return RedisCluster.from_url(url, **options) if cluster else redis.Redis.from_url(url, **options)
 
 
 class Store:
@@ -29,7 +70,9 @@ class Store:
         self.redis: Any = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
+        self.cluster = isinstance(client, RedisCluster)
         self._binary: Any = None
+        self._queue: Any = None
         self._functions: bool | None = None
         self.library = Library(self)
         commands = {name: Command(self.library, name) for name in lua.COMMANDS}
@@ -51,16 +94,15 @@ class Store:
         """A store on ``settings.redis_url`` (which must be set: see :mod:`bandit_push.embedded`)."""
         if not settings.redis_url:
             raise ValueError("settings.redis_url is not set; start the embedded redis first")
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                      socket_timeout=settings.redis_timeout_s,
-                                      socket_connect_timeout=settings.redis_timeout_s,
-                                      health_check_interval=30)
-        return cls(client, settings)
+        cluster = is_cluster(settings.redis_url, settings.redis_timeout_s)
+        return cls(_client(settings.redis_url, settings, cluster, decode=True), settings)
 
     @property
     def binary(self) -> Any:
         """A client on the same server that returns bytes (for packed interaction chunks; typed Any as
         :attr:`redis` is, since redis-py's annotations say ``bytes | str`` whatever the client decodes)."""
+        if self._binary is None and self.cluster:
+            self._binary = _client(self.settings.redis_url or "", self.settings, True, decode=False)
         if self._binary is None:
             kwargs = dict(self.redis.connection_pool.connection_kwargs)
             kwargs["decode_responses"] = False
@@ -69,10 +111,47 @@ class Store:
         return self._binary
 
     @property
+    def queue(self) -> Any:
+        """A plain Redis client (bytes) for RQ's jobs, on :func:`queue_url`: the store's own server where that is
+        not a cluster and no ``queue_url`` is set (then it is :attr:`binary`)."""
+        if self._queue is None:
+            url = queue_url(self.settings, self.cluster)
+            if url == self.settings.redis_url and not self.cluster:
+                self._queue = self.binary
+            else:
+                self._queue = _client(url, self.settings, False, decode=False)
+        return self._queue
+
+    def primaries(self) -> list[Any]:
+        """A client per primary of a cluster (each a plain ``redis.Redis`` on that node), or ``[self.redis]``:
+        for what each node holds apart (a SCAN's keys, function libraries)."""
+        if not self.cluster:
+            return [self.redis]
+        return [node.redis_connection for node in self.redis.get_primaries()]
+
+    def scan_iter(self, match: str, count: int = 1000, slot_of: str | None = None) -> Iterator[str]:
+        """Every key matching ``match``, on every primary of a cluster (SCAN is per node). ``slot_of``: a key
+        whose slot every match shares (a hash tag): on a cluster only the node serving it is scanned. Keys may
+        come twice (SCAN's guarantee), as on one Redis."""
+        if self.cluster and slot_of is not None:
+            nodes = [self.redis.get_node_from_key(slot_of).redis_connection]
+        else:
+            nodes = self.primaries()
+        for node in nodes:
+            yield from node.scan_iter(match=match, count=count)
+
+    def set_many(self, mapping: dict[str, Any], client: Any = None) -> None:
+        """SET every key of ``mapping`` (no TTL): one MSET on a single Redis, one MSET per slot on a cluster
+        (redis-py's ``mset_nonatomic``, pipelined by node). ``client``: :attr:`binary` for bytes values."""
+        client = self.redis if client is None else client
+        if mapping:
+            (client.mset_nonatomic if self.cluster else client.mset)(mapping)
+
+    @property
     def functions(self) -> bool:
         """Whether the server runs Redis Functions (7.0 and later; asked once)."""
         if self._functions is None:
-            version = str(self.redis.info("server").get("redis_version", "0"))
+            version = str(self.primaries()[0].info("server").get("redis_version", "0"))
             self._functions = int(version.split(".")[0]) >= 7
         return self._functions
 
@@ -87,26 +166,29 @@ class Store:
         deployment never calls it."""
         prefix = self.settings.prefix if prefix is None else prefix
         doomed, deleted = [], 0
-        for key in self.redis.scan_iter(match=f"{prefix}*", count=batch):
+        for key in self.scan_iter(f"{prefix}*", count=batch):
             doomed.append(key)
-            if len(doomed) >= batch:
+            if len(doomed) >= batch:  # (a cluster client splits a multi-key DEL by slot)
                 deleted += self.redis.delete(*doomed)
                 doomed = []
         if doomed:
             deleted += self.redis.delete(*doomed)
         if self.functions and prefix == self.settings.prefix:  # its libraries (server-wide, not in a db)
-            for name in self.libraries():
-                self.redis.function_delete(name)
+            for node in self.primaries():
+                for name in self.libraries(node):
+                    node.function_delete(name)
             self.library.forget()
         return deleted
 
-    def libraries(self) -> list[str]:
-        """The names of this prefix's function libraries on the server (none where it has no Functions)."""
+    def libraries(self, node: Any = None) -> list[str]:
+        """The names of this prefix's function libraries on the server, or on one primary of a cluster (``node``,
+        from :meth:`primaries`; default the first); none where the server has no Functions."""
         if not self.functions:
             return []
+        node = self.primaries()[0] if node is None else node
         tag = self.library_tag()
         names = [(lib if isinstance(lib, dict) else dict(zip(lib[::2], lib[1::2])))["library_name"]
-                 for lib in self.redis.execute_command("FUNCTION", "LIST", "LIBRARYNAME", tag + "*")]
+                 for lib in node.execute_command("FUNCTION", "LIST", "LIBRARYNAME", tag + "*")]
         return [name for name in names if name.startswith(tag)]
 
     def ping(self) -> bool:
@@ -116,6 +198,8 @@ class Store:
         self.redis.close()
         if self._binary is not None:
             self._binary.close()
+        if self._queue is not None and self._queue is not self._binary:
+            self._queue.close()
 
 
 class Library:
@@ -140,14 +224,17 @@ class Library:
         return self._state
 
     def load(self) -> bool:
-        """Load the library if the server lacks it; False if the server refuses."""
-        try:
-            self.store.redis.function_load(lua.library(self.name))
-        except ResponseError as e:
-            if "already exists" in str(e):  # another process of this deployment loaded it
-                return True
-            log.warning("the Lua library stays EVALSHA scripts: FUNCTION LOAD was refused (%s)", e)
-            return False
+        """Load the library on the server, or on every primary of a cluster, where it is missing; False if a
+        server refuses. (Replicas get it from their primary: functions replicate, and survive a failover.)"""
+        code = lua.library(self.name)
+        for node in self.store.primaries():
+            try:
+                node.function_load(code)
+            except ResponseError as e:
+                if "already exists" in str(e):  # another process of this deployment loaded it
+                    continue
+                log.warning("the Lua library stays EVALSHA scripts: FUNCTION LOAD was refused (%s)", e)
+                return False
         return True
 
     def forget(self) -> None:
@@ -161,12 +248,15 @@ class Command:
     FCALL of its function while the library is active (loaded again if the server lost it: a restart, a
     FUNCTION FLUSH, a failover to a replica without it), else, and inside pipelines, EVALSHA of the same code
     through redis-py's ``Script`` (its SHA computed once, reloaded on NOSCRIPT, loaded before a pipeline runs).
+    On a cluster a missing function or script is reloaded on every primary, so a node that lost it (restarted
+    empty, flushed, newly added) recovers on the next direct call.
     """
 
     def __init__(self, library: Library, name: str):
         self.library = library
         self.name = name
         self.script = library.store.redis.register_script(lua.script(name))
+        self._loaded = False  # (on a cluster: SCRIPT LOAD sent to every primary, for pipelines)
 
     @property
     def function(self) -> str | None:
@@ -174,6 +264,17 @@ class Command:
         return f"{self.library.name}_{self.name}" if self.library.active else None
 
     def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
+        store = self.library.store
+        if client is not None and store.cluster:
+            # a cluster pipeline cannot load scripts before it runs (redis-py leaves NOSCRIPT to the caller): it
+            # calls the library's function, loaded on every primary, or an EVALSHA loaded on every primary first
+            function = self.function
+            if function is not None:
+                return client.fcall(function, len(keys), *keys, *args)
+            if not self._loaded:
+                store.redis.script_load(self.script.script)
+                self._loaded = True
+            return client.evalsha(self.script.sha, len(keys), *keys, *args)
         function = self.function if client is None else None
         if function is None:
             return self.script(keys=keys, args=args, client=client)

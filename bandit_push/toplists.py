@@ -112,18 +112,19 @@ def rank(model: recs.Model, settings: Settings, user_vec, items, types) -> tuple
 
 
 def write_lists(store: Store, lists: Iterable[tuple[str, bytes]], batch: int = 1000) -> int:
-    """Write each user's packed list, ``batch`` users per MSET; returns how many."""
+    """Write each user's packed list, ``batch`` users per MSET (on a cluster, per slot: the users' keys are spread
+    over every slot); returns how many."""
     n = 0
     todo: dict[str, bytes] = {}
     for uid, raw in lists:
         todo[store.keys.user_recs(uid)] = raw
         if len(todo) >= batch:
             n += len(todo)
-            store.binary.mset(todo)
+            store.set_many(todo, client=store.binary)
             todo = {}
     if todo:
         n += len(todo)
-        store.binary.mset(todo)
+        store.set_many(todo, client=store.binary)
     return n
 
 

@@ -20,8 +20,10 @@ def put(store: Store, user_id: str, timezone: str | None = None, opted_out: bool
     rule = posix_rule(timezone) if timezone is not None else ""
     oo = "" if opted_out is None else ("1" if opted_out else "0")
     keys = store.keys
-    return bool(store.upsert_user_script(keys=[keys.user(user_id), keys.segment_sizes()],
-                                         args=[timezone or "", rule, oo]))
+    created = bool(store.upsert_user_script(keys=[keys.user(user_id)], args=[timezone or "", rule, oo]))
+    if created:  # only the call that created the user counts it (the sizes have a slot of their own)
+        store.redis.hincrby(keys.segment_sizes(), "new", 1)
+    return created
 
 
 def get(store: Store, settings: Settings, user_id: str, now: float | None = None) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def scan(store: Store, fields: list[str], batch: int = 1000):
     keys = store.keys
     ids: list[str] = []
     seen: set[str] = set()
-    for key in store.redis.scan_iter(match=keys.users_match(), count=1000):
+    for key in store.scan_iter(keys.users_match()):  # every primary of a cluster
         uid = keys.user_of(key)
         if uid is None or uid in seen:  # another per-user key whose suffix ends in a brace, or a repeat
             continue
@@ -91,20 +93,29 @@ def delete(store: Store, user_id: str) -> int:
     """Remove everything stored under the user's id; returns the number of keys (and experiment records) removed.
 
     The user hash (time zone, opt-out, last push, behaviour features, interaction index), the
-    recent-pushes key and the user's precomputed items and fold-in interactions go in one script (the
-    segment's size shrinks with them, and the user's entry in the index -> id list is blanked); the user's event-id
-    markers are found by a SCAN of the user's hash-tagged keys; the user's counters in each experiment
+    recent-pushes key and the user's precomputed items and fold-in interactions go in one script on the user's slot;
+    then the segment's size shrinks by one and the user's entry in the index -> id list is blanked (slots of their
+    own: a crash between the two leaves the size one too high); the user's event-id markers are found by a SCAN
+    of the user's hash-tagged keys (on a cluster, of the one node serving them); the user's counters in each experiment
     (a field of the experiment's per-user hash) are removed, so reports stop counting them. Not removed, because they do not name
     the user: aggregate popularity counts and the interaction records, which carry only the user's
     dense index (the links from it to the id were the user hash and the blanked list entry). Decision records name the user
     and expire after ``decision_ttl_hours``; they are not indexed by user, so they are left to expire.
     """
     keys = store.keys
-    removed = int(store.delete_user_script(keys=[keys.user(user_id), keys.user_pushes(user_id),
-                                                 keys.segment_sizes(), keys.user_recs(user_id),
-                                                 keys.user_recent(user_id), keys.user_ids()]))
+    removed, segment, index = store.delete_user_script(keys=[keys.user(user_id), keys.user_pushes(user_id),
+                                                             keys.user_recs(user_id), keys.user_recent(user_id)])
+    removed = int(removed)
+    if segment:  # only the call that deleted the user hash uncounts it and blanks its id
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.hincrby(keys.segment_sizes(), segment, -1)
+        pipe.llen(keys.user_ids())
+        _, listed = pipe.execute()
+        if index and int(index) < listed:
+            store.redis.lset(keys.user_ids(), int(index), "")
     batch: list[str] = []
-    for key in store.redis.scan_iter(match=keys.user_event_marks(user_id), count=1000):
+    # the markers share the user's hash tag: on a cluster, only the node of the user's slot is scanned
+    for key in store.scan_iter(keys.user_event_marks(user_id), slot_of=keys.user(user_id)):
         batch.append(key)
         if len(batch) >= 500:
             removed += store.redis.unlink(*batch)

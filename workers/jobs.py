@@ -60,7 +60,7 @@ def refit(name: str) -> dict[str, Any]:
         job.save_meta()
 
     # a holder whose worker died (abandoned) or that ended without releasing: the job takes the lock over
-    ended = partial(holder_ended, store.binary, settings.queue) if job is not None else None
+    ended = partial(holder_ended, store.queue, settings.queue) if job is not None else None
     # a job that RQ will run again keeps the lock while it waits, so that the API names it instead of enqueuing another
     keep = job is not None and bool(job.retries_left)
     try:

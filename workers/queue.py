@@ -39,11 +39,11 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
     """
     if name not in refits.REFITS:
         raise NotFound(f"unknown model {name!r}; one of {list(refits.REFITS)}", field="name", code="unknown_model")
-    queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
+    queue = Queue(settings.queue, connection=store.queue, serializer=JSONSerializer)
     job = queue.create_job(jobs.refit, args=(name,), timeout=settings.refit_timeout_s, retry=refit_retry(settings),
                            result_ttl=7 * 86400, failure_ttl=7 * 86400)
     holder, acquired = refit_lock.acquire(store, settings, name, job.id,
-                                          ended=partial(holder_ended, store.binary, settings.queue))
+                                          ended=partial(holder_ended, store.queue, settings.queue))
     if acquired:
         queue.enqueue_job(job)
     return holder, acquired
@@ -52,12 +52,12 @@ def enqueue_refit(store: Store, settings: Settings, name: str) -> tuple[str, boo
 def job_state(store: Store, job_id: str) -> dict[str, Any]:
     """State, timings, progress and result summary (or error) of a job."""
     queue = store.settings.queue
-    job = fetch(store.binary, job_id)
+    job = fetch(store.queue, job_id)
     if job is not None and job.origin != queue:  # another deployment's job (RQ's job ids are not prefixed)
         job = None
     if job is not None and job.get_status() == JobStatus.STARTED:
-        reap_abandoned(store.binary, queue)  # its worker may be dead: report it failed or requeued, not running
-        job = fetch(store.binary, job_id)
+        reap_abandoned(store.queue, queue)  # its worker may be dead: report it failed or requeued, not running
+        job = fetch(store.queue, job_id)
     if job is None:
         raise NotFound(f"job {job_id!r} is unknown or has expired", field="job_id", code="unknown_job")
     status = job.get_status()
@@ -82,7 +82,7 @@ def job_state(store: Store, job_id: str) -> dict[str, Any]:
         out["error"] = info.strip().splitlines()[-1] if info.strip() else str(status)
     elif status == JobStatus.SCHEDULED:  # a retry waiting for its time
         try:
-            out["retry_at"] = ts(ScheduledJobRegistry(queue, connection=store.binary,
+            out["retry_at"] = ts(ScheduledJobRegistry(queue, connection=store.queue,
                                                       serializer=JSONSerializer).get_scheduled_time(job))
         except NoSuchJobError:  # moved to the queue meanwhile
             pass
@@ -91,7 +91,7 @@ def job_state(store: Store, job_id: str) -> dict[str, Any]:
 
 def recent_failures(store: Store, limit: int = 10) -> list[dict[str, Any]]:
     """The states (:func:`job_state`, with their error) of this deployment's latest failed jobs, newest first."""
-    registry = FailedJobRegistry(store.settings.queue, connection=store.binary, serializer=JSONSerializer)
+    registry = FailedJobRegistry(store.settings.queue, connection=store.queue, serializer=JSONSerializer)
     out = []
     for job_id in registry.get_job_ids(0, limit - 1, desc=True):
         try:

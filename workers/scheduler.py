@@ -7,7 +7,6 @@ subclass changes only how a due job is enqueued. Run: ``python -m bandit_push_wo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from redis import Redis
@@ -17,6 +16,8 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 
 from bandit_push.config import Settings
+from bandit_push.errors import ConfigError
+from bandit_push.store import queue_url
 from bandit_push_workers import jobs
 from bandit_push_workers.queue import refit_retry
 from bandit_push_workers.schedule import periodic
@@ -63,10 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--logging-level", default="INFO", help="RQ's logging level (default INFO: one line per "
                         "job registered and enqueued)")
     args = parser.parse_args(argv)
-    url = os.environ.get("REDIS_URL")
-    if not url:
+    settings = Settings.from_env()
+    if not settings.redis_url:
         sys.exit("REDIS_URL is not set")
-    build(Redis.from_url(url), logging_level=args.logging_level).start()
+    try:
+        url = queue_url(settings)  # RQ's jobs: BANDIT_PUSH_QUEUE_URL, or REDIS_URL unless that is a cluster
+    except ConfigError as e:
+        sys.exit(f"bandit-push scheduler: {e.message}")
+    build(Redis.from_url(url), settings, logging_level=args.logging_level).start()
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
--- delete_user: a user's keys, their place in the segment sizes and in the user id list (users.py).
--- KEYS[1] = user hash   KEYS[2] = the user's recent pushes   KEYS[3] = segment sizes
--- KEYS[4] = the user's precomputed items   KEYS[5] = the user's interactions since the MF version (fold-in)
--- KEYS[6] = user id list (by dense index)
--- returns the number of keys removed
+-- delete_user: a user's own keys, all in the user's slot (users.py then updates the segment sizes and the user id
+-- list, which live in slots of their own, with what this returns).
+-- KEYS[1] = user hash   KEYS[2] = the user's recent pushes   KEYS[3] = the user's precomputed items
+-- KEYS[4] = the user's interactions since the MF version (fold-in)
+-- returns {keys removed, the user's segment or '' (no user), the user's dense index or ''}
 --- @include "schema"
 
 local st = redis.call('HMGET', KEYS[1], USER.segment, USER.index)
-if st[1] then redis.call('HINCRBY', KEYS[3], st[1], -1) end
-if st[2] and tonumber(st[2]) < redis.call('LLEN', KEYS[6]) then redis.call('LSET', KEYS[6], st[2], '') end
-return redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+local removed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return {removed, st[1] or '', st[2] or ''}
