@@ -27,18 +27,50 @@ def pytest_addoption(parser):
                           "(pure unit tests, and tests that start a redis-server or an embedded Redis of their own)")
 
 
+    parser.addoption("--cluster", action="store_true",
+                     help="run the tests marked cluster (those that pass on a Redis Cluster today) with the shared "
+                          "Redis a local 3-master Redis Cluster started for the session (free ports in 47000-47099; "
+                          "needs redis-server and redis-cli); tests of a cluster alone run only then")
+
+
+def _selected(config, item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    if config.getoption("--cluster"):  # the cluster pass: the tests that pass on a cluster today
+        return item.get_closest_marker("cluster") is not None
+    if "redis_cluster" in fixtures:  # tests of a cluster alone: only in the cluster pass
+        return False
+    return not config.getoption("--only-redis-url") or "redis_url" in fixtures
+
+
 def pytest_collection_modifyitems(config, items):
-    if not config.getoption("--only-redis-url"):
-        return
     keep, drop = [], []
     for item in items:
-        (keep if "redis_url" in getattr(item, "fixturenames", ()) else drop).append(item)
-    config.hook.pytest_deselected(items=drop)
-    items[:] = keep
+        (keep if _selected(config, item) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> str:
+def redis_cluster(tmp_path_factory):
+    """A local Redis Cluster of 3 masters for the session (:class:`redis_proc.RedisClusterProcess`), torn down
+    after it. Tests that need the replicas (failover) start their own with ``replicas=1``."""
+    from redis_proc import RedisClusterProcess
+
+    cluster = RedisClusterProcess(str(tmp_path_factory.mktemp("cluster")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(request, tmp_path_factory) -> str:
+    """The shared Redis: REDIS_URL, else an embedded one; with ``--cluster``, the session's local cluster."""
+    if request.config.getoption("--cluster"):
+        yield request.getfixturevalue("redis_cluster").url
+        return
     url = os.environ.get("REDIS_URL")
     server = None
     if not url:

@@ -10,6 +10,8 @@ import time
 
 import redis
 
+from bandit_push.cli import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -84,3 +86,124 @@ class RedisProcess:
         if self.proc is not None:
             self.resume()
             self.kill()
+
+
+#: the loopback ports local test clusters take nodes from (free ones, probed in order); CI machines and shared
+#: development hosts keep other Redis servers outside this range. A node's cluster bus listens on its port +
+#: :data:`BUS_OFFSET` (not Redis's default + 10000, which could leave the range or meet an ephemeral port)
+CLUSTER_PORTS = range(47000, 47050)
+BUS_OFFSET = 50
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class RedisClusterProcess:
+    """A local Redis Cluster: ``masters`` redis-servers with ``replicas`` replicas each, on free ports of
+    :data:`CLUSTER_PORTS`, no persistence, files in ``directory``; formed with ``redis-cli --cluster create``.
+
+    ``start`` returns once every node reports ``cluster_state:ok`` and knows every other node; ``stop`` kills them.
+    """
+
+    def __init__(self, directory: str, masters: int = 3, replicas: int = 0, ports: range = CLUSTER_PORTS):
+        self.binary = shutil.which("redis-server")
+        self.cli = shutil.which("redis-cli")
+        if self.binary is None or self.cli is None:
+            raise RuntimeError("redis-server and redis-cli must be on PATH to start a local Redis Cluster")
+        self.directory = directory
+        self.masters, self.replicas = masters, replicas
+        self.ports = [p for p in ports if _port_free(p) and _port_free(p + BUS_OFFSET)][:masters * (1 + replicas)]
+        if len(self.ports) < masters * (1 + replicas):
+            raise RuntimeError(f"not enough free ports in {ports.start}-{ports.stop - 1} for a local cluster")
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        """A URL naming one node (any node serves: the client discovers the others)."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start_node(self, port: int) -> None:
+        node_dir = os.path.join(self.directory, str(port))
+        os.makedirs(node_dir, exist_ok=True)
+        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", node_dir,
+                "--cluster-enabled", "yes", "--cluster-port", str(port + BUS_OFFSET),
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log"]
+        # the nodes die with the test process, even a killed one: nothing is left holding the ports
+        self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            preexec_fn=die_with_parent)
+
+    def start(self, timeout: float = 60.0) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            self._until(deadline, lambda c: c.ping(), port, "answer PING")
+        out = subprocess.run([self.cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in self.ports],
+                              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                             capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
+        for port in self.ports:
+            self._until(deadline, lambda c: self._ready(c), port, "report cluster_state:ok with every node known")
+
+    def _ready(self, client: redis.Redis) -> bool:
+        info = client.cluster("INFO")
+        info = info if isinstance(info, dict) else dict(line.split(":", 1) for line in info.split())
+        return str(info.get("cluster_state")) == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.ports)
+
+    def _until(self, deadline: float, ok, port: int, what: str) -> None:
+        client = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+        try:
+            while True:
+                try:
+                    if ok(client):
+                        return
+                except (redis.ConnectionError, redis.BusyLoadingError, redis.ResponseError):
+                    pass
+                proc = self.procs.get(port)
+                if proc is not None and proc.poll() is not None:
+                    with open(os.path.join(self.directory, str(port), "redis.log")) as log:
+                        raise RuntimeError(f"cluster node {port} exited: {log.read()[-500:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cluster node {port} did not {what}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def primaries(self) -> list[int]:
+        """The ports of the nodes serving slots now."""
+        client = redis.Redis(port=self.ports[0], decode_responses=True)
+        try:
+            return sorted(int(n["port"]) if isinstance(n, dict) else int(n[1])
+                          for n in _primary_nodes(client.execute_command("CLUSTER", "SHARDS")))
+        finally:
+            client.close()
+
+    def kill(self, port: int) -> None:
+        proc = self.procs.pop(port, None)
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            self.kill(port)
+
+
+def _primary_nodes(shards) -> list[dict]:
+    """The master nodes of a CLUSTER SHARDS reply (RESP2: flat lists of name, value)."""
+    out = []
+    for shard in shards:
+        shard = shard if isinstance(shard, dict) else dict(zip(shard[::2], shard[1::2]))
+        for node in shard["nodes"]:
+            node = node if isinstance(node, dict) else dict(zip(node[::2], node[1::2]))
+            if node["role"] == "master" and node["health"] == "online":
+                out.append(node)
+    return out

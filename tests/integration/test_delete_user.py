@@ -1,6 +1,8 @@
 """DELETE /v1/users/<id> removes everything stored under the user's id, and nobody else's."""
 from __future__ import annotations
 
+import pytest
+
 NOW = 1795000000.0  # 2026-11-19
 
 
@@ -64,10 +66,11 @@ def test_timestamp_window_is_configurable(make_app):
         assert r.status_code == 400 and r.get_json()["field"] in ("body", "now"), bad
 
 
+@pytest.mark.cluster
 def test_delete_prefix_removes_only_its_own_prefix(store):
     """Store.delete_prefix (tests, benchmarks, simulation runs) clears its prefix, in batches, and nothing else."""
     other = f"{store.settings.prefix}other:"
-    store.redis.mset({f"{store.settings.prefix}k{i}": "1" for i in range(2500)})
+    store.set_many({f"{store.settings.prefix}k{i}": "1" for i in range(2500)})
     store.redis.set("bpt-outside-prefix", "1")
     try:
         assert store.delete_prefix(other) == 0
