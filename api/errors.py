@@ -90,6 +90,19 @@ def register(app: Flask) -> None:
         resp.headers["Retry-After"] = "1"
         return resp, 503
 
+    @app.errorhandler(redis.ResponseError)
+    def _redis_error(err: Exception):
+        # a cluster's redirection to a client that is not a cluster client: REDIS_URL was unreachable when this
+        # process started, so it could not tell the cluster (store.Store.connect)
+        if isinstance(err, redis.exceptions.AskError):  # (MovedError is one)
+            log.error("REDIS_URL is a Redis Cluster that was unreachable when this process started: restart it (%s)",
+                      err)
+            resp = jsonify(error_body("redis_unavailable", "the state store is a cluster this process started without; "
+                                      "restart the process"))
+            resp.headers["Retry-After"] = "1"
+            return resp, 503
+        return _unexpected(err)
+
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         log.exception("unhandled error")

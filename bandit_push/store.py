@@ -94,7 +94,14 @@ class Store:
         """A store on ``settings.redis_url`` (which must be set: see :mod:`bandit_push.embedded`)."""
         if not settings.redis_url:
             raise ValueError("settings.redis_url is not set; start the embedded redis first")
-        cluster = is_cluster(settings.redis_url, settings.redis_timeout_s)
+        try:
+            cluster = is_cluster(settings.redis_url, settings.redis_timeout_s)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            # unreachable now: start as on a single Redis (requests answer 503 until it is up, as before), so that a
+            # process never fails to start because Redis is down; on a cluster, a process started so answers 503
+            # naming the cause (api/errors.py) until it is restarted
+            log.warning("could not ask REDIS_URL whether it is a Redis Cluster (%s): assuming a single Redis", e)
+            cluster = False
         return cls(_client(settings.redis_url, settings, cluster, decode=True), settings)
 
     @property

@@ -241,3 +241,27 @@ def test_delete_prefix_empties_every_primary(settings, store):
     assert store.delete_prefix() == 302
     assert [sum(1 for _ in node.scan_iter(match=f"{settings.prefix}*")) for node in store.primaries()] == [0, 0, 0]
     assert [store.libraries(node) for node in store.primaries()] == [[], [], []]
+
+
+def test_a_process_started_while_the_cluster_was_unreachable_answers_503_not_500(settings, monkeypatch):
+    """Detection needs the server: a process that could not ask (REDIS_URL down when it started) assumes a single
+    Redis, as before clusters were supported, and starts. On a cluster that guess is wrong for the keys of the
+    other nodes' slots; those requests answer 503 saying to restart the process, never 500."""
+    import redis
+
+    from bandit_push import store as store_mod
+    from bandit_push_api import create_app
+
+    def unreachable(url, timeout=2.0):
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(store_mod, "is_cluster", unreachable)
+    app = create_app(settings)
+    assert not app.extensions["bandit_push"].store.cluster
+    client = app.test_client()
+    codes = {}
+    for i in range(24):  # 24 users: some on the first node's slots, most on the others'
+        r = client.get(f"/v1/users/user-{i}")
+        codes.setdefault(r.status_code, []).append(r.get_json())
+    assert set(codes) <= {404, 503}, codes
+    assert codes.get(503) and all(b["error"] == "redis_unavailable" and "restart" in b["message"] for b in codes[503])
