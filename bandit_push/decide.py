@@ -204,11 +204,12 @@ class DecisionEngine:
         self._shared_keys = (keys.arms(DEFAULT_SPACE), keys.popular_top(), keys.segment_sizes(),
                              keys.experiments_version(), keys.item_by_index())
 
-    def _engagement(self) -> str:
+    def _engagement(self, now: float) -> str:
         """The serving engagement model's parameters as the script's argument, read again at most every
-        ``snapshot_seconds`` (shared state reaches decide as a per-process snapshot: no extra round trip)."""
-        t = time.monotonic()
-        if t - self._um_at >= self.settings.snapshot_seconds:
+        ``snapshot_seconds`` of the decisions' clock (shared state reaches decide as a per-process snapshot: no
+        extra round trip; the decisions' clock, so that a replay's figures do not depend on the machine's speed)."""
+        t = now
+        if abs(t - self._um_at) >= self.settings.snapshot_seconds:
             # (the snapshot before its time: a concurrent decide reads the previous one, never none)
             self._um = EngagementParams.serving(self.store, self._models).argument()
             self._um_at = t
@@ -241,10 +242,10 @@ class DecisionEngine:
             self._config = config = _Config(snapshot, hashlib.sha1(blob.encode()).hexdigest(), blob, policies)
             return config
 
-    def extra_argument(self, user_id: str) -> str:
+    def extra_argument(self, user_id: str, now: float | None = None) -> str:
         """The opaque blob decide hands the policy (ARGV[10]): the engagement model's snapshot (see user_theta in
         ``lua/includes/evidence.lua``); the place for another model's snapshot too."""
-        return self._engagement()
+        return self._engagement(time.time() if now is None else now)
 
     def decide(self, user_id: str, now: float | None = None, k: int | None = None,
                channel: str | None = None, rate_limit: RateLimit | None = None) -> Decision:
@@ -259,7 +260,7 @@ class DecisionEngine:
         arms, popular, sizes, version, ixmap = self._shared_keys
         token = secrets.token_hex(10)
         u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
-        extra = self.extra_argument(user_id)
+        extra = self.extra_argument(user_id, now)
         for _ in range(5):
             config = self._config_for(self.registry.snapshot)
             snap = config.snapshot

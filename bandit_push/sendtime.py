@@ -36,12 +36,14 @@ class SendTimes:
         self._edges = [h * HOUR for h in settings.recency_edges_hours]
         self._quiet = settings.quiet_window()
 
-    def _refresh(self) -> None:
-        t = time.monotonic()
-        if t - self._at < self.settings.snapshot_seconds:
+    def _refresh(self, now: float | None = None) -> None:
+        # aged by the decisions' clock (the wall's in a deployment; a replay's own in the simulator, so that the same
+        # seed gives the same figures whatever the machine's load)
+        t = time.time() if now is None else now
+        if abs(t - self._at) < self.settings.snapshot_seconds:
             return
         with self._lock:
-            if t - self._at < self.settings.snapshot_seconds:
+            if abs(t - self._at) < self.settings.snapshot_seconds:
                 return
             raw = self.store.binary.hgetall(self.store.keys.arms(self.space))
             arms = {f.decode(): arm_values(v) for f, v in raw.items()}
@@ -70,7 +72,7 @@ class SendTimes:
         """The time to ask again: a local hour start (or ``ready`` itself) in [ready, now + 24 h], outside quiet
         hours, with the best learned value of its context in ``segment``; ``ready`` moved past quiet hours when
         nothing in the window is outside them."""
-        self._refresh()
+        self._refresh(now)
         learned = self._values.get(segment, {})
         ready = max(ready, now)
         end = now + DAY

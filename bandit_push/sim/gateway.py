@@ -308,8 +308,8 @@ class InProcessGateway:
         from bandit_push.models import ModelCache
         from bandit_push.sim.service import Scheduler
 
-        # snapshots at every decide, as the simulator's service (sim/service.py): the wall clock must not matter
-        settings = settings.replace(snapshot_seconds=0.0)
+        # snapshots every five simulated minutes, as the simulator's service (sim/service.py)
+        settings = settings.replace(snapshot_seconds=300.0)
         self.store, self.s = store, settings
         self.engine = DecisionEngine(store, settings)
         self._scheduler = Scheduler(store, settings)

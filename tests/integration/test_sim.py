@@ -147,10 +147,13 @@ def test_simulate_command_end_to_end_writes_the_report(tmp_path, settings, capsy
 
 def test_a_gateway_that_reasks_at_retry_at_asks_again_then(make_app, pop):
     """With reask, every refusal about the moment that names a retry_at within the run is asked again (on top of
-    the planned opportunities), and a push made then respects the guardrails like any other."""
-    with served(make_app, policy="cadence", cadence_gap_hours=1e-6, min_gap_hours=4, max_per_day=3) as (gw, _):
+    the planned opportunities), and a push made then respects the guardrails like any other. (The learned hours
+    are held at their first, empty snapshot, so retry_at is the moment the refusal lifts: where the guardrails
+    let a re-ask send.)"""
+    always = dict(policy="cadence", cadence_gap_hours=1e-6, min_gap_hours=4, max_per_day=3, snapshot_seconds=1e12)
+    with served(make_app, **always) as (gw, _):
         plain = run(pop, gw, "always", {})
-    with served(make_app, policy="cadence", cadence_gap_hours=1e-6, min_gap_hours=4, max_per_day=3) as (gw, _):
+    with served(make_app, **always) as (gw, _):
         again = run(pop, gw, "always, re-asking", {}, reask=True)
     assert plain.decisions == len(pop.opp_ts) < again.decisions
     assert again.sends > plain.sends  # the re-asks land where the gap has passed
