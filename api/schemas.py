@@ -15,6 +15,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from bandit_push import ids
 from bandit_push.config import Settings
 from bandit_push.errors import InvalidArgument
 
@@ -55,7 +56,7 @@ class RequestSchemas:
             errors = list(validator.iter_errors(body))
         except UnicodeEncodeError:  # a lone surrogate (JSON allows its escape; no text can hold it)
             where = _field(_surrogate_path(body))
-            raise InvalidArgument(f"{where} must not contain whitespace, braces or control characters",
+            raise InvalidArgument(f"{where} must be printable characters; it holds a lone surrogate",
                                   field=where) from None
         except ValueError:  # nested deeper than the validator follows (json.loads takes ~1,000 levels)
             where = _field(_deepest_path(body))
@@ -102,11 +103,15 @@ class RequestSchemas:
         if kind.name == "anyOf":  # ShopEvent's one alternative: view, add_to_cart and purchase name their item
             return InvalidArgument(f"field {where}item_id is required for a {e.instance.get('type')} event",
                                    field=f"{where}item_id", code="missing_field")
+        schema = _schema_at(self.schemas, name, path)
+        if kind.name == "pattern" and schema.get("pattern") == self.schemas["Id"]["pattern"]:  # an id: say what is wrong
+            bad = ids.unfit(e.instance) or "it holds a character an id may not hold"
+            return InvalidArgument(f"{field} must be printable characters; {bad}", field=field)
         parent = _schema_at(self.schemas, name, path[:-1]) if path else {}
         # a required field sent as null is missing (a batch's null list is a wrong list: it names no entry)
         if e.instance is None and path and path[-1] in parent.get("required", ()) and path[-1] != "events":
             return InvalidArgument(f"field {field} is required", field=field, code="missing_field")
-        return InvalidArgument(_sentence(field, kind, _schema_at(self.schemas, name, path)), field=field or "body")
+        return InvalidArgument(_sentence(field, kind, schema), field=field or "body")
 
 
 def _sentence(field: str, kind: Any, schema: dict[str, Any]) -> str:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
-import unicodedata
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, TypeVar
 
 from flask import request
 
+from bandit_push import ids
 from bandit_push.config import TIMESTAMP_MIN
 from bandit_push_api.services import services
 from bandit_push.errors import InvalidArgument, InvalidBatch
 
 MIN_TS = TIMESTAMP_MIN  # the default lower bound, 2000-01-01T00:00:00Z (setting timestamp_min)
 T = TypeVar("T")
-_ID_BAD = re.compile(r"[\s{}\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def json_body() -> dict[str, Any]:
@@ -46,30 +44,17 @@ def _reject_constant(name: str) -> Any:
 
 
 def ident(value: Any, field: str, max_length: int) -> str:
-    """A user or item id: a non-empty printable string without whitespace, braces or control characters; a code
-    point unassigned in Unicode passes (see :func:`_unfit`)."""
+    """A user or item id: 1 to ``max_length`` printable characters (spaces, braces, ``@`` and non-ASCII letters
+    included; the rule is :func:`bandit_push.ids.unfit`'s). Whatever it holds, Redis stores it escaped
+    (:mod:`bandit_push.ids`)."""
     if not isinstance(value, str):
         raise InvalidArgument(f"{field} must be a string", field=field)
     if not 1 <= len(value) <= max_length:
         raise InvalidArgument(f"{field} must have 1 to {max_length} characters", field=field)
-    if _ID_BAD.search(value) or not value.isprintable() and _unfit(value):
-        raise InvalidArgument(f"{field} must be printable characters without whitespace or braces; {_unfit(value)}",
-                              field=field)
+    bad = ids.unfit(value)
+    if bad:
+        raise InvalidArgument(f"{field} must be printable characters; {bad}", field=field)
     return value
-
-
-def _unfit(value: str) -> str | None:
-    """What is wrong with the first character an id may not hold, in words, or None. A code point unassigned in
-    the server's Unicode database is allowed: which ones are depends on the Python version, not on the id."""
-    for ch in value:
-        if _ID_BAD.match(ch) or not ch.isprintable() and unicodedata.category(ch) != "Cn":
-            kind = _KINDS.get(unicodedata.category(ch), "not printable")
-            return f"it holds U+{ord(ch):04X} ({kind})" if ch not in "{}" else f"it holds {ch!r} (a brace)"
-    return None
-
-
-_KINDS = {"Cc": "a control character", "Cf": "a format character", "Co": "a private-use character",
-          "Cs": "a lone surrogate", "Zs": "whitespace", "Zl": "a line separator", "Zp": "a paragraph separator"}
 
 
 def timestamp(value: Any, field: str, default: float | None = None) -> float:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from bandit_push import ids
 from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.engagement import ENGAGED, EngagementParams
 from bandit_push.errors import RateLimited, Unavailable
@@ -132,9 +133,10 @@ def space_of(decision_id: str) -> str | None:
 
 
 def parse_items(raw: str) -> list[Item]:
-    """Items of a script's ``"id score id score ..."`` answer."""
+    """Items of a script's ``"id score id score ..."`` answer (stored ids: no space inside one), named as sent."""
     parts = raw.split()
-    return [Item(parts[i], float(parts[i + 1])) for i in range(0, len(parts), 2)]
+    load = ids.load
+    return [Item(load(parts[i]), float(parts[i + 1])) for i in range(0, len(parts), 2)]
 
 
 def ranked_items(store: Store, settings: Settings, user_id: str, k: int, now: float | None = None) -> dict[str, Any]:
@@ -268,7 +270,7 @@ class DecisionEngine:
             kk = [keys.user(user_id), keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
             # a library keeps the configs it was sent; a script starts empty on every call
             known = self.store.decide_script.function is not None and config.digest == self._known
-            args: list[Any] = [user_id, dids[0], "%.17g" % now, u, k, channel or "", snap.version, config.digest,
+            args: list[Any] = [ids.store(user_id), dids[0], "%.17g" % now, u, k, channel or "", snap.version, config.digest,
                                "" if known else config.blob, extra]
             variants = []
             for x in snap.running:

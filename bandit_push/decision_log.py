@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.errors import NotFound
+from bandit_push.ids import load as load_id
 from bandit_push.schema import DECISION as D
 from bandit_push.schema import LOG_FIELDS, SEEN, WHY
 from bandit_push.store import Store
@@ -150,10 +151,10 @@ def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window
             reward += float(settings.weights.get(name, 0.0))
     q, r, p, m = LOG_FIELDS  # (the parts of the record's log field: propensity, reason, policy, model)
     return {
-        "schema_version": SCHEMA_VERSION, "decision_id": did, "ts": ts, "user_id": rec[D["user"]],
+        "schema_version": SCHEMA_VERSION, "decision_id": did, "ts": ts, "user_id": load_id(rec[D["user"]]),
         "segment": rec[D["segment"]], "recency": recency[int(bucket)], "daypart": dayparts[int(dp)],
         "channel": rec.get(D["channel"]) or None, "policy": rec[p], "policy_space": rec[D["space"]],
-        "model": rec.get(m), "items": rec.get(D["items"], "").split(), "sent": rec[D["sent"]] == "1",
+        "model": rec.get(m), "items": [load_id(i) for i in rec.get(D["items"], "").split()], "sent": rec[D["sent"]] == "1",
         "propensity": float(rec[q]), "reason": rec[r], "arm": arm,
         "seconds_since_push": float(rec[D["gap"]]) if D["gap"] in rec else None,
         "outcomes": outcomes, "reward": reward, "closed": ts + window <= now,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from typing import Any
 
-from bandit_push import segmentation, toplists
+from bandit_push import ids, segmentation, toplists
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import Unavailable
 from bandit_push.experiments import Registry, Snapshot
@@ -81,8 +81,9 @@ def _run(store: Store, settings: Settings, events: list[ShopEvent], snap: Snapsh
                   keys.interactions_compacted(),
                   keys.event_seen(ev.user_id, ev.event_id) if ev.event_id else keys.user(ev.user_id),
                   keys.experiments_version(), keys.user_ids(), *active],
-            args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ev.item_id or "", repr(float(ev.value)),
-                  repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day,
-                  dedup_ttl if ev.event_id else "0", snap.version, ev.user_id],
+            # (ids in their stored form: the script keeps them in packed lists and hash fields)
+            args=[repr(ev.ts), ev.type, EVENT_TYPES.index(ev.type), ids.store(ev.item_id) if ev.item_id else "",
+                  repr(float(ev.value)), repr(float(settings.event_weights.get(ev.type, 0.0))), pop_ttl, ix_ttl, day,
+                  dedup_ttl if ev.event_id else "0", snap.version, ids.store(ev.user_id)],
             client=pipe)
     return pipe.execute()

@@ -110,7 +110,7 @@ def experiment_of_space(space: str) -> int | None:
 
 
 def _printable(text: str) -> bool:
-    """Printable, counting code points unassigned in Unicode as printable (as ids do: api.validation.ident)."""
+    """Printable, counting code points unassigned in Unicode as printable (as ids do: ids.unfit)."""
     return text.isprintable() or all(c.isprintable() or unicodedata.category(c) == "Cn" for c in text)
 
 

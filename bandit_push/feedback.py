@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bandit_push import ids
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.decide import space_of
 from bandit_push.experiments import experiment_of_space
@@ -49,7 +50,8 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
                   "1" if experiment is not None else "0", _XREC_SLOT.get(ev.event, 0),
                   repr(float(settings.weights.get(ev.event, 0.0)))],
             client=pipe)
-    results = pipe.execute()
+    # (the script answers the record's user in its stored form: the keys below are built from the id itself)
+    results = [(r[0], ids.load(r[1]), r[2]) for r in pipe.execute()]
     statuses = [r[0] for r in results]
     # the user's own evidence (engagement.py): after the decision's flag is set, so a retry (a duplicate) completes
     # a credit that a crash cut short, and the credit counts once per decision ('ue' in the record)

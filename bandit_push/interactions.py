@@ -7,6 +7,7 @@ from typing import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from bandit_push import ids
 from bandit_push.store import Store
 
 #: one stored interaction: user index, item index (0xFFFFFFFF = none), event type code, epoch second
@@ -66,4 +67,4 @@ def compact(store: Store, now: float | None = None) -> int:
 
 def item_ids(store: Store) -> list[str]:
     """Item ids by dense index, as the interaction records refer to them."""
-    return store.redis.lrange(store.keys.item_ids(), 0, -1)
+    return [ids.load(i) for i in store.redis.lrange(store.keys.item_ids(), 0, -1)]

@@ -2,11 +2,16 @@
 
 Layout ``<prefix><entity>:<id>[:<facet>]``. Per-user keys carry the user id as
 hash tag so that what one script touches for a user shares a slot. Shared
-policy state (arms, popular lists) sits under its own tags.
+policy state (arms, popular lists) sits under its own tags. Every method takes a
+user id as the client sent it and tags the key with its stored form
+(:func:`bandit_push.ids.store`), which never holds a brace: the tag is exactly the
+user, and no user's id can name another user's keys.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from bandit_push import ids
 
 
 @dataclass(frozen=True)
@@ -17,7 +22,7 @@ class Keys:
 
     def user(self, user_id: str) -> str:
         """Hash: state, time zone rule, recent pushes, behaviour features of one user."""
-        return f"{self.prefix}u:{{{user_id}}}"
+        return f"{self.prefix}u:{{{ids.store(user_id)}}}"
 
     def users_match(self) -> str:
         """MATCH pattern of every user hash (:meth:`user`), for refit jobs' SCAN; it also matches a per-user key
@@ -29,18 +34,18 @@ class Keys:
         head = f"{self.prefix}u:{{"
         if not (key.startswith(head) and key.endswith("}")) or "}" in key[len(head):-1]:
             return None
-        return key[len(head):-1]
+        return ids.load(key[len(head):-1])
 
     def user_pushes(self, user_id: str) -> str:
         """String: the user's push times of the last 24 h and items pushed within the exclusion window.
 
         Kept apart from the user hash so that the hash stays small (listpack-encoded); expires.
         """
-        return f"{self.prefix}u:{{{user_id}}}:pushed"
+        return f"{self.prefix}u:{{{ids.store(user_id)}}}:pushed"
 
     def event_seen(self, user_id: str, event_id: str) -> str:
         """String: marks a shopping event id of one user as recorded (count-once for retries); expires."""
-        return f"{self.prefix}u:{{{user_id}}}:ev:{event_id}"
+        return f"{self.prefix}u:{{{ids.store(user_id)}}}:ev:{event_id}"
 
     def decision(self, decision_id: str) -> str:
         """Hash: one decision record, with its per-event dedup flags. Expires."""
@@ -98,11 +103,11 @@ class Keys:
 
     def user_recs(self, user_id: str) -> str:
         """String: the user's precomputed ranked items, packed (see :mod:`bandit_push.toplists`)."""
-        return f"{self.prefix}u:{{{user_id}}}:recs"
+        return f"{self.prefix}u:{{{ids.store(user_id)}}}:recs"
 
     def user_recent(self, user_id: str) -> str:
         """String: the user's packed interactions since the current MF version (for fold-in); expires."""
-        return f"{self.prefix}u:{{{user_id}}}:rx"
+        return f"{self.prefix}u:{{{ids.store(user_id)}}}:rx"
 
     def item_by_index(self) -> str:
         """Hash: dense item index -> item id (what the decide script reads to name packed items)."""
@@ -130,7 +135,7 @@ class Keys:
 
     def user_event_marks(self, user_id: str) -> str:
         """MATCH pattern of a user's event-id markers (:meth:`event_seen`), for deleting a user's data."""
-        return f"{self.prefix}u:{{{_glob_escape(user_id)}}}:ev:*"
+        return f"{self.prefix}u:{{{_glob_escape(ids.store(user_id))}}}:ev:*"
 
     def counters(self) -> str:
         """Hash of service-wide counters (next user index, ...)."""

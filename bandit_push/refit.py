@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bandit_push import interactions, models, recs, refit_lock, toplists, users
+from bandit_push import ids, interactions, models, recs, refit_lock, toplists, users
 from bandit_push.config import Settings
 from bandit_push.errors import NoData, NotFound
 from bandit_push.refit_lock import HolderEnded
@@ -172,9 +172,9 @@ def _write_item_names(store: Store, n_items: int, batch: int = 5000) -> None:
     it only grows, batch by batch from index 0, so what it holds is every index below its length)."""
     keys = store.keys
     for start in range(int(store.redis.hlen(keys.item_by_index())), n_items, batch):
-        ids = store.redis.lrange(keys.item_ids(), start, min(start + batch, n_items) - 1)
-        if ids:
-            store.redis.hset(keys.item_by_index(), mapping={str(start + i): x for i, x in enumerate(ids)})
+        names = store.redis.lrange(keys.item_ids(), start, min(start + batch, n_items) - 1)  # (stored forms)
+        if names:
+            store.redis.hset(keys.item_by_index(), mapping={str(start + i): x for i, x in enumerate(names)})
 
 
 def _user_ids(store: Store, n_users: int, batch: int = 10000) -> list[str]:
@@ -185,13 +185,13 @@ def _user_ids(store: Store, n_users: int, batch: int = 10000) -> list[str]:
     """
     key = store.keys.user_ids()
     if store.redis.llen(key) < n_users:
-        ids = [""] * n_users
+        found = [""] * n_users
         for chunk in users.scan(store, [USER["index"]]):
             for uid, (ix,) in chunk:
                 if ix is not None and int(ix) < n_users:
-                    ids[int(ix)] = uid
-        return ids
-    return [uid for start in range(0, n_users, batch)
+                    found[int(ix)] = uid
+        return found
+    return [ids.load(uid) for start in range(0, n_users, batch)  # (the list holds stored forms)
             for uid in store.redis.lrange(key, start, min(start + batch, n_users) - 1)]
 
 

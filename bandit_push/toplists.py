@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import numpy.typing as npt
 
-from bandit_push import recs
+from bandit_push import ids, recs
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.models import ModelCache, Stored
 from bandit_push.schema import USER
@@ -149,7 +149,7 @@ def refresh_users(store: Store, settings: Settings, cache: ModelCache, events, n
     item_ids = sorted({ev.item_id for evs in by_user.values() for ev in evs})
     users = sorted(by_user)
     pipe = store.binary.pipeline(transaction=False)
-    pipe.hmget(keys.item_index(), item_ids)
+    pipe.hmget(keys.item_index(), [ids.store(i) for i in item_ids])
     for uid in users:
         pipe.hget(keys.user(uid), USER["index"])
         pipe.get(keys.user_recent(uid))

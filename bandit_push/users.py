@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bandit_push import engagement
+from bandit_push import engagement, ids
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.errors import NotFound
 from bandit_push.schema import USER
@@ -69,26 +69,26 @@ def scan(store: Store, fields: list[str], batch: int = 1000):
     (while the keyspace rehashes), so the ids seen are kept (one set entry per user, beside the caller's rows).
     """
     keys = store.keys
-    ids: list[str] = []
+    todo: list[str] = []
     seen: set[str] = set()
     for key in store.scan_iter(keys.users_match()):  # every primary of a cluster
         uid = keys.user_of(key)
         if uid is None or uid in seen:  # another per-user key whose suffix ends in a brace, or a repeat
             continue
         seen.add(uid)
-        ids.append(uid)
-        if len(ids) >= batch:
-            yield _fetch(store, ids, fields)
-            ids = []
-    if ids:
-        yield _fetch(store, ids, fields)
+        todo.append(uid)
+        if len(todo) >= batch:
+            yield _fetch(store, todo, fields)
+            todo = []
+    if todo:
+        yield _fetch(store, todo, fields)
 
 
-def _fetch(store: Store, ids: list[str], fields: list[str]) -> list[tuple[str, list]]:
+def _fetch(store: Store, uids: list[str], fields: list[str]) -> list[tuple[str, list]]:
     pipe = store.redis.pipeline(transaction=False)
-    for uid in ids:
+    for uid in uids:
         pipe.hmget(store.keys.user(uid), fields)
-    return list(zip(ids, pipe.execute()))
+    return list(zip(uids, pipe.execute()))
 def delete(store: Store, user_id: str) -> int:
     """Remove everything stored under the user's id; returns the number of keys (and experiment records) removed.
 
@@ -127,6 +127,6 @@ def delete(store: Store, user_id: str) -> int:
     if experiment_ids:
         pipe = store.redis.pipeline(transaction=False)
         for xid in experiment_ids:
-            pipe.hdel(keys.experiment_users(xid), user_id)
+            pipe.hdel(keys.experiment_users(xid), ids.store(user_id))
         removed += sum(pipe.execute())
     return removed

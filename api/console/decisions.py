@@ -80,7 +80,8 @@ def _lookup(s, now: float) -> dict[str, Any]:
     """The decision or user the form asked for (``decision_id`` or ``user_id``), or the error saying why not."""
     out: dict[str, Any] = {"decision": None, "user": None, "lookup_error": None,
                            "decision_id": request.args.get("decision_id", "").strip(),
-                           "user_id": request.args.get("user_id", "").strip()}
+                           # (not stripped: an id may begin or end with a space)
+                           "user_id": request.args.get("user_id", "")}
     try:
         if out["decision_id"]:
             out["decision"] = decision(s.store, s.settings, out["decision_id"], now)

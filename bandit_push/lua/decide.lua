@@ -9,7 +9,8 @@
 -- then KEYS[8 + 3n] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
 -- then KEYS[9 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[10 + 3n] = item index -> id hash
 -- optional, last: KEYS[11 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
--- ARGV[1] = user id   ARGV[2] = decision id   ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)
+-- ARGV[1] = user id (its stored form, bandit_push/ids.py, as every id here)   ARGV[2] = decision id
+-- ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)
 -- ARGV[4] = u ~ U[0,1) times 2^53 (an integer: u exactly, without formatting a float)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the config was built at
 -- ARGV[8] = the config's digest   ARGV[9] = the config (JSON, see config.lua), or '' to use the one known by digest

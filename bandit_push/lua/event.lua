@@ -10,6 +10,7 @@
 -- ARGV[5] = value   ARGV[6] = popularity weight   ARGV[7] = popularity TTL (s)
 -- ARGV[8] = interaction TTL (s)   ARGV[9] = day number   ARGV[10] = dedup TTL (s), '0' if no event id
 -- ARGV[11] = the registry version the process read its active experiments at   ARGV[12] = user id
+-- (ARGV[4] and ARGV[12] are stored forms, bandit_push/ids.py: no space or brace inside)
 -- returns the user's segment, or false if this event id was already recorded, or -1 (nothing written)
 -- when the registry moved since
 --- @include "schema"

@@ -49,7 +49,7 @@ def test_delete_removes_the_user_and_only_the_user(make_app, store):
 
 
 def test_delete_validates_the_id(client):
-    r = client.delete("/v1/users/a%20b")
+    r = client.delete("/v1/users/a%09b")  # a control character: a space is an id
     assert r.status_code == 400 and r.get_json()["field"] == "user_id"
 
 

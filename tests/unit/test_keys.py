@@ -39,3 +39,17 @@ def test_key_strings_are_pinned():
     assert k.users_match() == "bp:u:{*}"
     assert k.user_of("bp:u:{alice}") == "alice" and k.user_of("bp:u:{alice}:recs") is None
     assert k.user_of("bp:u:{a}:ev:{b}") is None and k.user_of("bp:x:{1}") is None
+
+
+def test_a_user_tag_is_exactly_the_user_whatever_the_id_holds():
+    """The tag is the id's stored form (bandit_push.ids): no brace inside, so it is the whole user and no user's id
+    names another user's key (user ``x}:ev:e`` is not user ``x``'s event mark ``e``)."""
+    k = Keys("bp:")
+    assert k.user("BANK CHARGES") == "bp:u:{BANK%20CHARGES}"
+    assert k.user("x}:ev:e") == "bp:u:{x%7D:ev:e}" != k.event_seen("x", "e").removesuffix(":ev:e") + ":ev:e"
+    assert k.event_seen("x", "e") == "bp:u:{x}:ev:e" and k.user("x}:ev:e").count("}") == 1
+    assert k.user_pushes("{a}") == "bp:u:{%7Ba%7D}:pushed" and k.user_recs("a b") == "bp:u:{a%20b}:recs"
+    assert k.user_recent("%41") == "bp:u:{%2541}:rx"
+    assert k.user_event_marks("a b*") == "bp:u:{a%20b\\*}:ev:*"
+    for uid in ("BANK CHARGES", "x}:ev:e", "{", "%41", " a "):
+        assert k.user_of(k.user(uid)) == uid

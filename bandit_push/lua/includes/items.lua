@@ -1,7 +1,8 @@
 -- Items: the choice shared by decide and ranked_items (GET /v1/users/<id>/items serves exactly what decide would).
 --- @include "schema"
 
--- the items pushed within the exclusion window: a set of ids, and the "<item> <ts>" pairs to keep
+-- the items pushed within the exclusion window: a set of ids, and the "<item> <ts>" pairs to keep (item ids are
+-- stored forms, bandit_push/ids.py: none holds a space, so %S+ is one whole id)
 local function recent_items(pi_raw, now, excl)
   local excluded, kept = {}, {}
   for item, t in string.gmatch(pi_raw, '(%S+) (%S+)') do
