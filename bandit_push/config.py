@@ -150,6 +150,8 @@ class Settings:
     mf_refit_hours: float = 6.0            #: the MF refit runs periodically at this interval
     segments_refit_hours: float = 24.0     #: the segmentation refit runs periodically at this interval
     policy_refit_minutes: float = 60.0     #: the engagement model (per-user evidence's prior) refits at this interval
+    policy_gate_hours: float = 48.0        #: a new engagement model serves unless worse on this much closed decision log
+    policy_gate_decisions: int = 50000     #: the gate reads about this many of the window's decisions at most
     user_evidence: bool = True             #: the user's engagement multiplier scales their net value (engagement.py)
     thompson_episodes: bool = True         #: Thompson sampling holds one draw per user and push episode
     snapshot_seconds: float = 5.0          #: a serving process rereads shared, slowly-changing state this often (0: every decide)
@@ -244,6 +246,10 @@ class Settings:
                      "pacing_loads"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
+        if not self.policy_gate_hours >= 0:
+            raise bad("policy_gate_hours", "must be >= 0 (0: no gate)")
+        if int(self.policy_gate_decisions) < 1:
+            raise bad("policy_gate_decisions", "must be >= 1")
         if self.refit_retries < 0:
             raise bad("refit_retries", "must be >= 0")
         if self.refit_retry_interval_s < 0:

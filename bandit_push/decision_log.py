@@ -38,7 +38,7 @@ from bandit_push.config import OUTCOMES, Settings
 from bandit_push.errors import NotFound
 from bandit_push.ids import load as load_id
 from bandit_push.schema import DECISION as D
-from bandit_push.schema import LOG_FIELDS, SEEN, WHY
+from bandit_push.schema import LOG_FIELDS, SEEN, WHY, WHY_FIELDS
 from bandit_push.store import Store
 
 SCHEMA_VERSION = 1
@@ -65,12 +65,17 @@ def decision_ids(store: Store, hour: int, chunk: int = INDEX_CHUNK) -> Iterator[
 
 
 def export(store: Store, settings: Settings, since: float, until: float, now: float, *,
-           include_open: bool = False, batch: int | None = None, chunk: int = INDEX_CHUNK) -> Iterator[dict[str, Any]]:
+           include_open: bool = False, batch: int | None = None, chunk: int = INDEX_CHUNK,
+           why: bool = False, space: str | None = None, every: int = 1) -> Iterator[dict[str, Any]]:
     """Decisions with ``since <= ts < until`` as schema rows, hour by hour, each exactly once.
 
     Without ``include_open``, decisions whose attribution window has not closed by ``now`` are left
     out. (Records expire on the server's clock, ``ts`` is the gateway's, which a replay runs faster:
-    so the window is not clamped to the retention; empty hours cost a pipelined STRLEN each.)
+    so the window is not clamped to the retention; empty hours cost a pipelined STRLEN each.) With ``why``, a row
+    whose policy weighed the push also carries ``why``, the record's :data:`WHY_FIELDS` as a dict (not part of the
+    export's schema: the policy refit's gate replays other versions of the engagement model on them). ``space``:
+    only the decisions of that policy space; ``every``: only every so many of them, in index order (a sample spread
+    evenly over the window, whose records alone are read).
     """
     batch = batch or settings.export_batch
     window = settings.attribution_window_hours * 3600.0
@@ -79,20 +84,26 @@ def export(store: Store, settings: Settings, since: float, until: float, now: fl
     if until <= since:
         return
     ids: list[str] = []
+    suffix, seen = None if space is None else f".{space}", 0
     for hour, size in _hour_sizes(store, since, until):
         if not size:
             continue
         for did in decision_ids(store, hour, chunk):
+            if suffix is not None and not did.endswith(suffix):
+                continue
+            seen += 1
+            if (seen - 1) % every:
+                continue
             ids.append(did)
             if len(ids) >= batch:
-                yield from _rows(store, settings, ids, since, until, now, window)
+                yield from _rows(store, settings, ids, since, until, now, window, why)
                 ids = []
     if ids:
-        yield from _rows(store, settings, ids, since, until, now, window)
+        yield from _rows(store, settings, ids, since, until, now, window, why)
 
 
 def _rows(store: Store, settings: Settings, ids: list[str], since: float, until: float, now: float,
-          window: float) -> Iterator[dict[str, Any]]:
+          window: float, why: bool = False) -> Iterator[dict[str, Any]]:
     pipe = store.binary.pipeline(transaction=False)  # the arm statistics are packed doubles
     for did in ids:
         pipe.hgetall(store.keys.decision(did))
@@ -100,15 +111,19 @@ def _rows(store: Store, settings: Settings, ids: list[str], since: float, until:
     for did, rec in zip(ids, pipe.execute()):
         if not rec:
             continue  # expired
-        row = to_row(did, decode(rec), settings, now, window, recency, dayparts)
+        fields = decode(rec)
+        row = to_row(did, fields, settings, now, window, recency, dayparts)
         if since <= row["ts"] < until:
+            if why and D["why"] in fields:
+                row["why"] = fields[D["why"]]
             yield row
 
 
 def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """A record read as bytes: text fields decoded; ``d`` split into :data:`LOG_FIELDS` (propensity, reason,
     policy, model); the packed ``z`` (what the policy saw) unpacked to ``z`` = (mean, var,
-    segment sends) and ``l`` = seconds since the last push (absent if never)."""
+    segment sends) and ``l`` = seconds since the last push (absent if never); the packed ``y`` to a dict of
+    :data:`WHY_FIELDS` (left out if it has another layout: a record written before the current one)."""
     out: dict[str, Any] = {}
     for k, v in raw.items():
         name = k.decode()
@@ -120,7 +135,8 @@ def decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
             if not math.isnan(gap):
                 out[D["gap"]] = repr(gap)
         elif name == D["why"]:
-            out[D["why"]] = struct.unpack(WHY, v)
+            if len(v) == struct.calcsize(WHY):
+                out[D["why"]] = dict(zip(WHY_FIELDS, struct.unpack(WHY, v)))
         else:
             out[name] = v.decode()
     return out
@@ -165,7 +181,7 @@ def _hour_sizes(store: Store, since: float, until: float, per_call: int = 1000) 
     """(hour, bytes of its index) for every hour the window touches that has an index, a thousand hours per round
     trip. One multi-key EXISTS per thousand hours goes first, all in one round trip: a window of years (the API
     accepts 2000 to a year ahead) is mostly hours long expired, and reading them one by one took seconds."""
-    hours = range(math.floor(since / 3600), math.floor(until / 3600) + 1)
+    hours = range(math.floor(since / 3600), math.ceil(until / 3600))  # the hours holding some since <= ts < until
     parts = [hours[start:start + per_call] for start in range(0, len(hours), per_call)]
     for at in range(0, len(parts), per_call):
         pipe = store.redis.pipeline(transaction=False)
@@ -216,9 +232,10 @@ def explain(rec: dict[str, Any]) -> dict[str, Any]:
         mean, var, _ = rec[D["seen"]]
         out["net_value"] = {"mean": mean, "sd": math.sqrt(var)}
     if D["why"] in rec:
-        mp, mn, var_ctx, th, vth, g, applied = rec[D["why"]]
-        out["segment_context"] = {"mean": mp + mn, "sd": math.sqrt(var_ctx), "engagement_value": mp,
-                                  "negative_value": mn}
-        out["user"] = {"engagement_multiplier": th, "sd": math.sqrt(vth), "predicted_by_model": g,
-                       "own_evidence_factor": th / g, "applied": applied == 1.0}
+        y = rec[D["why"]]
+        out["segment_context"] = {"mean": y["mp"] + y["mn"], "sd": math.sqrt(y["var_ctx"]),
+                                  "engagement_value": y["mp"], "negative_value": y["mn"]}
+        out["user"] = {"engagement_multiplier": y["th"], "sd": math.sqrt(y["vth"]), "predicted_by_model": y["g"],
+                       "own_evidence_factor": y["th"] / y["g"], "engaged_decisions": y["e"],
+                       "expected_engaged": y["x"], "applied": y["applied"] == 1}
     return out

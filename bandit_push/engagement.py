@@ -110,6 +110,16 @@ def user_theta(p: EngagementParams, e: float, x: float, x1: float, x2: float) ->
     return shape / rate, shape / (rate * rate)
 
 
+def user_theta_many(p: EngagementParams, e: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
+                    x1: npt.NDArray[np.float64], x2: npt.NDArray[np.float64]
+                    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`user_theta` of many users at once (arrays of shape (n,)): what the version ``p`` would have made of
+    each logged decision's user (the policy refit's gate scores versions on the decision log with it)."""
+    g = np.exp(p.b[0] + p.b[1] * x1 + p.b[2] * x2)
+    shape, rate = p.kappa + e, p.kappa / g + x
+    return shape / rate, shape / (rate * rate)
+
+
 def prior_mean(p: EngagementParams, x1: float, x2: float) -> float:
     """What the model predicts of a user's multiplier from organic activity alone (before their own evidence)."""
     return math.exp(p.b[0] + p.b[1] * x1 + p.b[2] * x2)
@@ -172,9 +182,11 @@ def read(chunks: Iterable[list[tuple[str, list]]], settings: Settings, now: floa
 
 
 def refit(store: Store, settings: Settings, chunks: Iterable[list[tuple[str, list]]],
-          progress: Callable[[float, str], None], now: float | None = None) -> dict[str, Any]:
+          progress: Callable[[float, str], None], judge: Callable[[EngagementParams, float], dict[str, Any]],
+          now: float | None = None) -> dict[str, Any]:
     """Fit the engagement model on every pushed user (``chunks``: see :func:`read`), measure it on a held-out
-    fifth, publish it."""
+    fifth, publish it: serving if ``judge(params, now)`` says it serves (the gate,
+    :func:`bandit_push.engagement_gate.judge`), else kept, not served; its verdict is the version's ``gate``."""
     now = time.time() if now is None else now
     progress(0.0, "read")
     d = read(chunks, settings, now)
@@ -198,11 +210,14 @@ def refit(store: Store, settings: Settings, chunks: Iterable[list[tuple[str, lis
     quality["calibration"] = [{"predicted": float(g[bins == q].mean()),
                                "observed": float(d["e"][bins == q].sum() / d["x"][bins == q].sum())}
                               for q in range(4) if (bins == q).any()]
+    progress(0.8, "gate")
+    verdict = judge(p, now)
     version = models.publish(store, MODEL, {"params": np.array([p.kappa, *p.b], dtype=np.float64)},
                              {"kappa": p.kappa, "b": list(p.b), "train_nll": nll, "quality": quality,
-                              "data_until": now}, now=now)
-    progress(1.0, "published")
-    return {"version": version, "kappa": p.kappa, "b": list(p.b), **quality}
+                              "data_until": now, "gate": verdict}, now=now, serve=verdict["serves"])
+    progress(1.0, "published" if verdict["serves"] else "kept")
+    return {"version": version, "serving": verdict["serves"], "kappa": p.kappa, "b": list(p.b), **quality,
+            "gate": verdict}
 
 
 def describe(store: Store, settings: Settings, h: dict[str, str], now: float) -> dict[str, Any]:

@@ -117,6 +117,10 @@ class Keys:
         """Hash: model name (``mf``, ``segments``) -> the version serving now. Publishing flips one field."""
         return f"{self.prefix}models:current"
 
+    def model_kept(self) -> str:
+        """Hash: model name -> its latest version kept, not served (a gate judged it worse than the serving one)."""
+        return f"{self.prefix}models:kept"
+
     def model_versions(self, name: str) -> str:
         """Sorted set: a model's published versions by publish time (for garbage collection)."""
         return f"{self.prefix}models:{name}:versions"

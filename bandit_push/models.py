@@ -5,7 +5,9 @@ and shape) and ``a:<name>`` (the array's raw little-endian bytes; never pickle).
 whole hash first, then sets the model's field in the ``models:current`` hash in one command, so a
 reader sees the old version or the new one, never a half-written one. Superseded versions are
 deleted once their successor has served for ``model_grace_hours`` (a reader that loaded a version
-just before the flip finishes with it). :class:`ModelCache` keeps the current version in a process
+just before the flip finishes with it). A version published with ``serve=False`` is **kept**: stored and listed
+(:func:`kept`, with the meta saying why) but not served, and not among the versions that serve in turn; the
+model's next publish deletes it. :class:`ModelCache` keeps the current version in a process
 and reloads it only when the pointer moves: one ``HGET`` per use, no per-request reload.
 """
 from __future__ import annotations
@@ -40,8 +42,13 @@ class Stored:
 
 
 def publish(store: Store, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any],
-            now: float | None = None) -> str:
-    """Write a new version of ``name`` and make it current; returns the version id (``"1"``, ``"2"``...)."""
+            now: float | None = None, serve: bool = True) -> str:
+    """Write a new version of ``name`` and make it current; returns the version id (``"1"``, ``"2"``...).
+
+    With ``serve=False`` the version is kept instead: written, named by ``models:kept``, not served (the previous
+    kept version of ``name``, if any, is deleted). Either way a kept version left from before is deleted: what is
+    kept is the latest refit's, for inspection. (A model's refits hold its lock: its publishes never race.)
+    """
     now = time.time() if now is None else now
     keys = store.keys
     version = str(store.redis.hincrby(keys.counters(), f"model:{name}", 1))
@@ -58,10 +65,18 @@ def publish(store: Store, name: str, arrays: dict[str, np.ndarray], meta: dict[s
     full = {**meta, "name": name, "version": version, "published_at": now, "arrays": shapes}
     pipe.hset(key, MODEL["meta"], json.dumps(full, allow_nan=False))  # served as is: strict JSON
     pipe.execute()
-    # listed first, then served: two slots on a cluster, so two writes in order (no MULTI); a crash between them
-    # leaves a listed version that never served, which collect_garbage removes once a successor is past the grace
-    store.redis.zadd(keys.model_versions(name), {version: now})
-    store.redis.hset(keys.model_current(), name, version)
+    previous = store.redis.hget(keys.model_kept(), name)
+    # listed first, then served (or kept): keys of several slots on a cluster, so writes in order (no MULTI); a crash
+    # between them leaves a listed version that never served, which collect_garbage removes once a successor is past
+    # the grace
+    if serve:
+        store.redis.zadd(keys.model_versions(name), {version: now})
+        store.redis.hset(keys.model_current(), name, version)
+        store.redis.hdel(keys.model_kept(), name)
+    else:
+        store.redis.hset(keys.model_kept(), name, version)
+    if previous is not None and previous != version:  # never served, so no reader holds it
+        store.redis.delete(keys.model_version(name, previous))
     collect_garbage(store, name, now)
     return version
 
@@ -103,6 +118,18 @@ def serving(store: Store) -> list[dict[str, Any]]:
     for name in MODEL_NAMES:
         if name in cur:
             m = meta(store, name, cur[name])
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def kept(store: Store) -> list[dict[str, Any]]:
+    """The meta of each model's version kept, not served (see :func:`publish`); its ``gate`` says why."""
+    held = store.redis.hgetall(store.keys.model_kept())
+    out = []
+    for name in MODEL_NAMES:
+        if name in held:
+            m = meta(store, name, held[name])
             if m is not None:
                 out.append(m)
     return out

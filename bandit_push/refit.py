@@ -8,7 +8,7 @@ matters.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -20,17 +20,21 @@ from bandit_push.refit_lock import HolderEnded
 from bandit_push.schema import COUNTERS, USER
 from bandit_push.store import Store
 
+if TYPE_CHECKING:
+    from bandit_push.engagement_gate import LogWindow
+
 Progress = Callable[[float, str], None]
 K = 10  #: the cut-off of the quality figures (recall@10)
 
 
 def run(store: Store, settings: Settings, name: str, owner: str, progress: Progress | None = None,
         now: float | None = None, ended: HolderEnded | None = None,
-        keep_lock_on_error: bool = False) -> dict[str, Any]:
+        keep_lock_on_error: bool = False, gate_log: LogWindow | None = None) -> dict[str, Any]:
     """Run the refit of ``name`` holding its lock: taken here, already taken for ``owner``, or (with ``ended``)
     taken over from a holder that has ended (see :func:`bandit_push.refit_lock.hold`). The lock is released at
     the end, or kept after a failure with ``keep_lock_on_error`` (a job that will be retried under the same
-    owner: it expires ``refit_timeout_s`` + 60 s after its last renewal)."""
+    owner: it expires ``refit_timeout_s`` + 60 s after its last renewal). ``gate_log``: the policy refit's reader of
+    the decision log, for a process that refits often (see :class:`bandit_push.engagement_gate.LogWindow`)."""
     if name not in REFITS:
         raise NotFound(f"unknown model {name!r}; one of {list(REFITS)}", field="name", code="unknown_model")
     lk = refit_lock.hold(store, settings, name, owner, ended)
@@ -47,7 +51,7 @@ def run(store: Store, settings: Settings, name: str, owner: str, progress: Progr
     failed = True
     try:
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads only contend
-            summary = REFITS[name](store, settings, report, now)
+            summary = REFITS[name](store, settings, report, now, **({"gate_log": gate_log} if gate_log else {}))
         failed = False
     except NoData:
         failed = False  # nothing to retry
@@ -231,10 +235,14 @@ def refit_segments(store: Store, settings: Settings, progress: Progress, now: fl
     return segmentation.refit(store, settings, progress, now)
 
 
-def refit_policy(store: Store, settings: Settings, progress: Progress, now: float | None = None) -> dict[str, Any]:
-    from bandit_push import engagement
+def refit_policy(store: Store, settings: Settings, progress: Progress, now: float | None = None,
+                 gate_log: LogWindow | None = None) -> dict[str, Any]:
+    from bandit_push import engagement, engagement_gate
 
-    return engagement.refit(store, settings, users.scan(store, list(engagement.FIELDS)), progress, now)
+    def judge(params: engagement.EngagementParams, at: float) -> dict[str, Any]:
+        return engagement_gate.judge(store, settings, params, at, gate_log)
+
+    return engagement.refit(store, settings, users.scan(store, list(engagement.FIELDS)), progress, judge, now)
 
 
 REFITS: dict[str, Callable[..., dict[str, Any]]] = {"mf": refit_mf, "segments": refit_segments, "policy": refit_policy}

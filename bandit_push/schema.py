@@ -72,9 +72,13 @@ XREC = {name: i + 1 for i, name in enumerate(XREC_COLUMNS)}
 
 #: what the policy saw (DECISION["seen"]): posterior mean, variance, segment's decayed sends, seconds since push
 SEEN = "<dddd"
-#: what drove a decision (DECISION["why"]): the context's engagement value and negative value, their variance, the
-#: user's engagement multiplier's mean and variance, what the engagement model predicted, applied (1) or not (0)
-WHY = "<ddddddd"
+#: what drove a decision (DECISION["why"]): the context's engagement value and negative value, their variance
+#: (doubles); the user's engagement multiplier's mean and variance, what the engagement model predicted, the user's
+#: decayed evidence E and X, their organic features x1 and x2, the engagement part's variance (floats: shown, and
+#: what another version of the engagement model is scored on); applied (1) or not (0)
+WHY = "<dddffffffffB"
+#: the names of WHY's fields, in order (decision_log.decode)
+WHY_FIELDS = ("mp", "mn", "var_ctx", "th", "vth", "g", "e", "x", "x1", "x2", "vp", "applied")
 #: one interaction record (keys.interactions): user index, item index (2^32-1: none), type code, epoch second
 INTERACTION = "<IIBI"
 #: a user's precomputed items (keys.user_recs): header <I f f (MF version, lowest, highest score), then per

@@ -21,7 +21,8 @@ def models_page():
         holder = s.store.redis.get(s.store.keys.refit_lock(name))
         if holder:
             running[name] = holder
-    return render_template("console/models.html", serving=models.serving(s.store), names=list(refit.REFITS),
+    return render_template("console/models.html", serving=models.serving(s.store), kept=models.kept(s.store),
+                           names=list(refit.REFITS),
                            running=running, failures=queue.recent_failures(s.store, 10), now=time.time())
 
 

@@ -13,9 +13,10 @@ bp = Blueprint("models", __name__)
 
 @bp.get("/v1/models")
 def list_models():
-    """The version of each model serving now: when and on what data it was fit, its quality."""
+    """The version of each model serving now: when and on what data it was fit, its quality; and each model's
+    latest version kept, not served (its ``gate`` says why)."""
     s = services()
-    return jsonify({"models": models.serving(s.store)})
+    return jsonify({"models": models.serving(s.store), "kept": models.kept(s.store)})
 
 
 @bp.post("/v1/models/<name>/refit")

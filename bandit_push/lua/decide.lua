@@ -89,12 +89,13 @@ if not reason then
   for i = 7, 6 + #conf.base.evf do evs = evs + (tonumber(st[i]) or 0) end
   local pe, ep = pe_load(st[5])
   user = {pe = pe, ep = ep}
-  local th, vth, g = user_theta(um, st[5] and pe, tonumber(st[6]), evs, tonumber(st[6 + conf.base.evp]) or 0, now,
-                                cfg.hl)
+  local th, vth, g, ue, ux, x1, x2 = user_theta(um, st[5] and pe, tonumber(st[6]), evs,
+                                                tonumber(st[6 + conf.base.evp]) or 0, now, cfg.hl)
   -- what drove it, for GET /v1/decisions/<id>: the context's value (engagement and the rest), the user's multiplier
-  -- and whether it was applied (setting user_evidence)
+  -- and whether it was applied (setting user_evidence); the multiplier's inputs and the engagement part's variance
+  -- (what another version of the engagement model needs to score this decision)
   local mp, vp, mn, vn = posterior_parts(s.arm, cfg, s.pa, s.pb)
-  why = struct.pack(WHY, mp, mn, vp + vn, th, vth, g, cfg.nouser and 0 or 1)
+  why = struct.pack(WHY, mp, mn, vp + vn, th, vth, g, ue, ux, x1, x2, vp, cfg.nouser and 0 or 1)
   if cfg.nouser then th, vth = 1, 0 end
   local mu, var = th * mp + mn, th * th * vp + vth * (mp * mp + vp) + vn  -- (posterior's arithmetic)
   pe_x = engage_rate(s.arm, cfg, s.tot, s.all)

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -103,15 +103,28 @@ def _row(obj: Any, line: int) -> tuple:
 
 def parse_lines(lines: Iterable[str]) -> DecisionLog:
     """A :class:`DecisionLog` from the lines of an export (blank lines are skipped; open rows left out)."""
+    def objects() -> Iterator[tuple[int, Any]]:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except ValueError as e:
+                raise InvalidLog(f"line {number}: not valid JSON ({e})", field=f"line {number}") from None
+
+    return _parse(objects())
+
+
+def parse_rows(rows: Iterable[dict[str, Any]]) -> DecisionLog:
+    """A :class:`DecisionLog` from export rows as :func:`bandit_push.decision_log.export` yields them (no JSON text
+    in between), checked as lines are; "line" in an error is the row's 1-based position."""
+    return _parse(enumerate(rows, start=1))
+
+
+def _parse(objects: Iterable[tuple[int, Any]]) -> DecisionLog:
     rows = []
     open_rows = 0
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            obj = json.loads(text)
-        except ValueError as e:
-            raise InvalidLog(f"line {number}: not valid JSON ({e})", field=f"line {number}") from None
+    for number, obj in objects:
         row = _row(obj, number)
         if not row[-1]:
             open_rows += 1

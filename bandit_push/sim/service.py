@@ -16,6 +16,7 @@ from typing import Any
 from bandit_push import popular, refit
 from bandit_push.client import Client, Unreachable
 from bandit_push.config import KEYS_WARNED_ENV, Settings
+from bandit_push.engagement_gate import LogWindow
 from bandit_push.errors import NotFound
 from bandit_push.policies import from_config
 from bandit_push.store import Store
@@ -107,6 +108,7 @@ class Scheduler:
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
         self.segmented_at = self.policy_at = -float("inf")
+        self.gate_log = LogWindow()  # the policy refit's gate reads each closed hour of the decision log once
 
     def tick(self, now: float) -> None:
         popular.refresh(self.store, self.settings, now=now)
@@ -115,7 +117,7 @@ class Scheduler:
             self.segmented_at = now
         if now - self.policy_at >= self.settings.policy_refit_minutes * 60.0:
             try:
-                refit.run(self.store, self.settings, "policy", "simulator", now=now)
+                refit.run(self.store, self.settings, "policy", "simulator", now=now, gate_log=self.gate_log)
                 self.policy_at = now
             except NotFound:  # nobody pushed yet
                 pass

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from bandit_push import engagement, models, refit
+from bandit_push import decision_log, engagement, models, refit
 from bandit_push.config import OUTCOMES
 from bandit_push.engagement import EngagementParams
 from bandit_push.policies import POLICIES, ArmView
@@ -49,6 +49,9 @@ def test_propensity_is_the_reference_with_the_users_evidence_and_model(make_app,
                                             space=(tot[1], np.array(tot[2:])), theta=theta))
         d = decide(c, user)
         assert d["propensity"] == (p if d["send"] else pytest.approx(1 - p, abs=1e-15)), user
+        # the record keeps the multiplier's inputs (floats), what the policy refit's gate replays other versions on
+        y = decision_log.decode(store.binary.hgetall(store.keys.decision(d["decision_id"])))["y"]
+        assert (y["e"], y["x"], y["x1"], y["x2"]) == pytest.approx((e, x, *engagement.organic(values, T0)), rel=1e-6)
     # more evidence of engagement means a higher multiplier
     assert engagement.user_theta(params, 3, 1.5, 1, 0)[0] > engagement.user_theta(params, 0, 4, 1, 0)[0]
 

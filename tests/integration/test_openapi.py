@@ -434,7 +434,7 @@ def test_happy_path_responses_match_the_documented_schemas(doc, registry, client
     assert {s["segment"] for s in segs["segments"]} >= {"new", "default"}
     shown = ok(client.get(f"/v1/users/u-1/items?k=3&now={NOW + 300}"), "/v1/users/{user_id}/items", "get")
     assert shown["items_source"] in ("popular", "popular_segment")
-    assert ok(client.get("/v1/models"), "/v1/models", "get") == {"models": []}
+    assert ok(client.get("/v1/models"), "/v1/models", "get") == {"models": [], "kept": []}
     started = ok(client.post("/v1/models/segments/refit"), "/v1/models/{name}/refit", "post", 202)
     again = ok(client.post("/v1/models/segments/refit"), "/v1/models/{name}/refit", "post", 200)
     assert again["job_id"] == started["job_id"] and again["enqueued"] is False

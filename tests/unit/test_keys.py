@@ -25,6 +25,7 @@ def test_key_strings_are_pinned():
     assert k.item_by_index() == "bp:items:byix"
     assert k.model_current() == "bp:models:current"
     assert k.model_versions("mf") == "bp:models:mf:versions"
+    assert k.model_kept() == "bp:models:kept"
     assert k.model_version("mf", "3") == "bp:models:mf:v:3"
     assert k.refit_lock("mf") == "bp:lock:refit:mf"
     assert k.rate_bucket("0123abcd") == "bp:rl:{0123abcd}"

@@ -26,7 +26,8 @@ def test_field_names_are_pinned():
 
 
 def test_packed_layouts_are_pinned_and_match_the_numpy_readers():
-    assert (schema.ARM_MAGIC, schema.SEEN, schema.WHY, schema.INTERACTION) == ("B", "<dddd", "<ddddddd", "<IIBI")
+    assert (schema.ARM_MAGIC, schema.SEEN, schema.WHY, schema.INTERACTION) == ("B", "<dddd", "<dddffffffffB", "<IIBI")
+    assert len(schema.WHY_FIELDS) == len(struct.unpack(schema.WHY, bytes(struct.calcsize(schema.WHY))))
     assert struct.calcsize(schema.INTERACTION) == interactions.RECORD.itemsize == 13
     assert interactions.RECORD.names == ("user", "item", "type", "ts")
     assert schema.RECS == {"header": "<Iff", "header_size": 12, "entry_size": 5}

@@ -36,12 +36,15 @@ end
 -- the user's engagement multiplier theta ~ Gamma(shape, rate), mean and variance, and g: prior Gamma(kappa,
 -- kappa / g) with g = exp(b0 + b1 x1 + b2 x2) from organic activity (x1: log(1 + events per 30 days), x2: the same
 -- of purchases, over the tenure, at least 30 days), then the user's decayed evidence pe = {t, E, X}: E engaged
--- decisions against X, their expected number. um = {kappa, b0, b1, b2}: the engagement model's snapshot
+-- decisions against X, their expected number. um = {kappa, b0, b1, b2}: the engagement model's snapshot.
+-- Also returns the inputs e, x (decayed to now), x1, x2: the record keeps them so that another version of the model
+-- can be scored on the decision (the policy refit's gate, engagement_gate.py)
 local function user_theta(um, pe, ff, evs, purchases, now, hl)
   local kappa = um[1]
   local ten = 30
   if ff then ten = (now - ff) / 86400; if ten < 30 then ten = 30 end end
-  local g = math.exp(um[2] + um[3] * math.log(1 + evs * 30 / ten) + um[4] * math.log(1 + purchases * 30 / ten))
+  local x1, x2 = math.log(1 + evs * 30 / ten), math.log(1 + purchases * 30 / ten)
+  local g = math.exp(um[2] + um[3] * x1 + um[4] * x2)
   local e, x = 0, 0
   if pe then
     local fd = 1
@@ -49,5 +52,5 @@ local function user_theta(um, pe, ff, evs, purchases, now, hl)
     e, x = pe[2] * fd, pe[3] * fd
   end
   local shape, rate = kappa + e, kappa / g + x
-  return shape / rate, shape / (rate * rate), g
+  return shape / rate, shape / (rate * rate), g, e, x, x1, x2
 end
