@@ -111,28 +111,21 @@ def load(store: Store, name: str, version: str | None = None, skip: tuple[str, .
     return Stored(name, version, out, m)
 
 
+def _metas(store: Store, pointers: str) -> list[dict[str, Any]]:
+    """The meta of each model's version named in the hash ``pointers`` (model name -> version)."""
+    named = store.redis.hgetall(pointers)
+    metas = (meta(store, name, named[name]) for name in MODEL_NAMES if name in named)
+    return [m for m in metas if m is not None]
+
+
 def serving(store: Store) -> list[dict[str, Any]]:
     """The meta of every model's current version (arrays summarised by shape)."""
-    cur = store.redis.hgetall(store.keys.model_current())
-    out = []
-    for name in MODEL_NAMES:
-        if name in cur:
-            m = meta(store, name, cur[name])
-            if m is not None:
-                out.append(m)
-    return out
+    return _metas(store, store.keys.model_current())
 
 
 def kept(store: Store) -> list[dict[str, Any]]:
     """The meta of each model's version kept, not served (see :func:`publish`); its ``gate`` says why."""
-    held = store.redis.hgetall(store.keys.model_kept())
-    out = []
-    for name in MODEL_NAMES:
-        if name in held:
-            m = meta(store, name, held[name])
-            if m is not None:
-                out.append(m)
-    return out
+    return _metas(store, store.keys.model_kept())
 
 
 def collect_garbage(store: Store, name: str, now: float | None = None) -> list[str]:

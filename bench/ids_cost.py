@@ -23,16 +23,9 @@ from bandit_push.config import Settings
 from bandit_push.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from app_cpu import per_call  # noqa: E402
 from population import Plan, populate, wsgi_client  # noqa: E402
 from trip_app import create  # noqa: E402
-
-
-def per_call(f: Callable[[], object], n: int) -> float:
-    """Microseconds of this process's CPU per call of ``f``."""
-    t = time.process_time()
-    for _ in range(n):
-        f()
-    return (time.process_time() - t) / n * 1e6
 
 
 def _identity(text: str) -> str:
