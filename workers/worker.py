@@ -21,6 +21,7 @@ change: ``Worker.get_heartbeat_ttl`` (RQ adds a fixed 60 s to the interval: :dat
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
@@ -38,6 +39,25 @@ from bandit_push.config import Settings
 RQ_HEARTBEAT_MARGIN = 60
 
 
+def _stop_when_orphaned(bound: float) -> None:
+    """Once the parent that started this worker is gone (a SIGKILLed ``serve``; its death signal is a SIGTERM, a
+    warm shutdown that waits for the job), give the job ``bound`` seconds, then kill the worker and, with it, the
+    work-horse: nothing else would ever bound the wait."""
+    parent = os.getppid()
+    if parent == 1:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        time.sleep(bound)
+        for child in multiprocessing.active_children():  # RQ's scheduler process
+            child.kill()
+        os.kill(os.getpid(), signal.SIGKILL)  # the work-horse follows (PR_SET_PDEATHSIG)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 class Worker(RQWorker):
     """A forking RQ worker whose jobs are abandoned ``job_abandon_grace_s`` after their last heartbeat."""
 
@@ -46,6 +66,7 @@ class Worker(RQWorker):
         settings = Settings.from_env()
         self.job_monitoring_interval = settings.job_heartbeat_s
         self.abandon_grace = settings.job_abandon_grace_s
+        _stop_when_orphaned(settings.shutdown_timeout_s)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         parent = os.getppid()

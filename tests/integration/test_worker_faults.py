@@ -16,7 +16,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from rq import Queue
+import redis
+from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 import retail
@@ -161,3 +162,30 @@ def test_work_horse_sigkilled_scheduled_refit_takes_the_lock_over(client, store,
     job = wait_for(client, periodic.id, lambda j: j["state"] in ("finished", "failed"), timeout=60)
     assert job["state"] == "finished" and job["result"].get("version") == "2", job
     assert worker.poll() is None  # the same worker went on
+
+
+def test_a_worker_whose_parent_is_killed_stops_within_the_shutdown_bound(settings, start_worker):
+    """`serve` SIGKILLed: its worker is orphaned (and in a warm shutdown at most); it must not live on unbounded."""
+    env = dict(os.environ, REDIS_URL=settings.redis_url, BANDIT_PUSH_PREFIX=settings.prefix,
+               BANDIT_PUSH_SHUTDOWN_TIMEOUT_S="1")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; p = subprocess.Popen(sys.argv[1:]); "
+                               "print(p.pid, flush=True); time.sleep(600)",
+         sys.executable, "-m", "bandit_push.cli", "worker", "--logging-level", "WARNING"],
+        cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    worker = psutil.Process(int(parent.stdout.readline()))
+    try:
+        queue = Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url))
+        deadline = time.monotonic() + 30
+        while not Worker.all(queue=queue):  # registered: it is RQ's worker now, past its imports
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        parent.kill()
+        parent.wait(10)
+        gone, alive = psutil.wait_procs([worker, *worker.children(recursive=True)], timeout=15)
+        assert alive == [], [p.pid for p in alive]
+    finally:
+        try:
+            os.killpg(parent.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
