@@ -11,6 +11,7 @@ import functools
 import hashlib
 import ipaddress
 import os
+import time
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
@@ -155,6 +156,7 @@ class Settings:
     user_evidence: bool = True             #: the user's engagement multiplier scales their net value (engagement.py)
     thompson_episodes: bool = True         #: Thompson sampling holds one draw per user and push episode
     snapshot_seconds: float = 5.0          #: a serving process rereads shared, slowly-changing state this often (0: every decide)
+    snapshot_clock: str = "wall"           #: wall | decisions: which clock snapshot_seconds is counted on (see snapshot_due)
     segment_count: int = 6                 #: behavioural segments the clustering makes
     segment_min_events: int = 3            #: users with fewer shopping events stay in segment ``new``
 
@@ -197,6 +199,14 @@ class Settings:
         values.update(overrides)
         return cls(**values).validate()
 
+    def snapshot_due(self, at: float, now: float) -> tuple[bool, float]:
+        """Whether a per-process snapshot taken at ``at`` is to be read again for a decision at ``now``, and the time
+        to stamp a new one with. On the wall clock (serving: gateways' ``now`` may be skewed or far apart, and must
+        not cost a read per decide); on the decisions' own clock in a replay (``decisions``: the simulator's figures
+        must not depend on how fast the machine replays)."""
+        t = now if self.snapshot_clock == "decisions" else time.monotonic()
+        return abs(t - at) >= self.snapshot_seconds, t
+
     @property
     def queue(self) -> str:
         """The RQ queue of this deployment's jobs, one per key prefix (``bp:jobs`` by default): deployments that
@@ -212,6 +222,8 @@ class Settings:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"setting {name}: {why}", field=name)
 
+        if self.snapshot_clock not in ("wall", "decisions"):
+            raise bad("snapshot_clock", "must be wall or decisions")
         if self.policy not in POLICY_NAMES:
             raise bad("policy", f"unknown policy {self.policy!r}; one of {sorted(POLICY_NAMES)}")
         if not self.prefix or any(c in self.prefix for c in "{} \t\n*?[]"):

@@ -208,10 +208,9 @@ class DecisionEngine:
 
     def _engagement(self, now: float) -> str:
         """The serving engagement model's parameters as the script's argument, read again at most every
-        ``snapshot_seconds`` of the decisions' clock (shared state reaches decide as a per-process snapshot: no
-        extra round trip; the decisions' clock, so that a replay's figures do not depend on the machine's speed)."""
-        t = now
-        if abs(t - self._um_at) >= self.settings.snapshot_seconds:
+        ``snapshot_seconds`` (:meth:`Settings.snapshot_due`; shared state reaches decide as a per-process snapshot)."""
+        due, t = self.settings.snapshot_due(self._um_at, now)
+        if due:
             # (the snapshot before its time: a concurrent decide reads the previous one, never none)
             self._um = EngagementParams.serving(self.store, self._models).argument()
             self._um_at = t

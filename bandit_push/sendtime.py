@@ -37,13 +37,12 @@ class SendTimes:
         self._quiet = settings.quiet_window()
 
     def _refresh(self, now: float | None = None) -> None:
-        # aged by the decisions' clock (the wall's in a deployment; a replay's own in the simulator, so that the same
-        # seed gives the same figures whatever the machine's load)
-        t = time.time() if now is None else now
-        if abs(t - self._at) < self.settings.snapshot_seconds:
+        now = time.time() if now is None else now
+        if not self.settings.snapshot_due(self._at, now)[0]:
             return
         with self._lock:
-            if abs(t - self._at) < self.settings.snapshot_seconds:
+            due, t = self.settings.snapshot_due(self._at, now)
+            if not due:
                 return
             raw = self.store.binary.hgetall(self.store.keys.arms(self.space))
             arms = {f.decode(): arm_values(v) for f, v in raw.items()}

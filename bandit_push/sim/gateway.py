@@ -309,7 +309,7 @@ class InProcessGateway:
         from bandit_push.sim.service import Scheduler
 
         # snapshots every five simulated minutes, as the simulator's service (sim/service.py)
-        settings = settings.replace(snapshot_seconds=300.0)
+        settings = settings.replace(snapshot_seconds=300.0, snapshot_clock="decisions")
         self.store, self.s = store, settings
         self.engine = DecisionEngine(store, settings)
         self._scheduler = Scheduler(store, settings)

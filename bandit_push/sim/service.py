@@ -60,6 +60,7 @@ class Service:
         # snapshots age by the decisions' clock (the simulated one here): five simulated minutes, since the replay
         # asks every few simulated seconds and what they hold changes with the hourly refits
         env = dict(os.environ, REDIS_URL=s.redis_url or "", BANDIT_PUSH_PREFIX=s.prefix, BANDIT_PUSH_SNAPSHOT_SECONDS="300",
+                   BANDIT_PUSH_SNAPSHOT_CLOCK="decisions",
                    BANDIT_PUSH_QUIET_HOURS=s.quiet_hours, BANDIT_PUSH_MAX_PER_DAY=str(s.max_per_day),
                    BANDIT_PUSH_MIN_GAP_HOURS=repr(s.min_gap_hours), **policy_env(s, self.policy), **self.extra_env)
         if s.seed is not None:

@@ -186,3 +186,20 @@ def test_without_user_evidence_decide_weighs_the_context_alone(make_app, store, 
     why = c.get(f"/v1/decisions/{d['decision_id']}").get_json()["explanation"]
     assert not why["user"]["applied"] and why["user"]["sd"] > 0
     assert why["net_value"] == {"mean": why["segment_context"]["mean"], "sd": why["segment_context"]["sd"]}
+
+
+@pytest.mark.parametrize("clock", ["wall", "decisions"])
+def test_the_engagement_snapshot_ages_by_the_clock_its_setting_names(store, settings, clock):
+    """Serving (wall): gateways' `now`s hours apart, or skewed, do not cost a read of the model per decide. A
+    replay (decisions): the snapshot follows the replay's own clock, whatever the machine's speed."""
+    from bandit_push.decide import DecisionEngine
+
+    s = settings.replace(snapshot_seconds=3600.0, snapshot_clock=clock)
+    engine = DecisionEngine(store, s)
+    first = EngagementParams(2.5, (-0.4, 0.3, 0.2))
+    models.publish(store, engagement.MODEL, {"params": np.array([first.kappa, *first.b])}, {}, now=T0)
+    assert engine.extra_argument("u", T0) == first.argument()
+    second = EngagementParams(4.0, (0.1, 0.2, 0.3))
+    models.publish(store, engagement.MODEL, {"params": np.array([second.kappa, *second.b])}, {}, now=T0)
+    later = engine.extra_argument("u", T0 + 7200)  # two hours later by the decisions' clock, at once by the wall's
+    assert later == (second.argument() if clock == "decisions" else first.argument())
