@@ -14,6 +14,7 @@ import threading
 from typing import Any, Iterator, Sequence
 
 import redis
+from hiredis import pack_command
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
@@ -286,9 +287,26 @@ class Command:
         if function is None:
             return self.script(keys=keys, args=args, client=client)
         try:
-            return self.library.store.redis.fcall(function, len(keys), *keys, *args)
+            return self._fcall(function, keys, args)
         except ResponseError as e:
             if not str(e).startswith("Function not found"):
                 raise
         self.library.load()
-        return self.library.store.redis.fcall(function, len(keys), *keys, *args)
+        return self._fcall(function, keys, args)
+
+    def _fcall(self, function: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        r = self.library.store.redis
+        if self.library.store.cluster:
+            return r.fcall(function, len(keys), *keys, *args)
+        # hiredis packs the command, one pooled connection carries it: through redis-py's fcall a decide costs the
+        # app 1,335k Python instructions instead of 1,126k (+19%, bench/script_cost.py --app)
+        pool = r.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([pack_command(("FCALL", function, len(keys), *keys, *args))])
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()  # (as redis-py does: a half-read answer must not reach the next caller)
+            raise
+        finally:
+            pool.release(conn)

@@ -226,7 +226,10 @@ def round_trips(r: redis.Redis, port: int, prefix: str, n: int, users: int, cloc
             name = c["command"].split(" ", 1)[0].upper()
             by_command[name] = by_command.get(name, 0) + 1
     lua = sum(1 for c in seen if c["client_type"] == "lua" and prefix in c["command"])
-    return {"decides": n, "ok": ok, "app_commands": by_command,
+    # a process's snapshot reads (the engagement model's pointer, retry_at's arms) happen once per
+    # snapshot_seconds of the wall clock, not per decide: counted apart
+    snapshot = sum(by_command.pop(name, 0) for name in ("HGET", "HGETALL"))
+    return {"decides": n, "ok": ok, "app_commands": by_command, "snapshot_reads": snapshot,
             "round_trips_per_decide": sum(by_command.values()) / max(ok, 1),
             "lua_internal_calls_per_decide": lua / max(ok, 1),
             "server_commands_per_decide_incl_lua": (after[0] - before[0]) / max(ok, 1),
