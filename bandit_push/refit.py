@@ -242,7 +242,9 @@ def refit_policy(store: Store, settings: Settings, progress: Progress, now: floa
     def judge(params: engagement.EngagementParams, at: float) -> dict[str, Any]:
         return engagement_gate.judge(store, settings, params, at, gate_log)
 
-    return engagement.refit(store, settings, users.scan(store, list(engagement.FIELDS)), progress, judge, now)
+    # (it reads every user: the segment sizes are recounted on the way, hourly by default)
+    return engagement.refit(store, settings, users.scan(store, list(engagement.FIELDS), recount=True), progress, judge,
+                            now)
 
 
 REFITS: dict[str, Callable[..., dict[str, Any]]] = {"mf": refit_mf, "segments": refit_segments, "policy": refit_policy}

@@ -104,11 +104,13 @@ def match_ids(new_std: npt.NDArray, old_std: npt.NDArray | None, old_ids: list[s
 
 def refit(store: Store, settings: Settings, progress: Callable[[float, str], None],
           now: float | None = None) -> dict[str, Any]:
-    """Cluster every user with enough history, publish a ``segments`` version, write ``sg`` and the sizes."""
+    """Cluster every user with enough history, publish a ``segments`` version, write ``sg`` and the sizes
+    (recounted from every user's ``sg`` first, even when no user has the history to cluster yet)."""
     progress(0.0, "read")
     # in user id order, not the SCAN's (which follows the server's hashing of the key names): k-means++
-    # picks its seeds by row, so the same users and the same seed must give the same rows to cluster
-    rows = sorted((uv for batch in users.scan(store, FIELDS) for uv in batch), key=lambda uv: uv[0])
+    # picks its seeds by row, so the same users and the same seed must give the same rows to cluster. The scan
+    # recounts the segment sizes (what the moves below then change, they change by increments)
+    rows = sorted((uv for batch in users.scan(store, FIELDS, recount=True) for uv in batch), key=lambda uv: uv[0])
     uids = [uid for uid, _ in rows]
     raw = [values for _, values in rows]
     events = [events_of(values) for values in raw]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from bandit_push import engagement, ids
@@ -21,7 +22,9 @@ def put(store: Store, user_id: str, timezone: str | None = None, opted_out: bool
     oo = "" if opted_out is None else ("1" if opted_out else "0")
     keys = store.keys
     created = bool(store.upsert_user_script(keys=[keys.user(user_id)], args=[timezone or "", rule, oo]))
-    if created:  # only the call that created the user counts it (the sizes have a slot of their own)
+    # only the call that created the user counts it (the sizes have a slot of their own: a count lost to a crash or
+    # a failover between the two commands comes back with the next recount, see scan)
+    if created:
         store.redis.hincrby(keys.segment_sizes(), "new", 1)
     return created
 
@@ -60,17 +63,32 @@ def _time(h: dict[str, str], field: str) -> float | None:
     return float(raw) if raw is not None else None
 
 
-def scan(store: Store, fields: list[str], batch: int = 1000):
+def scan(store: Store, fields: list[str], batch: int = 1000, recount: bool = False):
     """Yield lists of (user id, [field values]) over every user hash, ``batch`` users per round trip.
 
     For refit jobs only (a SCAN over the keyspace): the request path never scans. The order is the
     server's (it follows the hashing of the key names, so it differs between prefixes and servers):
     a caller whose result depends on the order sorts. Each user comes once: SCAN may return a key twice
     (while the keyspace rehashes), so the ids seen are kept (one set entry per user, beside the caller's rows).
+
+    With ``recount``, each user's segment is read too and, once the caller has read every user, the segment sizes
+    are replaced by the counts (:func:`write_sizes`): the jobs that read every user anyway (the segmentation and
+    policy refits) so bound the drift of the sizes to one refit period.
     """
     keys = store.keys
     todo: list[str] = []
     seen: set[str] = set()
+    counts: Counter[str] = Counter()
+    wanted = fields + [USER["segment"]] if recount else fields
+
+    def fetch() -> list[tuple[str, list]]:
+        rows = _fetch(store, todo, wanted)
+        todo.clear()
+        if not recount:
+            return rows
+        counts.update(values[-1] or "new" for _, values in rows if any(v is not None for v in values))
+        return [(uid, values[:-1]) for uid, values in rows]
+
     for key in store.scan_iter(keys.users_match()):  # every primary of a cluster
         uid = keys.user_of(key)
         if uid is None or uid in seen:  # another per-user key whose suffix ends in a brace, or a repeat
@@ -78,10 +96,27 @@ def scan(store: Store, fields: list[str], batch: int = 1000):
         seen.add(uid)
         todo.append(uid)
         if len(todo) >= batch:
-            yield _fetch(store, todo, fields)
-            todo = []
+            yield fetch()
     if todo:
-        yield _fetch(store, todo, fields)
+        yield fetch()
+    if recount:
+        write_sizes(store, counts)
+
+
+def write_sizes(store: Store, counts: Counter[str]) -> None:
+    """Replace the segment sizes by ``counts`` (users per segment, from a scan of every user), a segment no longer
+    counted set to 0; one HSET.
+
+    Between two recounts the sizes move by increments sent after the user's own write (a second command: on a
+    cluster the sizes have a slot of their own), so a crash or a failover between the two leaves a size one off,
+    which the next recount corrects. A user created, moved or deleted while the scan runs may be counted as it was
+    before (its increment overwritten): off by one until the next recount too.
+    """
+    key = store.keys.segment_sizes()
+    sizes: dict[str, int] = {seg: 0 for seg in store.redis.hkeys(key)}
+    sizes.update(counts)
+    if sizes:
+        store.redis.hset(key, mapping=sizes)
 
 
 def _fetch(store: Store, uids: list[str], fields: list[str]) -> list[tuple[str, list]]:
@@ -95,8 +130,9 @@ def delete(store: Store, user_id: str) -> int:
     The user hash (time zone, opt-out, last push, behaviour features, interaction index), the
     recent-pushes key and the user's precomputed items and fold-in interactions go in one script on the user's slot;
     then the segment's size shrinks by one and the user's entry in the index -> id list is blanked (slots of their
-    own: a crash between the two leaves the size one too high); the user's event-id markers are found by a SCAN
-    of the user's hash-tagged keys (on a cluster, of the one node serving them); the user's counters in each experiment
+    own: a crash between the two leaves the size one too high until a refit recounts it: :func:`scan`); the user's
+    event-id markers are found by a SCAN of the user's hash-tagged keys (on a cluster, of the one node serving
+    them); the user's counters in each experiment
     (a field of the experiment's per-user hash) are removed, so reports stop counting them. Not removed, because they do not name
     the user: aggregate popularity counts and the interaction records, which carry only the user's
     dense index (the links from it to the id were the user hash and the blanked list entry). Decision records name the user
