@@ -90,10 +90,24 @@ def register(app: Flask) -> None:
         resp.headers["Retry-After"] = "1"
         return resp, 503
 
+    # a Redis Cluster failing over (store.py's cluster client tries each command once and asks for a fresh slot map,
+    # which the next command loads): CLUSTERDOWN or no node for the slot while a replica is promoted, TRYAGAIN
+    # or redirections past redis-py's limit ("TTL exhausted") while slots move, every node unreachable
+    @app.errorhandler(redis.exceptions.ClusterError)  # (ClusterDownError and MasterDownError are ones)
+    @app.errorhandler(redis.exceptions.TryAgainError)
+    @app.errorhandler(redis.exceptions.SlotNotCoveredError)
+    @app.errorhandler(redis.exceptions.RedisClusterUnreachableError)
+    def _cluster_unavailable(err: Exception):
+        log.warning("redis cluster unavailable: %s: %s", type(err).__name__, err)
+        resp = jsonify(error_body("redis_unavailable", "the state store is unavailable; retry shortly"))
+        resp.headers["Retry-After"] = "1"
+        return resp, 503
+
     @app.errorhandler(redis.ResponseError)
     def _redis_error(err: Exception):
-        # a cluster's redirection to a client that is not a cluster client: REDIS_URL was unreachable when this
-        # process started, so it could not tell the cluster (store.Store.connect)
+        # a cluster's redirection reaching this handler went to a client that is not a cluster client (the cluster
+        # client follows MOVED and ASK itself, after a failover too): REDIS_URL was unreachable when this process
+        # started, so it could not tell the cluster (store.Store.connect), and only a restart makes it ask again
         if isinstance(err, redis.exceptions.AskError):  # (MovedError is one)
             log.error("REDIS_URL is a Redis Cluster that was unreachable when this process started: restart it (%s)",
                       err)

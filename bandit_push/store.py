@@ -15,8 +15,10 @@ from typing import Any, Iterator, Sequence
 
 import redis
 from hiredis import pack_command
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from bandit_push import lua
 from bandit_push.config import Settings
@@ -55,7 +57,13 @@ def queue_url(settings: Settings, cluster: bool | None = None) -> str:
 def _client(url: str, settings: Settings, cluster: bool, decode: bool) -> Any:
     options: dict[str, Any] = dict(decode_responses=decode, socket_timeout=settings.redis_timeout_s,
                                    socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30)
-    return RedisCluster.from_url(url, **options) if cluster else redis.Redis.from_url(url, **options)
+    if not cluster:
+        return redis.Redis.from_url(url, **options)
+    # one attempt per command: redis-py's default (10 retries, backoff up to 1 s, 0.25 s more per CLUSTERDOWN)
+    # held a request for seconds while a replica was promoted, and could repeat a timed-out HINCRBY. A failed
+    # attempt still asks for a new slot map, which the next command loads (at most once a second): after a
+    # failover the process recovers by itself, answering 503 until then (docs/operations.md, "Redis Cluster")
+    return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0), **options)
 
 
 class Store:

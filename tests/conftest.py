@@ -29,15 +29,20 @@ def pytest_addoption(parser):
 
     parser.addoption("--cluster", action="store_true",
                      help="run the tests marked cluster (those that pass on a Redis Cluster today) with the shared "
-                          "Redis a local 3-master Redis Cluster started for the session (free ports in 47000-47099; "
-                          "needs redis-server and redis-cli); tests of a cluster alone run only then")
+                          "Redis a local 3-master Redis Cluster started for the session (free ports in 47000-47099, "
+                          "or TEST_CLUSTER_PORTS=first-last and 50 above; needs redis-server and redis-cli); tests of "
+                          "a cluster alone run only then (with -m faults: the failover test, on a cluster of its own)")
+
+
+#: the fixtures of a local Redis Cluster: a test using one is a test of a cluster alone
+CLUSTER_FIXTURES = ("redis_cluster", "replicated_cluster")
 
 
 def _selected(config, item) -> bool:
     fixtures = getattr(item, "fixturenames", ())
     if config.getoption("--cluster"):  # the cluster pass: the tests that pass on a cluster today
         return item.get_closest_marker("cluster") is not None
-    if "redis_cluster" in fixtures:  # tests of a cluster alone: only in the cluster pass
+    if any(f in fixtures for f in CLUSTER_FIXTURES):  # tests of a cluster alone: only in the cluster pass
         return False
     return not config.getoption("--only-redis-url") or "redis_url" in fixtures
 
@@ -58,6 +63,20 @@ def redis_cluster(tmp_path_factory):
     from redis_proc import RedisClusterProcess
 
     cluster = RedisClusterProcess(str(tmp_path_factory.mktemp("cluster")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path):
+    """A local Redis Cluster of 3 masters with one replica each, its nodes declared failed after 1 s unreachable
+    (Redis's default is 15 s), for a test that kills a master; stopped after the test."""
+    from redis_proc import RedisClusterProcess
+
+    cluster = RedisClusterProcess(str(tmp_path / "cluster"), replicas=1, node_timeout_ms=1000)
     try:
         cluster.start()
         yield cluster

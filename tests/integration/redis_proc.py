@@ -88,15 +88,26 @@ class RedisProcess:
             self.kill()
 
 
+def _cluster_ports() -> range:
+    """``TEST_CLUSTER_PORTS`` (``first-last``, e.g. ``47100-47149``), else 47000-47049."""
+    first, _, last = os.environ.get("TEST_CLUSTER_PORTS", "47000-47049").partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
 #: the loopback ports local test clusters take nodes from (free ones, probed in order); CI machines and shared
 #: development hosts keep other Redis servers outside this range. A node's cluster bus listens on its port +
-#: :data:`BUS_OFFSET` (not Redis's default + 10000, which could leave the range or meet an ephemeral port)
-CLUSTER_PORTS = range(47000, 47050)
+#: :data:`BUS_OFFSET` (not Redis's default + 10000, which could leave the range or meet an ephemeral port).
+#: ``TEST_CLUSTER_PORTS=47100-47149`` moves it, so that two runs on one host (a CI pass and a developer's)
+#: cannot take the same free port between probing it and binding it
+CLUSTER_PORTS = _cluster_ports()
 BUS_OFFSET = 50
 
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # as redis-server binds: a port whose last connections linger in TIME_WAIT (a node killed by the previous
+        # run) is free for it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -111,13 +122,16 @@ class RedisClusterProcess:
     ``start`` returns once every node reports ``cluster_state:ok`` and knows every other node; ``stop`` kills them.
     """
 
-    def __init__(self, directory: str, masters: int = 3, replicas: int = 0, ports: range = CLUSTER_PORTS):
+    def __init__(self, directory: str, masters: int = 3, replicas: int = 0, ports: range = CLUSTER_PORTS,
+                 node_timeout_ms: int = 2000):
         self.binary = shutil.which("redis-server")
         self.cli = shutil.which("redis-cli")
         if self.binary is None or self.cli is None:
             raise RuntimeError("redis-server and redis-cli must be on PATH to start a local Redis Cluster")
         self.directory = directory
         self.masters, self.replicas = masters, replicas
+        # how long a node is unreachable before the others mark it failed and its replica is promoted
+        self.node_timeout_ms = node_timeout_ms
         self.ports = [p for p in ports if _port_free(p) and _port_free(p + BUS_OFFSET)][:masters * (1 + replicas)]
         if len(self.ports) < masters * (1 + replicas):
             raise RuntimeError(f"not enough free ports in {ports.start}-{ports.stop - 1} for a local cluster")
@@ -133,8 +147,10 @@ class RedisClusterProcess:
         os.makedirs(node_dir, exist_ok=True)
         args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", node_dir,
                 "--cluster-enabled", "yes", "--cluster-port", str(port + BUS_OFFSET),
-                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log"]
+                "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "redis.log",
+                # a replica's first full sync starts at once (Redis waits 5 s for more replicas by default)
+                "--repl-diskless-sync-delay", "0"]
         # the nodes die with the test process, even a killed one: nothing is left holding the ports
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                             preexec_fn=die_with_parent)
@@ -152,6 +168,22 @@ class RedisClusterProcess:
             raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
         for port in self.ports:
             self._until(deadline, lambda c: self._ready(c), port, "report cluster_state:ok with every node known")
+        # every master with its replicas attached (redis-cli may return before a replica has turned into one) and
+        # every replica through its first sync: one that never finished it cannot be promoted ("disconnected from
+        # master for longer than allowed"), so a failover test must not kill a master before that
+        for port in self.ports:
+            self._until(deadline, lambda c: self._replicated(c.info("replication")), port,
+                        f"serve as a master with {self.replicas} replicas or as a synced replica")
+        # and every node sees those roles (the ones a test reads the layout from: gossip lags a little)
+        replicas = self.masters * self.replicas
+        for port in self.ports:
+            self._until(deadline, lambda c: _replicas_listed(c.execute_command("CLUSTER", "NODES")) == replicas, port,
+                        f"list {replicas} replicas")
+
+    def _replicated(self, info: dict) -> bool:
+        if info["role"] == "master":
+            return int(info.get("connected_slaves", 0)) >= self.replicas
+        return info.get("master_link_status") == "up"
 
     def _ready(self, client: redis.Redis) -> bool:
         info = client.cluster("INFO")
@@ -178,11 +210,24 @@ class RedisClusterProcess:
             client.close()
 
     def primaries(self) -> list[int]:
-        """The ports of the nodes serving slots now."""
-        client = redis.Redis(port=self.ports[0], decode_responses=True)
+        """The ports of the nodes serving slots now (as the first node still running sees them)."""
+        client = redis.Redis(port=next(p for p in self.ports if p in self.procs), decode_responses=True)
         try:
             return sorted(int(n["port"]) if isinstance(n, dict) else int(n[1])
                           for n in _primary_nodes(client.execute_command("CLUSTER", "SHARDS")))
+        finally:
+            client.close()
+
+    def replica_of(self, port: int) -> int | None:
+        """The port of a replica of the master on ``port`` (None if it has none)."""
+        client = redis.Redis(port=next(p for p in self.ports if p in self.procs), decode_responses=True)
+        try:
+            for shard in client.execute_command("CLUSTER", "SHARDS"):
+                shard = shard if isinstance(shard, dict) else dict(zip(shard[::2], shard[1::2]))
+                nodes = [n if isinstance(n, dict) else dict(zip(n[::2], n[1::2])) for n in shard["nodes"]]
+                if any(n["role"] == "master" and int(n["port"]) == port for n in nodes):
+                    return next((int(n["port"]) for n in nodes if n["role"] == "replica"), None)
+            return None
         finally:
             client.close()
 
@@ -197,11 +242,18 @@ class RedisClusterProcess:
             self.kill(port)
 
 
+def _replicas_listed(nodes: str) -> int:
+    """The replicas in a CLUSTER NODES reply (its third field: flags such as ``myself,slave``)."""
+    return sum("slave" in line.split()[2].split(",") for line in nodes.splitlines() if line.strip())
+
+
 def _primary_nodes(shards) -> list[dict]:
-    """The master nodes of a CLUSTER SHARDS reply (RESP2: flat lists of name, value)."""
+    """The master nodes serving slots in a CLUSTER SHARDS reply (RESP2: flat lists of name, value)."""
     out = []
     for shard in shards:
         shard = shard if isinstance(shard, dict) else dict(zip(shard[::2], shard[1::2]))
+        if not shard["slots"]:  # (a node not yet told it is a replica, or a master left without slots)
+            continue
         for node in shard["nodes"]:
             node = node if isinstance(node, dict) else dict(zip(node[::2], node[1::2]))
             if node["role"] == "master" and node["health"] == "online":
