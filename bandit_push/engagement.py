@@ -92,11 +92,13 @@ def organic(values: list, now: float) -> tuple[float, float]:
 
 
 def evidence(raw: str | None, now: float, half_life_s: float) -> tuple[float, float]:
-    """(E, X) of a stored ``pe`` field (text ``"t E X"``), decayed to ``now``."""
+    """(E, X) of a stored ``pe`` field (text ``"t E X"``, or ``"t E X u m"`` while a Thompson episode is open: the
+    decide script's ``pe_load``), decayed to ``now``. An open episode is still evidence: the users it holds back are
+    the ones who ignored their pushes, which a refit that skipped them would never see."""
     parts = raw.split() if raw else []
-    if len(parts) != 3:
+    if len(parts) not in (3, 5):
         return 0.0, 0.0
-    t, e, x = (float(v) for v in parts)
+    t, e, x = (float(v) for v in parts[:3])
     f = 1.0
     if now > t:
         f = math.pow(2, -(now - t) / half_life_s)

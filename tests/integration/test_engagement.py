@@ -108,6 +108,34 @@ def test_policy_refit_publishes_the_model_and_decide_uses_it(make_app, store, se
     assert "policy" in names
 
 
+def test_an_open_thompson_episode_is_still_the_users_evidence(make_app, store, settings):
+    """While a Thompson episode is open, ``pe`` holds the held draw too (``"t E X u m"``): the users it holds back are
+    the ones who ignored their pushes. The policy refit and the user's page read their evidence as decide does (the
+    record's E and X), not as none: a refit that left them out fitted the model on the users who engaged, and so
+    over-predicted the engagement of everyone else (the simulator's mid-run slumps, docs/simulation.md)."""
+    push = make_app(cost=-1e9, pacing=0.0).test_client()
+    hold = make_app(cost=0.3, pacing=0.0, thompson_episodes=True).test_client()
+    later = T0 + 6 * 3600  # past the minimum gap, before quiet hours
+    for i in range(30):
+        user = f"u{i}"
+        store.redis.hset(store.keys.user(user), mapping={"sg": "new", "ff": repr(T0 - 40 * 86400), "f:view": 3 * i})
+        d = decide(push, user)
+        assert d["send"]
+        if i % 3 == 0:
+            push.post("/v1/feedback", json={"decision_id": d["decision_id"], "event": "opened", "ts": T0 + 60})
+        refused = decide(hold, user, now=later)  # an unlikely push: refused, and the episode's draw held
+        assert not refused["send"] and refused["reason"] == "policy"
+        raw = store.redis.hget(store.keys.user(user), "pe")
+        assert len(raw.split()) == 5, raw
+        y = decision_log.decode(store.binary.hgetall(store.keys.decision(refused["decision_id"])))["y"]
+        e, x = engagement.evidence(raw, later, HL)
+        assert x > 0 and (e, x) == pytest.approx((y["e"], y["x"]), rel=1e-5)  # decide's reading of the same field
+    eng = hold.get(f"/v1/users/u0?now={later}").get_json()["engagement"]
+    assert eng["engaged_decisions"] == pytest.approx(math.pow(2, -(later - T0 - 60) / HL), rel=1e-4)
+    out = refit.run(store, settings, "policy", "test", now=later + 60)
+    assert out["users"] == 30
+
+
 def test_a_decision_explains_what_drove_it(make_app, store):
     """GET /v1/decisions/<id>: the record, and the net value split into the segment context and the user's multiplier
     (their product and sum is the net value the policy weighed); a guardrail refusal names the guardrail."""
