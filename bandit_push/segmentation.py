@@ -5,8 +5,11 @@ last event (capped at a year), and per-30-day rates of purchases, purchase value
 searches and app opens over the user's tenure (at least 30 days, so a new user's burst is not read
 as a habit). They are ``log1p``-transformed and standardised; k-means (scipy's ``kmeans2``, k-means++
 seeding, the best of :data:`N_INIT` runs) clusters users with at least ``segment_min_events`` events;
-the others stay ``new``. Segment ids stay stable: new centroids are matched to the previous version's
-with the Hungarian assignment (``linear_sum_assignment``) on their distance in the new scaling.
+the others stay ``new``. Segment ids stay stable, and follow the users: a segment's arms were learned on its
+members, so a new cluster keeps an old id only if most of its members were in that segment (the Hungarian
+assignment, ``linear_sum_assignment``, on the members the clusters share); any other cluster gets an id never used
+before, and learns from the policy space's pooled prior. (Matching centroids by distance alone once gave a cluster
+of regular users the id of a vanished handful of enthusiasts, whose arms then pushed them for a week.)
 
 Between refits, a ``new`` user whose events cross the threshold is assigned the nearest centroid in
 Python right after the events script (:func:`assign_new`); before the first clustering such users go
@@ -27,9 +30,10 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from bandit_push import models, users
-from bandit_push.config import EVENT_TYPES, Settings
+from bandit_push.arms import arm_values, parse_arm
+from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.errors import NoData
-from bandit_push.schema import USER
+from bandit_push.schema import ARM_MAGIC, USER
 from bandit_push.store import Store
 
 FEATURES: tuple[str, ...] = ("days since last purchase", "days since last event", "purchases/30d",
@@ -86,15 +90,26 @@ def _kmeans(x: npt.NDArray, k: int, seed: int, init: npt.NDArray | None = None) 
     return best[1], best[2]
 
 
-def match_ids(new_std: npt.NDArray, old_std: npt.NDArray | None, old_ids: list[str]) -> list[str]:
-    """Ids for new centroids: the matched old centroid's id (Hungarian, on distance), else a fresh one."""
+def match_ids(new_std: npt.NDArray, old_std: npt.NDArray | None, old_ids: list[str],
+              shared: npt.NDArray | None = None, last: int = 0) -> list[str]:
+    """Ids for new centroids: the matched old segment's id, else a fresh one (numbered after ``last`` and the old ids).
+
+    With ``shared`` (new cluster x old segment: how many of the new cluster's members were in the old segment, a
+    last column for those who were in none), the Hungarian assignment maximises the members kept, and a cluster keeps
+    its match's id only if more than half of its members were in it; without, centroids match by distance."""
     ids: list[str | None] = [None] * len(new_std)
     if old_std is not None and len(old_std):
-        rows, cols = linear_sum_assignment(cdist(new_std, old_std))
-        for r, c in zip(rows, cols):
-            ids[r] = old_ids[c]
+        if shared is None:
+            rows, cols = linear_sum_assignment(cdist(new_std, old_std))
+            keep = [True] * len(rows)
+        else:
+            rows, cols = linear_sum_assignment(-shared[:, :len(old_ids)])
+            keep = [2 * shared[r, c] > shared[r].sum() for r, c in zip(rows, cols)]
+        for r, c, k in zip(rows, cols, keep):
+            if k:
+                ids[r] = old_ids[c]
     used = [int(i[1:]) for i in old_ids if i[1:].isdigit()]
-    nxt = max(used, default=0) + 1
+    nxt = max(used + [last]) + 1
     for i in range(len(ids)):
         if ids[i] is None:
             ids[i] = f"s{nxt}"
@@ -110,9 +125,11 @@ def refit(store: Store, settings: Settings, progress: Callable[[float, str], Non
     # in user id order, not the SCAN's (which follows the server's hashing of the key names): k-means++
     # picks its seeds by row, so the same users and the same seed must give the same rows to cluster. The scan
     # recounts the segment sizes (what the moves below then change, they change by increments)
-    rows = sorted((uv for batch in users.scan(store, FIELDS, recount=True) for uv in batch), key=lambda uv: uv[0])
+    rows = sorted((uv for batch in users.scan(store, FIELDS + [USER["segment"]], recount=True) for uv in batch),
+                  key=lambda uv: uv[0])
     uids = [uid for uid, _ in rows]
-    raw = [values for _, values in rows]
+    raw = [values[:-1] for _, values in rows]
+    was = [values[-1] for _, values in rows]  # each user's segment before this refit
     events = [events_of(values) for values in raw]
     if now is None:  # replayed history: "now" is the latest activity, not the wall clock
         lasts = [float(v[len(EVENT_TYPES) + 1]) for v in raw if v[len(EVENT_TYPES) + 1] is not None]
@@ -129,16 +146,28 @@ def refit(store: Store, settings: Settings, progress: Callable[[float, str], Non
     progress(0.2, "cluster")
     prev = models.current(store, "segments")
     seed = (settings.seed or 0) * 1000 + int(prev or 0)  # a different run each refit: the matching keeps ids
-    old_std, old_ids = None, []
+    old_std, old_ids, last = None, [], 0
     if prev is not None:
         old = models.load(store, "segments", prev)
-        old_std, old_ids = (old.arrays["centroids"] - mean) / std, old.meta["ids"]
+        old_std, old_ids, last = (old.arrays["centroids"] - mean) / std, old.meta["ids"], old.meta.get("last_id", 0)
     cents, labels = _kmeans(z, k, seed, init=old_std)
-    ids = match_ids(cents, old_std, old_ids)
+    column = {sid: j for j, sid in enumerate(old_ids)}
+    shared = np.zeros((k, len(old_ids) + 1))
+    before = np.array([column.get(was[i] or "", len(old_ids)) for i in eligible], dtype=np.int64)
+    np.add.at(shared, (labels, before), 1)
+    ids = match_ids(cents, old_std, old_ids, shared, last)
+    # a fresh id starts from the arms of where its members were: each old segment's, in the share of its members it got
+    moved_out = shared[:, :len(old_ids)].sum(axis=0)
+    sources = {ids[j]: {old_ids[i]: float(shared[j, i] / moved_out[i]) for i in range(len(old_ids)) if shared[j, i]}
+               for j in range(k) if ids[j] not in old_ids}
+    seed_arms(store, settings, {sid: w for sid, w in sources.items() if w}, now)
     centroids = cents * std + mean  # kept in log1p space: comparable whatever the next scaling
     sizes = np.bincount(labels, minlength=k)
     meta = {"fit_at": time.time(), "data_until": now, "users": len(uids), "clustered": len(eligible),
-            "ids": ids, "features": list(FEATURES), "sizes": {i: int(s) for i, s in zip(ids, sizes)},
+            "ids": ids, "features": list(FEATURES),
+            # the highest id number ever given: a retired id is never given again (its arms stay in the arms hash)
+            "last_id": max([last] + [int(i[1:]) for i in ids if i[1:].isdigit()]),
+            "sizes": {i: int(s) for i, s in zip(ids, sizes)},
             "inertia": float(((z - cents[labels]) ** 2).sum()),
             "params": {"segment_count": settings.segment_count, "segment_min_events": settings.segment_min_events}}
     progress(0.6, "publish")
@@ -152,6 +181,30 @@ def refit(store: Store, settings: Settings, progress: Callable[[float, str], Non
     progress(1.0, "done")
     return {"model": "segments", "version": version, "users": len(uids), "clustered": len(eligible),
             "segments": meta["sizes"], "moved": moved}
+
+
+def seed_arms(store: Store, settings: Settings, sources: dict[str, dict[str, float]], now: float) -> None:
+    """Start each new segment's arms, in every policy space, as the weighted sum of old segments' arms (``sources``:
+    new id -> old id -> weight), decayed to ``now``: what the old segments learned on the users the new one now holds.
+    Written before any user is in the new segment, so no decide or feedback writes its arms meanwhile."""
+    if not sources:
+        return
+    hl = settings.half_life_hours * 3600.0
+    for key in store.scan_iter(store.keys.arms("*")):
+        fields: dict[str, dict[str, list[float]]] = {}
+        for f, raw in store.binary.hgetall(key).items():
+            seg, _, rest = f.decode().partition("|")
+            fields.setdefault(seg, {})[rest] = arm_values(raw)
+        out: dict[str, bytes] = {}
+        for new, weights in sources.items():
+            for rest in sorted({r for old in weights for r in fields.get(old, {})}):
+                n, counts = 0.0, np.zeros(len(OUTCOMES))
+                for old, w in weights.items():
+                    dn, dc = parse_arm(fields.get(old, {}).get(rest), now, hl)
+                    n, counts = n + w * dn, counts + w * dc
+                out[f"{new}|{rest}"] = ARM_MAGIC.encode() + np.concatenate([[now, n], counts]).astype("<f8").tobytes()
+        if out:
+            store.binary.hset(key, mapping=out)
 
 
 def set_segments(store: Store, assignments: Iterable[tuple[str, str]], expect: str = "",

@@ -14,7 +14,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import retail
-from bandit_push import models, refit, refit_lock, segmentation, toplists, users
+from stored import packed_arm
+from bandit_push import models, refit, refit_lock, segmentation, segments, toplists, users
+from bandit_push.config import OUTCOMES
 from bandit_push.decide import ranked_items
 from bandit_push.errors import NoData
 
@@ -293,6 +295,60 @@ def test_hungarian_matching_restores_ids_of_permuted_centroids():
     assert segmentation.match_ids(new, old, ids) == [ids[p] for p in perm]
     grown = np.vstack([new, rng.normal(size=(1, 8)) + 10])  # one more segment: a fresh id
     assert segmentation.match_ids(grown, old, ids) == [ids[p] for p in perm] + ["s7"]
+    assert segmentation.match_ids(grown, old, ids, last=9)[-1] == "s10"  # s7..s9 were given and retired before
+
+
+def test_a_segment_id_follows_its_members_not_the_nearest_centroid(store, settings):
+    """A segment's arms were learned on its members. When a small segment dissolves into a big one and another splits
+    in two, the split half must not take the vanished segment's id (its arms would push these users as if they were
+    the others): it gets an id never used before, and the ids that stay are the ones most of a cluster's members had."""
+    s = settings.replace(segment_count=3)
+    now = END
+    heavy = {"f:view": 600, "f:purchase": 10, "fm": 500.0, "fp": now - 86400, "fl": now}
+    light = {"f:view": 6, "fl": now - 10 * 86400}
+    groups = {"a": (100, heavy), "b": (50, light), "c": (50, light),  # b and c alike: one segment at first
+              "t": (5, {"f:purchase": 200, "fm": 50000.0, "fp": now, "fl": now})}
+
+    def write(name, n, fields):  # (a user's events, as the events script counts them; a known user's segment stays)
+        for i in range(n):
+            key = store.keys.user(f"{name}{i}")
+            store.redis.hsetnx(key, "sg", "new")
+            store.redis.hset(key, mapping={"ff": repr(now - 60 * 86400), **{k: repr(v) for k, v in fields.items()}})
+
+    def segment_of(name, n):
+        return {store.redis.hget(store.keys.user(f"{name}{i}"), "sg") for i in range(n)}
+
+    for name, (n, fields) in groups.items():
+        write(name, n, fields)
+    segmentation.refit(store, s, lambda *_: None, now=now)
+    before = {name: segment_of(name, n) for name, (n, _) in groups.items()}
+    assert all(len(v) == 1 for v in before.values()) and before["b"] == before["c"]
+    assert len(set().union(*before.values())) == 3
+    (b,), (t,) = before["b"], before["t"]
+    n_out = len(OUTCOMES)
+    learned = {f"{b}|5|1": [now - 86400, 40.0] + [4.0] * n_out, f"{b}|N": [now, 300.0] + [30.0] * n_out,
+               f"{t}|5|1": [now, 90.0] + [20.0] * n_out, "*|N": [now, 900.0] + [90.0] * n_out}
+    store.binary.hset(store.keys.arms("default"), mapping={f: packed_arm(v) for f, v in learned.items()})
+    write("t", 5, heavy)  # the handful joins the heavy users
+    write("c", 50, {"f:view": 60, "f:search": 60, "fl": now - 2 * 86400})  # half of the light ones change
+    out = segmentation.refit(store, s, lambda *_: None, now=now)
+    after = {name: segment_of(name, n) for name, (n, _) in groups.items()}
+    assert after["a"] == after["t"] == before["a"]
+    assert before["b"] in (after["b"], after["c"]) and after["b"] != after["c"]
+    fresh = (after["b"] | after["c"]) - before["b"]
+    assert fresh == {"s4"} and fresh != before["t"]  # never the vanished segment's id
+    # and its arms start from what the light segment learned, in the share of its users it got (half), none of t's
+    arms = segments.load_arms(store)
+    decayed = 2 ** (-86400 / (settings.half_life_hours * 3600))
+    assert arms["s4|5|1"] == pytest.approx([now, 20.0 * decayed] + [2.0 * decayed] * n_out)
+    assert arms["s4|N"] == pytest.approx([now, 150.0] + [15.0] * n_out)
+    assert {f for f in arms if f.startswith("s4|")} == {"s4|5|1", "s4|N"}
+    assert arms[f"{b}|5|1"] == learned[f"{b}|5|1"] and arms["*|N"] == learned["*|N"]  # the others as they were
+    assert segmentation.models.load(store, "segments").meta["last_id"] == 4 and out["moved"] == 55
+    # one more split: one half keeps the id (an even split: either), the other gets one never used, s5
+    write("c", 25, {"f:view": 900, "f:search": 900, "f:add_to_cart": 300, "fl": now})
+    segmentation.refit(store, settings.replace(segment_count=4), lambda *_: None, now=now)
+    assert segment_of("c", 50) == after["c"] | {"s5"} and segment_of("b", 50) == after["b"]
 
 
 def test_users_crossing_the_history_threshold_get_the_nearest_segment(client, store, settings):
