@@ -11,8 +11,8 @@ import functools
 import hashlib
 import ipaddress
 import os
-import time
 import re
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 

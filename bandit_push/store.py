@@ -310,11 +310,8 @@ class Command:
         # app 1,335k Python instructions instead of 1,126k (+19%, bench/script_cost.py --app)
         pool = r.connection_pool
         conn = pool.get_connection()
-        try:
+        try:  # (the connection disconnects itself on a send or read error, as under redis-py's own calls)
             conn.send_packed_command([pack_command(("FCALL", function, len(keys), *keys, *args))])
             return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()  # (as redis-py does: a half-read answer must not reach the next caller)
-            raise
         finally:
             pool.release(conn)

@@ -71,23 +71,24 @@ def scan(store: Store, fields: list[str], batch: int = 1000, recount: bool = Fal
     a caller whose result depends on the order sorts. Each user comes once: SCAN may return a key twice
     (while the keyspace rehashes), so the ids seen are kept (one set entry per user, beside the caller's rows).
 
-    With ``recount``, each user's segment is read too and, once the caller has read every user, the segment sizes
-    are replaced by the counts (:func:`write_sizes`): the jobs that read every user anyway (the segmentation and
-    policy refits) so bound the drift of the sizes to one refit period.
+    With ``recount``, each user's segment is read too (unless ``fields`` names it) and, once the caller has read
+    every user, the segment sizes are replaced by the counts (:func:`write_sizes`): the jobs that read every user
+    anyway (the segmentation and policy refits) so bound the drift of the sizes to one refit period.
     """
     keys = store.keys
     todo: list[str] = []
     seen: set[str] = set()
     counts: Counter[str] = Counter()
-    wanted = fields + [USER["segment"]] if recount else fields
+    added = recount and USER["segment"] not in fields
+    wanted = fields + [USER["segment"]] if added else fields
+    sg = wanted.index(USER["segment"]) if recount else -1
 
     def fetch() -> list[tuple[str, list]]:
         rows = _fetch(store, todo, wanted)
         todo.clear()
-        if not recount:
-            return rows
-        counts.update(values[-1] or "new" for _, values in rows if any(v is not None for v in values))
-        return [(uid, values[:-1]) for uid, values in rows]
+        if recount:
+            counts.update(values[sg] or "new" for _, values in rows if any(v is not None for v in values))
+        return [(uid, values[:-1]) for uid, values in rows] if added else rows
 
     for key in store.scan_iter(keys.users_match()):  # every primary of a cluster
         uid = keys.user_of(key)

@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from rq import Worker as RQWorker
 from rq.job import Job
@@ -39,23 +39,30 @@ from bandit_push.config import Settings
 RQ_HEARTBEAT_MARGIN = 60
 
 
-def _stop_when_orphaned(bound: float) -> None:
-    """Once the parent that started this worker is gone (a SIGKILLed ``serve``; its death signal is a SIGTERM, a
-    warm shutdown that waits for the job), give the job ``bound`` seconds, then kill the worker and, with it, the
-    work-horse: nothing else would ever bound the wait."""
+def _when_orphaned(then: Callable[[], None], grace: float = 0.0, every: float = 0.2) -> None:
+    """Call ``then`` ``grace`` seconds after the process that started this one is gone (checked every ``every`` s,
+    on a daemon thread); not for a process whose parent is already init."""
     parent = os.getppid()
     if parent == 1:
         return
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(0.5)
-        time.sleep(bound)
-        for child in multiprocessing.active_children():  # RQ's scheduler process
-            child.kill()
-        os.kill(os.getpid(), signal.SIGKILL)  # the work-horse follows (PR_SET_PDEATHSIG)
+            time.sleep(every)
+        time.sleep(grace)
+        then()
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _die_with_scheduler() -> None:
+    for child in multiprocessing.active_children():  # RQ's scheduler process
+        child.kill()
+    _die()  # the work-horse follows (PR_SET_PDEATHSIG)
 
 
 class Worker(RQWorker):
@@ -66,19 +73,12 @@ class Worker(RQWorker):
         settings = Settings.from_env()
         self.job_monitoring_interval = settings.job_heartbeat_s
         self.abandon_grace = settings.job_abandon_grace_s
-        _stop_when_orphaned(settings.shutdown_timeout_s)
+        # a SIGKILLed serve's death signal is a SIGTERM, a warm shutdown that waits for the job: nothing else bounds it
+        _when_orphaned(_die_with_scheduler, grace=settings.shutdown_timeout_s, every=0.5)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        parent = os.getppid()
         die_with_parent()
-
-        def watch() -> None:  # orphaned (the worker was killed): die too, with nothing more done
-            while True:
-                if os.getppid() != parent:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                time.sleep(0.2)
-
-        threading.Thread(target=watch, name="worker-watch", daemon=True).start()
+        _when_orphaned(_die)  # (the worker was killed: die too, with nothing more done)
         super().main_work_horse(job, queue)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:

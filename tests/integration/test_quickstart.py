@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import requests
 from redis_proc import free_port, wait_healthy
+from waits import until
 
 ROOT = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- quickstart.sh output: begin -->", "<!-- quickstart.sh output: end -->"
@@ -33,18 +35,11 @@ def _no_refit_in_flight(base: str) -> None:
     """Wait out the scheduler's first MF refit: one that ran after the script's events would make the decide's items
     the model's instead of the popular list's. The scheduler enqueues its first jobs together, the popular lists'
     first; once those ran, asking for a refit answers the scheduler's if it is queued or running."""
-    import time
-
-    import requests
-
-    deadline = time.monotonic() + 60
-    while requests.get(f"{base}/readyz", timeout=10).json()["items"]["age_s"] is None:
-        assert time.monotonic() < deadline, "the scheduler's first popular lists did not come within 60 s"
-        time.sleep(0.2)
+    until(lambda: requests.get(f"{base}/readyz", timeout=10).json()["items"]["age_s"] is not None, timeout=60,
+          what="the scheduler's first popular lists", every=0.2)
     job_id = requests.post(f"{base}/v1/models/mf/refit", timeout=10).json()["job_id"]
-    while requests.get(f"{base}/v1/jobs/{job_id}", timeout=10).json()["state"] not in ("finished", "failed"):
-        assert time.monotonic() < deadline, "the MF refit did not end within 60 s"
-        time.sleep(0.2)
+    until(lambda: requests.get(f"{base}/v1/jobs/{job_id}", timeout=10).json()["state"] in ("finished", "failed"),
+          timeout=60, what="the MF refit's end", every=0.2)
 
 
 def test_the_readme_shows_what_the_quickstart_script_prints(tmp_path):

@@ -21,6 +21,7 @@ from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
 import retail
+from waits import until
 from bandit_push import models, refit
 from bandit_push.config import Settings
 
@@ -176,10 +177,7 @@ def test_a_worker_whose_parent_is_killed_stops_within_the_shutdown_bound(setting
     worker = psutil.Process(int(parent.stdout.readline()))
     try:
         queue = Queue(settings.queue, connection=redis.Redis.from_url(settings.redis_url))
-        deadline = time.monotonic() + 30
-        while not Worker.all(queue=queue):  # registered: it is RQ's worker now, past its imports
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        until(lambda: Worker.all(queue=queue), timeout=30, what="the worker's registration", every=0.1)  # (past imports)
         parent.kill()
         parent.wait(10)
         gone, alive = psutil.wait_procs([worker, *worker.children(recursive=True)], timeout=15)
