@@ -30,7 +30,8 @@ POLICY_NAMES: tuple[str, ...] = ("thompson", "ucb", "cadence", "holdout")
 #: The earliest timestamp accepted by default: 2000-01-01T00:00:00Z.
 TIMESTAMP_MIN = 946684800.0
 #: the largest value of each policy setting that enters the decide script's arithmetic (``cost`` is only compared)
-POLICY_SETTING_MAX = {"ucb_c": 1e3, "pool_events": 1e6, "pacing": 1.0, "pacing_caution": 100.0, "thompson_scale": 1e3,
+POLICY_SETTING_MAX = {"ucb_c": 1e3, "pool_events": 1e6, "pacing": 1.0, "pacing_caution": 100.0,
+                      "pacing_explore": 100.0, "pacing_min_sends": 1e6, "thompson_scale": 1e3,
                       "cadence_gap_hours": 87600.0}
 #: set in the environment once a process has warned that no API key is configured, so that the processes it
 #: starts (gunicorn's master, its workers) do not each repeat the warning
@@ -114,6 +115,10 @@ class Settings:
     #: with pacing, whether to push more than once per week stays with the means, but the load is chosen by each
     #: load arm's posterior mean minus this many posterior sds (policies/base.py, pacing_choice); 0: by the means
     pacing_caution: float = 0.0
+    #: with pacing, a segment's load moves one step above the highest load arm with this many (decayed) sends at a
+    #: time, that step ranked by its posterior mean plus pacing_explore sds (policies/base.py, pacing_choice); 0: off
+    pacing_min_sends: float = 20.0
+    pacing_explore: float = 1.0
     #: Thompson sampling draws the net value from its posterior with the sd times this (Chapelle & Li 2011: below 1
     #: a policy explores less per opportunity); the propensity stays exact
     thompson_scale: float = 1.0
@@ -244,7 +249,8 @@ class Settings:
         for name in ("mf_factors", "mf_iterations"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be >= 1")
-        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events", "pacing", "pacing_caution"):
+        for name in ("min_gap_hours", "exclude_pushed_days", "ucb_c", "pool_events", "pacing", "pacing_caution",
+                     "pacing_explore", "pacing_min_sends"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         # the policy settings an experiment variant may set too: bounded, so that none overflows to infinity in

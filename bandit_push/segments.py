@@ -54,6 +54,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
     paced = policy.params.get("pacing", 0.0) > 0
     cost = policy.params.get("cost", 0.0)
     caution = policy.params.get("pacing_caution", 0.0)
+    explore, min_sends = policy.params.get("pacing_explore", 0.0), policy.params.get("pacing_min_sends", 0.0)
     load_labels = load_names(settings)
     out = []
     for seg in sorted(set(sizes) | set(by_segment)):
@@ -82,7 +83,7 @@ def report(store: Store, settings: Settings, policy: Policy, now: float | None =
             views = [view(arms.get(f"{seg}{ARM['load']}{k}"), 0.0) for k in ["L"] + list(range(settings.pacing_loads))]
             means, variances = zip(*(v.posterior(policy.prior) for v in views))
             best = pacing_choice(means, variances, cost, settings.pacing_window_hours,
-                                 settings.recency_edges_hours[-1], caution)
+                                 settings.recency_edges_hours[-1], caution, [v.n for v in views], explore, min_sends)
             entry["loads"] = [{"load": name, **summary(v)} for name, v in zip(load_labels, views)]
             entry["max_load"] = load_labels[best + 1]
         out.append(entry)

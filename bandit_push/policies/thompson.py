@@ -18,7 +18,8 @@ class ThompsonSampling(Policy):
 
     name = "thompson"
     kind = "thompson"
-    defaults = {"cost": 0.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0, "thompson_scale": 1.0}
+    defaults = {"cost": 0.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0, "pacing_explore": 1.0,
+                "pacing_min_sends": 20.0, "thompson_scale": 1.0}
 
     def send_probability(self, arm: ArmView) -> float:
         mean, var = arm.posterior(self.prior)

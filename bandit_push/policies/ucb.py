@@ -19,7 +19,8 @@ class UCB(Policy):
 
     name = "ucb"
     kind = "ucb"
-    defaults = {"cost": 0.0, "ucb_c": 1.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0}
+    defaults = {"cost": 0.0, "ucb_c": 1.0, "pool_events": 5.0, "pacing": 1.0, "pacing_caution": 0.0,
+                "pacing_explore": 1.0, "pacing_min_sends": 20.0}
 
     def send_probability(self, arm: ArmView) -> float:
         mean, var = arm.posterior(self.prior)

@@ -12,7 +12,7 @@ from bandit_push.policies import POLICIES, ArmView
 from stored import packed_arm
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()  # a Tuesday, midday UTC
-ALWAYS = {"cost": -1e9}  # a policy cost no net value misses: isolates the guardrails
+ALWAYS = {"cost": -1e9, "pacing_min_sends": 0}  # no net value misses this cost, at any load: isolates the guardrails
 
 
 def decide(client, user="u1", now=T0, **extra):
@@ -114,6 +114,8 @@ def test_policy_config_errors_name_the_field(settings):
     assert from_config({"name": "thompson"}, settings).params == {"cost": settings.cost, "pool_events": settings.pool_events,
                                                                  "pacing": settings.pacing,
                                                                  "pacing_caution": settings.pacing_caution,
+                                                                 "pacing_explore": settings.pacing_explore,
+                                                                 "pacing_min_sends": settings.pacing_min_sends,
                                                                  "thompson_scale": settings.thompson_scale}
     for config, field in ((None, "variants[1].policy"), ({"name": "nope"}, "variants[1].policy.name"),
                           ({"name": "ucb", "gap": 3}, "variants[1].policy.gap"),
@@ -277,6 +279,49 @@ def test_pacing_caution_ranks_a_thin_load_by_its_lower_bound(make_app, settings)
         assert decide(c_, "u2")["reason"] == reason, c
         new = next(x for x in c_.get(f"/v1/segments?now={T0}").get_json()["segments"] if x["segment"] == "new")
         assert new["max_load"] == f"{choice[c]} in 72h"
+
+
+def test_pacing_steps_one_load_above_what_the_segment_has_seen(make_app, settings):
+    """A segment seen only at loads 'L', 0 and 1, where pushes pay: its unseen loads take the generous pooled prior,
+    so without steps the highest one wins and a user with three pushes in 72 h is pushed again; with
+    ``pacing_min_sends`` the segment is paced at most one load above what it has seen (the frontier, 2), that user
+    is refused (reason ``pacing``), one at load 2 is not, and GET /v1/segments says the same ``max_load``."""
+    from bandit_push.policies import net_value_posterior, pacing_choice
+    from bandit_push.policies.base import Prior
+    k, clicked = len(OUTCOMES), 2 + OUTCOMES.index("clicked")
+    sends = {"L": 1000.0, 0: 1000.0, 1: 1000.0}
+    arms = {f"new|F{j}": [T0, n] + [0.0] * k for j, n in sends.items()}
+    for j in sends:
+        arms[f"new|F{j}"][clicked] = 300.0
+    tot = [T0, 3000.0] + [0.0] * k
+    tot[clicked] = 900.0
+    arms["new|N"] = arms["*|N"] = tot
+    for b in range(6):
+        arms[f"new|{b}|1"] = [T0, 1000.0] + [0.0] * k
+        arms[f"new|{b}|1"][clicked] = 300.0
+    order = ["L"] + list(range(settings.pacing_loads))
+    n = np.array([arms.get(f"new|F{j}", [T0, 0.0])[1] for j in order])
+    counts = np.array([arms.get(f"new|F{j}", [T0, 0.0] + [0.0] * k)[2:] for j in order])
+    parents = (np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)),
+               np.full(len(order), tot[1]), np.tile(tot[2:], (len(order), 1)))
+    means, var = net_value_posterior(n, counts, Prior.from_settings(settings), parents)
+    args = (0.0, settings.pacing_window_hours, settings.recency_edges_hours[-1], 0.0, n)
+    top = settings.pacing_loads - 1
+    assert pacing_choice(means, var, *args) == top and pacing_choice(means, var, *args, 1.0, 20.0) == 2
+    users = {"at3": [40, 30, 20], "at2": [30, 20]}  # hours ago of each user's pushes
+    for step, reason in ((0.0, {"at3": "policy", "at2": "policy"}), (20.0, {"at3": "pacing", "at2": "policy"})):
+        app = make_app(pacing_min_sends=step, pacing_explore=1.0, min_gap_hours=4)
+        s = app.extensions["bandit_push"]
+        s.store.delete_prefix()
+        s.store.binary.hset(s.store.keys.arms("default"), mapping={f: packed_arm(a) for f, a in arms.items()})
+        for uid, ago in users.items():
+            s.store.redis.hset(s.store.keys.user(uid), mapping={"sg": "new", "lp": repr(T0 - ago[-1] * 3600)})
+            s.store.redis.set(s.store.keys.user_pushes(uid), " ".join(repr(T0 - h * 3600) for h in ago) + "\n")
+        c = app.test_client()
+        for uid, why in reason.items():
+            assert decide(c, uid)["reason"] == why, (step, uid)
+        new = next(x for x in c.get(f"/v1/segments?now={T0}").get_json()["segments"] if x["segment"] == "new")
+        assert new["max_load"] == (f"{top}+ in 72h" if step == 0 else "2 in 72h")
 
 
 def test_seeded_workers_draw_their_own_sequences(make_app, monkeypatch):

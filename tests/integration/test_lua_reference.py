@@ -157,28 +157,36 @@ def test_pacing_choice_matches_numpy(store):
     assert -1 in got and len(set(got)) > 3  # the choices vary, 'not pushed within a week' among them
 
 
-def test_cautious_pacing_choice_matches_numpy(store):
-    """pace_choice (Lua) picks the same load as pacing_choice (numpy), over random means, sds, costs and cautions;
-    with caution a load is chosen wherever the means choose one (never the week-rested arm), and caution moves
-    some choices."""
+def test_pacing_choice_with_caution_and_steps_matches_numpy(store):
+    """pace_choice (Lua) picks the same load as pacing_choice (numpy), over random means, sds, sends, costs,
+    cautions and steps; with caution a load is chosen wherever the means choose one (never the week-rested arm), and
+    caution moves some choices; with a step, no load above the frontier is chosen and the frontier sometimes is."""
     from bandit_push.policies import pacing_choice
     s = Settings()
     rng = np.random.default_rng(5)
     n = 1 + s.pacing_loads
     cases = [(rng.normal(0, 0.05, size=n).tolist(), (rng.uniform(0, 0.05, size=n) ** 2).tolist(),
-              float(rng.choice([0.0, 0.01, -0.02])), float(rng.choice([0.0, 0.5, 2.0]))) for _ in range(300)]
+              float(rng.choice([0.0, 0.01, -0.02])), float(rng.choice([0.0, 0.5, 2.0])),
+              rng.choice([0.0, 5.0, 30.0, 200.0], size=n).tolist(), float(rng.choice([0.0, 1.0, 3.0])),
+              float(rng.choice([0.0, 20.0]))) for _ in range(600)]
     lw, ll = s.pacing_window_hours * 3600.0, s.recency_edges_hours[-1] * 3600.0
     got = lua(store, """
         local out = {}
         for i, c in ipairs(cjson.decode(ARGV[1])) do
-          out[i] = pace_choice(c[1], c[2], c[3], tonumber(ARGV[2]), tonumber(ARGV[3]), c[4])
+          out[i] = pace_choice(c[1], c[2], c[3], tonumber(ARGV[2]), tonumber(ARGV[3]), c[4], c[5], c[6], c[7])
         end
         return out""", json.dumps(cases), repr(lw), repr(ll))
     args = (s.pacing_window_hours, s.recency_edges_hours[-1])
-    assert got == [pacing_choice(m, var, cost, *args, c) for m, var, cost, c in cases]
-    plain = [pacing_choice(m, var, cost, *args) for m, var, cost, _ in cases]
-    assert all((g == -1) == (p == -1) for g, p in zip(got, plain))
-    assert sum(g != p for g, p in zip(got, plain)) > 10
+    assert got == [pacing_choice(m, var, cost, *args, c, ns, z, mn) for m, var, cost, c, ns, z, mn in cases]
+    plain = [pacing_choice(m, var, cost, *args) for m, var, cost, *_ in cases]
+    unstepped = [g for g, (*_, mn) in zip(got, cases) if mn == 0]
+    assert all((g == -1) == (p == -1) for g, p, (*_, mn) in zip(got, plain, cases) if mn == 0)
+    assert -1 in unstepped and len(set(unstepped)) > 3
+    # with a step: never above the frontier (one above the highest load seen), which is chosen in some cases
+    frontier = [max([0] + [i for i in range(1, n) if ns[i] >= mn]) for _, _, _, _, ns, _, mn in cases]
+    stepped = [(g, f) for g, f, (*_, mn) in zip(got, frontier, cases) if mn > 0]
+    assert all(g <= f for g, f in stepped)
+    assert any(g == f for g, f in stepped) and any(g < f for g, f in stepped)
 
 
 def test_utc_offset_memo_agrees_across_transitions(store):

@@ -32,15 +32,17 @@ local function evaluate(cfg, akey, seg, arm_field, load, now)
   elseif pace then
     -- wait while the user's load is above the one whose steady cadence earns most: the load arms' posteriors
     -- at now, decayed on the fly (the user's own load arm is decayed when a send credits it, by arm_add)
-    local means, vars = {}, {}
+    local means, vars, ns = {}, {}, {}
     for i = 4, #fields do
       local a = arm_load(raw[i], size)
       local f = 1
       if now > a[1] then f = pow(2, -(now - a[1]) / hl) end  -- (arm_decay_to's factor)
       means[i - 3], vars[i - 3] = posterior(a, cfg, pa, pb, f)
+      ns[i - 3] = a[2] * f
       if i == 5 + load then s.larm, s.lfs = a, cfg.fs[load + 2] end
     end
-    s.bj = pace_choice(means, vars, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0)
+    s.bj = pace_choice(means, vars, cfg.cost, cfg.lw, cfg.ll, cfg.pacing_caution or 0, ns, cfg.pacing_explore or 0,
+                       cfg.pacing_min_sends or 0)
     s.paced = load > s.bj
   end
   return s
