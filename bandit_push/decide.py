@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import random
-import re
 import secrets
 import threading
 import time
@@ -26,6 +25,7 @@ from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.engagement import ENGAGED, EngagementParams
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
+from bandit_push.keys import key_slot
 from bandit_push.models import ModelCache
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.schema import ARM, USER
@@ -118,18 +118,10 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
     return cfg
 
 
-def new_decision_id(space: str) -> str:
-    """A random id that names the policy space, so feedback knows which arms to credit."""
-    return f"{secrets.token_hex(10)}.{space}"
-
-
-_DECISION_ID = re.compile(r"^[0-9a-f]{20}\.([A-Za-z0-9_-]{1,64})$")
-
-
-def space_of(decision_id: str) -> str | None:
-    """The policy space a :func:`new_decision_id` names, or None if ``decision_id`` is not one."""
-    m = _DECISION_ID.match(decision_id)
-    return m.group(1) if m else None
+def new_decision_id(space: str, slot: int) -> str:
+    """A random id that names the slot of its record (its user's) and the policy space, so feedback finds the
+    record and knows which arms to credit: ``<slot: 4 hex><random: 16 hex>.<space>``."""
+    return f"{slot:04x}{secrets.token_hex(8)}.{space}"
 
 
 def parse_items(raw: str) -> list[Item]:
@@ -259,14 +251,17 @@ class DecisionEngine:
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
         arms, popular, sizes, version, ixmap = self._shared_keys
-        token = secrets.token_hex(10)
+        user_key = keys.user(user_id)
+        slot = key_slot(user_key)  # the records (one per space it may decide in) go in the user's slot
+        token = f"{slot:04x}{secrets.token_hex(8)}"  # (new_decision_id without its space)
+        hour = int(now // 3600)
         u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
         extra = self.extra_argument(user_id, now)
         for _ in range(5):
             config = self._config_for(self.registry.snapshot)
             snap = config.snapshot
             dids = [f"{token}.{DEFAULT_SPACE}"]
-            kk = [keys.user(user_id), keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
+            kk = [user_key, keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
             # a library keeps the configs it was sent; a script starts empty on every call
             known = self.store.decide_script.function is not None and config.digest == self._known
             args: list[Any] = [ids.store(user_id), dids[0], "%.17g" % now, u, k, channel or "", snap.version, config.digest,
@@ -278,7 +273,7 @@ class DecisionEngine:
                 dids.append(f"{token}.{x.space(vi)}")
                 kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
                 args.append(vi)
-            kk.append(keys.decision_log(int(now // 3600)))
+            kk += [keys.decision_log(slot, hour), keys.decision_log_slots(hour)]
             kk += [keys.user_recs(user_id), ixmap]
             if rate_limit is not None:  # the caller's token, taken in the same call
                 kk.append(keys.rate_bucket(rate_limit.key_id))

@@ -1,10 +1,12 @@
 """The decision log: every decision with its context, action, propensity and attributed outcomes.
 
 Decide writes one record hash per decision (fields: :data:`bandit_push.schema.DECISION`) and appends the
-decision's id to an index string for its UTC hour (:meth:`~bandit_push.keys.Keys.decision_log`, about 28 bytes
-per decision). :func:`export` walks the hours of a time window, reads each index in fixed-size
-ranges and the records in pipelined batches, so memory stays bounded for any window and every
-decision comes out exactly once (an id is appended once; SCAN could repeat keys).
+decision's id to an index string for its UTC hour and its record's slot (:meth:`~bandit_push.keys.Keys.decision_log`,
+29 bytes per decision), marking the slot in the hour's bitmap (:meth:`~bandit_push.keys.Keys.decision_log_slots`)
+when it starts the slot's index. :func:`export` walks the hours of a time window, reads each hour's bitmap, then
+the marked slots' indexes a thousand at a time and the records in pipelined batches, so memory stays bounded for any
+window and every decision comes out exactly once (an id is appended once; SCAN could repeat keys). On a cluster
+the reads split by node (an index and its records share their user's slot).
 
 Retention is ``decision_ttl_hours``: records, and with them the index, expire after it. A decision
 is **closed** once its attribution window (``attribution_window_hours``) has passed; only closed
@@ -37,41 +39,45 @@ from typing import Any, Iterator
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.errors import NotFound
 from bandit_push.ids import load as load_id
+from bandit_push.keys import decision_slot
 from bandit_push.schema import DECISION as D
 from bandit_push.schema import LOG_FIELDS, SEEN, WHY, WHY_FIELDS
 from bandit_push.store import Store
 
 SCHEMA_VERSION = 1
-#: bytes of an hour's index read per GETRANGE (about 2,300 ids)
-INDEX_CHUNK = 1 << 16
+#: slots' indexes of an hour read per round trip
+SLOTS_PER_READ = 1000
 
 
-def decision_ids(store: Store, hour: int, chunk: int = INDEX_CHUNK) -> Iterator[str]:
-    """The ids appended to one hour's index, in order, reading ``chunk`` bytes at a time."""
-    key = store.keys.decision_log(hour)
-    offset, carry = 0, ""
-    while True:
-        part = store.redis.getrange(key, offset, offset + chunk - 1)
-        if not part:
-            break
-        offset += len(part)  # ids and separators are ASCII: characters are bytes
-        ids = (carry + part).split(" ")
-        carry = ids.pop()  # an id cut by the chunk's end (or '' after the trailing space)
-        yield from (i for i in ids if i)
-        if len(part) < chunk:
-            break
-    if carry:
-        yield carry
+def slots(bitmap: bytes | None) -> list[int]:
+    """The slots an hour's bitmap (:meth:`~bandit_push.keys.Keys.decision_log_slots`) marks, ascending."""
+    out: list[int] = []
+    for i, byte in enumerate(bitmap or b""):
+        if byte:  # (bit 0 of a Redis bitmap is the first byte's most significant bit)
+            out += [i * 8 + j for j in range(8) if byte & (0x80 >> j)]
+    return out
+
+
+def decision_ids(store: Store, hour: int, marked: list[int], per_read: int = SLOTS_PER_READ) -> Iterator[str]:
+    """The ids of one hour's indexes in the slots ``marked``, slot by slot, each in the order it was appended:
+    ``per_read`` slots' indexes per round trip (an MGET on one Redis; on a cluster, one per slot in a pipeline per
+    node)."""
+    keys = store.keys
+    mget = store.redis.mget_nonatomic if store.cluster else store.redis.mget
+    for at in range(0, len(marked), per_read):
+        for text in mget([keys.decision_log(slot, hour) for slot in marked[at:at + per_read]]):
+            if text:
+                yield from text.split()
 
 
 def export(store: Store, settings: Settings, since: float, until: float, now: float, *,
-           include_open: bool = False, batch: int | None = None, chunk: int = INDEX_CHUNK,
+           include_open: bool = False, batch: int | None = None, per_read: int = SLOTS_PER_READ,
            why: bool = False, space: str | None = None, every: int = 1) -> Iterator[dict[str, Any]]:
     """Decisions with ``since <= ts < until`` as schema rows, hour by hour, each exactly once.
 
     Without ``include_open``, decisions whose attribution window has not closed by ``now`` are left
     out. (Records expire on the server's clock, ``ts`` is the gateway's, which a replay runs faster:
-    so the window is not clamped to the retention; empty hours cost a pipelined STRLEN each.) With ``why``, a row
+    so the window is not clamped to the retention; an empty hour costs a part of one EXISTS.) With ``why``, a row
     whose policy weighed the push also carries ``why``, the record's :data:`WHY_FIELDS` as a dict (not part of the
     export's schema: the policy refit's gate replays other versions of the engagement model on them). ``space``:
     only the decisions of that policy space; ``every``: only every so many of them, in index order (a sample spread
@@ -85,10 +91,8 @@ def export(store: Store, settings: Settings, since: float, until: float, now: fl
         return
     ids: list[str] = []
     suffix, seen = None if space is None else f".{space}", 0
-    for hour, size in _hour_sizes(store, since, until):
-        if not size:
-            continue
-        for did in decision_ids(store, hour, chunk):
+    for hour, marked in _hours(store, since, until):
+        for did in decision_ids(store, hour, marked, per_read):
             if suffix is not None and not did.endswith(suffix):
                 continue
             seen += 1
@@ -177,39 +181,52 @@ def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window
     }
 
 
-def _hour_sizes(store: Store, since: float, until: float, per_call: int = 1000) -> Iterator[tuple[int, int]]:
-    """(hour, bytes of its index) for every hour the window touches that has an index, a thousand hours per round
-    trip. One multi-key EXISTS per thousand hours goes first, all in one round trip: a window of years (the API
-    accepts 2000 to a year ahead) is mostly hours long expired, and reading them one by one took seconds."""
+def _hours(store: Store, since: float, until: float, per_call: int = 1000) -> Iterator[tuple[int, list[int]]]:
+    """(hour, its slots with an index) for every hour the window touches that has one, a thousand hours per round
+    trip. One multi-key EXISTS of the hours' bitmaps per thousand hours goes first, all in one round trip: a window
+    of years (the API accepts 2000 to a year ahead) is mostly hours long expired, and reading them one by one took
+    seconds."""
     hours = range(math.floor(since / 3600), math.ceil(until / 3600))  # the hours holding some since <= ts < until
     parts = [hours[start:start + per_call] for start in range(0, len(hours), per_call)]
+    bitmap = store.keys.decision_log_slots
     for at in range(0, len(parts), per_call):
         pipe = store.redis.pipeline(transaction=False)
         for part in parts[at:at + per_call]:
-            pipe.exists(*[store.keys.decision_log(hour) for hour in part])
+            pipe.exists(*[bitmap(hour) for hour in part])
         found = pipe.execute()
         for part, n in zip(parts[at:at + per_call], found):
             if not n:
                 continue
-            pipe = store.redis.pipeline(transaction=False)
+            pipe = store.binary.pipeline(transaction=False)
             for hour in part:
-                pipe.strlen(store.keys.decision_log(hour))
-            yield from zip(part, pipe.execute())
+                pipe.get(bitmap(hour))
+            for hour, raw in zip(part, pipe.execute()):
+                if raw:
+                    yield hour, slots(raw)
 
 
 def count_hint(store: Store, settings: Settings, since: float, until: float, now: float,
-               include_open: bool = False) -> int:
-    """About how many decisions the window's hours hold (index bytes / id length), for progress bars."""
+               include_open: bool = False, sample: int = 256) -> int:
+    """About how many decisions the window's hours hold (index bytes / id length), for progress bars: of an hour
+    with more than ``sample`` slots, the indexes of ``sample`` of them (spread evenly), scaled."""
     if not include_open:
         until = min(until, now - settings.attribution_window_hours * 3600.0)
     if until <= since:
         return 0
-    return sum(size for _, size in _hour_sizes(store, since, until)) // 29  # 20 hex, '.', 'default', ' '
+    total = 0.0
+    for hour, marked in _hours(store, since, until):
+        read = marked[::max(1, len(marked) // sample)]
+        pipe = store.redis.pipeline(transaction=False)
+        for slot in read:
+            pipe.strlen(store.keys.decision_log(slot, hour))
+        total += sum(pipe.execute()) * len(marked) / len(read)
+    return round(total) // 29  # 4 + 16 hex, '.', 'default', ' '
 
 
 def lookup(store: Store, settings: Settings, decision_id: str, now: float) -> dict[str, Any]:
     """One decision as recorded (a schema row, as the export writes it) and what drove it (``explanation``)."""
-    raw = store.binary.hgetall(store.keys.decision(decision_id))
+    # (an id not of ours, or of the format before ids named their slot, is unknown)
+    raw = store.binary.hgetall(store.keys.decision(decision_id)) if decision_slot(decision_id) is not None else None
     if not raw:
         raise NotFound(f"decision {decision_id!r} is not known (never made, or older than decision_ttl_hours)",
                        field="decision_id", code="unknown_decision")

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from bandit_push import ids
 from bandit_push.config import OUTCOMES, Settings
-from bandit_push.decide import space_of
 from bandit_push.experiments import experiment_of_space
+from bandit_push.keys import decision_space
 from bandit_push.schema import XREC
 from bandit_push.store import Store
 
@@ -39,8 +39,10 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
     """
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
-    for ev in events:
-        space = space_of(ev.decision_id) or "-"  # not one of ours: the script answers unknown
+    # an id not of ours (or of the format before ids named their record's slot) is unknown, asking nothing
+    ours = [ev for ev in events if decision_space(ev.decision_id) is not None]
+    for ev in ours:
+        space = decision_space(ev.decision_id) or ""
         experiment = experiment_of_space(space)
         store.feedback_script(
             keys=[keys.decision(ev.decision_id), keys.arms(space),
@@ -51,7 +53,9 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
                   repr(float(settings.weights.get(ev.event, 0.0)))],
             client=pipe)
     # (the script answers the record's user in its stored form: the keys below are built from the id itself)
-    results = [(r[0], ids.load(r[1]), r[2]) for r in pipe.execute()]
+    answers = iter(pipe.execute() if ours else [])
+    results = [next(answers) if decision_space(ev.decision_id) is not None else ("unknown", "", "") for ev in events]
+    results = [(r[0], ids.load(r[1]), r[2]) for r in results]
     statuses = [r[0] for r in results]
     # the user's own evidence (engagement.py): after the decision's flag is set, so a retry (a duplicate) completes
     # a credit that a crash cut short, and the credit counts once per decision ('ue' in the record)

@@ -9,9 +9,59 @@ user, and no user's id can name another user's keys.
 """
 from __future__ import annotations
 
+import binascii
+import functools
+import itertools
+import re
+import string
 from dataclasses import dataclass
 
 from bandit_push import ids
+
+SLOTS = 16384  #: Redis Cluster's hash slots
+#: a decision id: its record's slot (4 hex digits), 16 random hex digits, ``.`` and its policy space
+_DECISION_ID = re.compile(r"([0-3][0-9a-f]{3})[0-9a-f]{16}\.([A-Za-z0-9_-]{1,64})")
+
+
+def key_slot(key: str) -> int:
+    """The Redis Cluster slot of ``key``: CRC16 (XMODEM) of its hash tag (the text between its first ``{`` and
+    the next ``}``, if not empty), else of the whole key, modulo 16,384."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1:end]
+    return binascii.crc_hqx(raw, 0) % SLOTS
+
+
+@functools.cache
+def slot_tags() -> tuple[str, ...]:
+    """Per slot, the shortest alphanumeric string that hashes to it (the first in ``0-9A-Za-z`` order): a hash tag
+    that puts a key in a chosen slot (built once, about 0.1 s; the same table as Redis's ``crc16_slottable.h``)."""
+    tags: list[str | None] = [None] * SLOTS
+    alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+    for n in itertools.count(1):
+        for chars in itertools.product(alphabet, repeat=n):
+            tag = "".join(chars)
+            slot = binascii.crc_hqx(tag.encode(), 0) % SLOTS
+            if tags[slot] is None:
+                tags[slot] = tag
+        if None not in tags:
+            return tuple(t for t in tags if t is not None)
+    raise AssertionError("unreachable")
+
+
+def decision_slot(decision_id: str) -> int | None:
+    """The slot a decision id names (where its record lives), or None if ``decision_id`` is not one of ours."""
+    m = _DECISION_ID.fullmatch(decision_id)
+    return int(m.group(1), 16) if m else None
+
+
+def decision_space(decision_id: str) -> str | None:
+    """The policy space a decision id names, or None if ``decision_id`` is not one of ours."""
+    m = _DECISION_ID.fullmatch(decision_id)
+    return m.group(2) if m else None
 
 
 @dataclass(frozen=True)
@@ -48,13 +98,22 @@ class Keys:
         return f"{self.prefix}u:{{{ids.store(user_id)}}}:ev:{event_id}"
 
     def decision(self, decision_id: str) -> str:
-        """Hash: one decision record, with its per-event dedup flags. Expires."""
-        return f"{self.prefix}d:{decision_id}"
+        """Hash: one decision record, with its per-event dedup flags, in the slot its id names (its user's: see
+        :func:`decision_slot`). Expires. ValueError for an id that is not a decision id."""
+        slot = decision_slot(decision_id)
+        if slot is None:
+            raise ValueError(f"not a decision id: {decision_id!r}")
+        return f"{self.prefix}d:{{{slot_tags()[slot]}}}{decision_id}"
 
-    def decision_log(self, hour: int) -> str:
-        """String: the ids of the decisions made in one UTC hour (hours since epoch), space-separated,
-        appended by decide; the export reads it in ranges. Expires an hour after the hour's last record."""
-        return f"{self.prefix}dlog:{hour}"
+    def decision_log(self, slot: int, hour: int) -> str:
+        """String: the ids of the decisions made in one UTC hour (hours since epoch) whose records are in
+        ``slot``, space-separated, appended by decide. Expires an hour after the slot's last record of the hour."""
+        return f"{self.prefix}dlog:{{{slot_tags()[slot]}}}:{hour}"
+
+    def decision_log_slots(self, hour: int) -> str:
+        """String, a bitmap: bit ``s`` set when slot ``s`` has a :meth:`decision_log` index of the hour (the
+        export reads only those). Expires with the hour's last index."""
+        return f"{self.prefix}dlog:slots:{hour}"
 
     def arms(self, space: str) -> str:
         """Hash: arm statistics of one policy space (``default`` or an experiment variant).

@@ -9,8 +9,9 @@ Usage:
    dominates the time, not the client), alternating base/this for ``--rounds`` rounds under separate
    key prefixes. Reports the ratio of the median times (this / base), the per-round ratios (a round's
    two runs are adjacent in time, so a noisy neighbour hits both) and the record's MEMORY USAGE.
-2. Export: every decision of this checkout's rounds through :func:`bandit_push.decision_log.export`,
-   rows per second.
+2. Export: every decision of each checkout's rounds (the same decides: same users, times and seeds) through its
+   own :func:`bandit_push.decision_log.export`, alternating base/this three times; rows per second and the ratio of
+   the median times (this / base).
 3. Evaluate: the exported log written to a file, read back and evaluated for three candidates
    (1,000 bootstrap replicates), seconds.
 
@@ -39,6 +40,10 @@ sys.path.insert(0, sys.argv[1])
 from bandit_push.config import Settings
 from bandit_push.decide import DecisionEngine, new_decision_id
 from bandit_push.store import Store
+try:
+    from bandit_push.keys import key_slot
+except ImportError:  # (a checkout before decision ids named their slot)
+    pass
 url, prefix, n, start = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 s = Settings(redis_url=url, prefix=prefix, quiet_hours="off", seed=3)
 st = Store.connect(s)
@@ -58,12 +63,17 @@ elif hasattr(e, "_script_for"):
 else:
     script, version = e._script, []
 calls = []
+per_slot = hasattr(k, "decision_log_slots")  # ids that name their record's slot, a log index per slot
 for i in range(n):
-    u, now, did = f"u{rng.randrange(n // 4)}", start + i * 2.0, new_decision_id("default")
+    u, now = f"u{rng.randrange(n // 4)}", start + i * 2.0
+    slot = key_slot(k.user(u)) if per_slot else 0
+    did = new_decision_id("default", slot) if per_slot else new_decision_id("default")
     keys = [k.user(u), k.decision(did), k.arms("default"), k.popular_top(), k.segment_sizes(), k.user_pushes(u)]
     if version:
         keys.append(k.experiments_version())
-    if hasattr(k, "decision_log"):
+    if per_slot:
+        keys += [k.decision_log(slot, int(now // 3600)), k.decision_log_slots(int(now // 3600))]
+    elif hasattr(k, "decision_log"):
         keys.append(k.decision_log(int(now // 3600)))
     if hasattr(k, "user_recs"):
         keys += [k.user_recs(u), k.item_by_index()]
@@ -77,6 +87,22 @@ for i in range(0, n, 1000):
 seconds = time.perf_counter() - t
 sizes = [st.redis.memory_usage(k.decision(did)) for _, _, did in calls[-500:]]
 print(json.dumps({"s": seconds, "record_bytes": sum(sizes) / len(sizes)}))
+'''
+
+
+# the export of one checkout's decisions with the checkout at argv[1]; prints rows and seconds
+EXPORT = r'''
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from bandit_push import decision_log
+from bandit_push.config import Settings
+from bandit_push.store import Store
+url, prefix, since, until = sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+s = Settings(redis_url=url, prefix=prefix, quiet_hours="off")
+st = Store.connect(s)
+t = time.perf_counter()
+n = sum(1 for _ in decision_log.export(st, s, since, until, until + 48 * 3600))
+print(json.dumps({"s": time.perf_counter() - t, "rows": n}))
 '''
 
 
@@ -123,10 +149,20 @@ def main() -> int:
         settings = Settings(redis_url=args.redis_url, prefix=prefixes["this"], quiet_hours="off")
         store = Store.connect(settings)
         end = T0 + args.rounds * args.decides * 2.0
-        t = time.perf_counter()
+        export: dict[str, list[float]] = {name: [] for name in variants}
+        for r in range(3):
+            for name in list(variants) if r % 2 == 0 else list(variants)[::-1]:
+                got = json.loads(subprocess.run(
+                    [sys.executable, "-c", EXPORT, variants[name], args.redis_url, prefixes[name], str(T0 - 3600),
+                     str(end + 3600)], capture_output=True, text=True, check=True).stdout)
+                export[name].append(got["s"])
+        emed = {name: statistics.median(v) for name, v in export.items()}
+        print(f"export, {got['rows']} decisions x 3 alternating runs:")
+        for name in variants:
+            print(f"  {name:<5} median {emed[name]:.2f} s ({got['rows'] / emed[name]:,.0f} rows/s; runs "
+                  f"{', '.join(f'{x:.2f}' for x in export[name])} s)")
+        print(f"  this / base: {emed['this'] / emed['base']:.3f} (ratio of medians)")
         rows = list(decision_log.export(store, settings, T0 - 3600, end + 3600, end + 48 * 3600))
-        export_s = time.perf_counter() - t
-        print(f"export: {len(rows)} decisions in {export_s:.2f} s ({len(rows) / export_s:,.0f} rows/s)")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "log.ndjson"
             path.write_text("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))

@@ -35,9 +35,12 @@ if not s.paced then KERNELS[cfg.kind](cfg, mu, var, s.tot[2], lp, now, 0.5, {pe 
 write_record(KEYS[7], cfg, {uid = 'u', seg = seg, ctx = '1|2', send = false, ts = ARGV[3], items = {'a', 'b'},
   prop = '0.5', reason = 'policy', model = 'popular', channel = '', seen = struct.pack(SEEN, 0, 0, 0, 0),
   why = struct.pack(WHY, 0, 0, 0, 1, 0, 1, 0)})
-log_decision(KEYS[8], '0123456789abcdef0123.default', cfg)
+log_decision(KEYS[8], KEYS[9], '0123456789abcdef0123.default', cfg)
 """,
 }
+
+
+PROBE_ID = "0123456789abcdef0123.default"  # (slot 0x123)
 
 
 def probe(piece: str | None) -> str:
@@ -51,5 +54,5 @@ def probe_call(engine: DecisionEngine, user: str, now: float) -> tuple[list[str]
     k = engine.store.keys
     config = engine._config_for(engine.registry.snapshot)
     keys = [k.user(user), k.arms(DEFAULT_SPACE), k.user_pushes(user), k.user_recs(user), k.item_by_index(),
-            k.popular_top(), k.decision("probe.default"), k.decision_log(0)]
+            k.popular_top(), k.decision(PROBE_ID), k.decision_log(0x123, 0), k.decision_log_slots(0)]
     return keys, [config.digest, config.blob, "%.17g" % now]

@@ -281,7 +281,7 @@ def memory(store: Store, plan: Plan, decision_ids: list[str], sample: int, mem_b
     compact_s = time.perf_counter() - t
     ix_mem = sum(_usage(r, day_keys))
     # the decision log's hourly id index (appended by decide), per decision it lists
-    log_keys = list(r.scan_iter(match=f"{store.settings.prefix}dlog:*", count=1000))
+    log_keys = list(r.scan_iter(match=f"{store.settings.prefix}dlog:{{*", count=1000))
     log_ids = sum(len((r.get(k) or "").split()) for k in log_keys)
     info = r.info("memory")
     n_ix = ix_len / 13

@@ -6,10 +6,12 @@
 -- KEYS[7] = experiments registry version
 -- then per running experiment j = 1..n (oldest first): KEYS[5 + 3j] = the decision record if decided under it,
 --   KEYS[6 + 3j] = arms of the user's variant in it, KEYS[7 + 3j] = its per-user counters (xrec.lua)
--- then KEYS[8 + 3n] = the decision log's index of the decision's hour: "<decision id> <decision id> ..." (expires)
--- then KEYS[9 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[10 + 3n] = item index -> id hash
--- optional, last: KEYS[11 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
--- ARGV[1] = user id (its stored form, bandit_push/ids.py, as every id here)   ARGV[2] = decision id
+-- then KEYS[8 + 3n] = the decision log's index of the decision's hour and slot: "<decision id> ..." (expires),
+--   KEYS[9 + 3n] = the hour's bitmap of slots with an index (expires)
+-- then KEYS[10 + 3n] = the user's precomputed items (packed, see toplists.py), KEYS[11 + 3n] = item index -> id hash
+-- optional, last: KEYS[12 + 3n] = the caller's API key token bucket (the rate limit, in the same round trip)
+-- ARGV[1] = user id (its stored form, bandit_push/ids.py, as every id here)
+-- ARGV[2] = decision id "<slot: 4 hex><random: 16 hex>.<space>" (the records' slot: the user's)
 -- ARGV[3] = now (epoch s, formatted %.17g: the record's text of it)
 -- ARGV[4] = u ~ U[0,1) times 2^53 (an integer: u exactly, without formatting a float)
 -- ARGV[5] = k (items)   ARGV[6] = channel ('' if none)   ARGV[7] = the registry version the config was built at
@@ -41,7 +43,7 @@ local conf = config_for(ARGV[8], ARGV[9])
 if not conf then return {'config'} end
 local nx = #conf.xs
 if (redis.call('GET', KEYS[7]) or '0') ~= ARGV[7] then return {'stale'} end
-local bucket = KEYS[11 + 3 * nx]
+local bucket = KEYS[12 + 3 * nx]
 if bucket then
   local allowed, wait = take_token(bucket, tonumber(ARGV[11 + nx]), tonumber(ARGV[12 + nx]), 1)
   if allowed == 0 then return {-1, wait} end
@@ -119,7 +121,7 @@ end
 -- items: the user's precomputed list, then the segment's popular list, then the global one,
 -- minus items pushed recently
 local excluded, kept_pi = recent_items(pi_raw, now, cfg.excl)
-local items, source, model = pick_items(KEYS[9 + 3 * nx], KEYS[10 + 3 * nx], KEYS[4], seg, k, excluded)
+local items, source, model = pick_items(KEYS[10 + 3 * nx], KEYS[11 + 3 * nx], KEYS[4], seg, k, excluded)
 
 local ts = ARGV[3]
 if send then
@@ -151,7 +153,7 @@ local qtext = fmt(prop)  -- (the record's and the answer's: one formatting)
 write_record(dkey, cfg, {uid = uid, seg = seg, ctx = ctx, send = send, ts = ts, items = item_ids, prop = qtext,
   reason = reason, model = model, channel = ARGV[6], lfs = s and s.lfs, seen = seen, why = why,
   gap = lp and now - lp})
-log_decision(KEYS[8 + 3 * nx], did, cfg)
+log_decision(KEYS[8 + 3 * nx], KEYS[9 + 3 * nx], did, cfg)
 -- the first exposure creates the user's counters (that is the exposure log); a send counts in them
 local first = 0
 if xi > 0 then

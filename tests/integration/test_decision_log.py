@@ -13,6 +13,7 @@ from bandit_push import decision_log
 from bandit_push.config import OUTCOMES
 from bandit_push.decide import DecisionEngine
 from bandit_push.feedback import FeedbackEvent, record
+from bandit_push.keys import key_slot
 from bandit_push.policies import phi
 from bandit_push.store import Store
 
@@ -99,7 +100,7 @@ def test_export_streams_every_decision_in_the_window_exactly_once_in_bounded_mem
 
     tracemalloc.start()
     count, seen = 0, set()
-    for row in decision_log.export(store, settings, since, until, now, batch=37, chunk=1000):
+    for row in decision_log.export(store, settings, since, until, now, batch=37, per_read=3):
         count += 1
         seen.add(row["decision_id"])
     _, peak = tracemalloc.get_traced_memory()
@@ -175,9 +176,12 @@ def test_export_over_real_http_matches_the_documented_schema(live_server, app, s
 def test_index_key_expires_after_the_records(store, settings):
     engine = DecisionEngine(store, settings)
     d = engine.decide("u1", now=T0)
-    key = store.keys.decision_log(int(T0 // 3600))
-    assert store.redis.get(key) == d.decision_id + " "
-    assert store.redis.ttl(key) > store.redis.ttl(store.keys.decision(d.decision_id))
+    hour, slot = int(T0 // 3600), key_slot(store.keys.user("u1"))
+    key, marks = store.keys.decision_log(slot, hour), store.keys.decision_log_slots(hour)
+    assert store.redis.get(key) == d.decision_id + " " and int(d.decision_id[:4], 16) == slot
+    assert key_slot(key) == key_slot(store.keys.decision(d.decision_id)) == slot  # the user's slot
+    assert decision_log.slots(store.binary.get(marks)) == [slot]
+    assert store.redis.ttl(marks) >= store.redis.ttl(key) > store.redis.ttl(store.keys.decision(d.decision_id))
 
 
 def test_decisions_of_experiment_variants_are_logged_under_their_own_ids(client, store, settings):

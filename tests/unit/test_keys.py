@@ -1,5 +1,11 @@
 """The key schema is a persisted API: a change here is a migration, not a refactor."""
-from bandit_push.keys import Keys
+import random
+
+import pytest
+from redis.crc import key_slot as redis_key_slot
+
+from bandit_push import keys as keys_mod
+from bandit_push.keys import Keys, decision_slot, decision_space, key_slot, slot_tags
 
 
 def test_key_strings_are_pinned():
@@ -7,8 +13,10 @@ def test_key_strings_are_pinned():
     assert k.user("alice") == "bp:u:{alice}"
     assert k.user_pushes("alice") == "bp:u:{alice}:pushed"
     assert k.event_seen("alice", "e1") == "bp:u:{alice}:ev:e1"
-    assert k.decision("ab12.default") == "bp:d:ab12.default"
-    assert k.decision_log(493000) == "bp:dlog:493000"
+    assert k.decision("0000ab12ab12ab12ab12.default") == "bp:d:{06S}0000ab12ab12ab12ab12.default"
+    assert k.decision("3fff0000000000000000.x3v1") == "bp:d:{6ZJ}3fff0000000000000000.x3v1"
+    assert k.decision_log(0, 493000) == "bp:dlog:{06S}:493000" and k.decision_log(1, 7) == "bp:dlog:{Qi}:7"
+    assert k.decision_log_slots(493000) == "bp:dlog:slots:493000"
     assert k.arms("default") == "bp:arms:{default}"
     assert k.segment_sizes() == "bp:segsize"
     assert k.popular_day(20000) == "bp:pop:20000"
@@ -54,3 +62,29 @@ def test_a_user_tag_is_exactly_the_user_whatever_the_id_holds():
     assert k.user_event_marks("a b*") == "bp:u:{a%20b\\*}:ev:*"
     for uid in ("BANK CHARGES", "x}:ev:e", "{", "%41", " a "):
         assert k.user_of(k.user(uid)) == uid
+
+
+def test_slot_tags_hash_to_their_slots_as_redis_cluster_computes_them():
+    tags = slot_tags()
+    assert len(tags) == keys_mod.SLOTS and tags[:4] == ("06S", "Qi", "5L5", "4Iu")  # (Redis's crc16_slottable.h)
+    assert max(map(len, tags)) == 3 and all(t.isalnum() for t in tags)
+    assert [redis_key_slot(f"d:{{{t}}}x".encode()) for t in tags] == list(range(keys_mod.SLOTS))
+    rng = random.Random(5)
+    for key in ["bp:u:{alice}", "bp:u:{BANK%20CHARGES}", "a{}b", "{}{x}", "x{y", "café", "bp:u:{café}:recs"] + [
+            "".join(rng.choice("ab{}:é ") for _ in range(rng.randrange(1, 12))) for _ in range(500)]:
+        assert key_slot(key) == redis_key_slot(key.encode()), key
+
+
+@pytest.mark.parametrize("did, slot, space", [
+    ("0000ab12ab12ab12ab12.default", 0, "default"), ("3fffab12ab12ab12ab12.x12v0", 16383, "x12v0"),
+    ("4000ab12ab12ab12ab12.default", None, None),  # past the last slot
+    ("30dcfbb2eb0c7148b7ca", None, None), ("30dcfbb2eb0c7148b7c.default", None, None),
+    ("30DCfbb2eb0c7148b7ca.default", None, None), ("not-a-decision", None, None),
+    ("0000ab12ab12ab12ab12.a b", None, None), ("0000ab12ab12ab12ab12.default\n", None, None)])
+def test_a_decision_id_names_its_slot_and_space(did, slot, space):
+    assert (decision_slot(did), decision_space(did)) == (slot, space)
+    if slot is None:
+        with pytest.raises(ValueError):
+            Keys().decision(did)
+    else:
+        assert key_slot(Keys().decision(did)) == slot
