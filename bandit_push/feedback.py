@@ -36,38 +36,49 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
     user's experiment counters (clicks, conversions, unsubscribed, net value by ``settings.weights``).
     An ``unsubscribed`` event opts the user out whatever its status
     (the opt-out is idempotent, so a retry after a failure still applies it).
+
+    Two commands per event, each on one slot: the record's (the user's) marks the event and answers what to
+    credit, then the arms' slot credits it once per (decision, event) (a marker set first), and so do the
+    experiment's counters. A report answered ``duplicate`` sends the credit again: a retry completes a credit that
+    a crash (or a lost connection) cut between the two, and counts nothing twice.
     """
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     # an id not of ours (or of the format before ids named their record's slot) is unknown, asking nothing
     ours = [ev for ev in events if decision_space(ev.decision_id) is not None]
     for ev in ours:
-        space = decision_space(ev.decision_id) or ""
-        experiment = experiment_of_space(space)
         store.feedback_script(
-            keys=[keys.decision(ev.decision_id), keys.arms(space),
-                  keys.experiment_users(experiment) if experiment is not None else keys.decision(ev.decision_id)],
-            args=[OUTCOMES.index(ev.event) + 1, ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,
-                  settings.half_life_hours * 3600.0, len(OUTCOMES), "" if ev.value is None else repr(ev.value), space,
-                  "1" if experiment is not None else "0", _XREC_SLOT.get(ev.event, 0),
-                  repr(float(settings.weights.get(ev.event, 0.0)))],
+            keys=[keys.decision(ev.decision_id)],
+            args=[ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,
+                  "" if ev.value is None else repr(ev.value), decision_space(ev.decision_id)],
             client=pipe)
-    # (the script answers the record's user in its stored form: the keys below are built from the id itself)
     answers = iter(pipe.execute() if ours else [])
-    results = [next(answers) if decision_space(ev.decision_id) is not None else ("unknown", "", "") for ev in events]
-    results = [(r[0], ids.load(r[1]), r[2]) for r in results]
-    statuses = [r[0] for r in results]
-    # the user's own evidence (engagement.py): after the decision's flag is set, so a retry (a duplicate) completes
-    # a credit that a crash cut short, and the credit counts once per decision ('ue' in the record)
-    engaged = [(ev, r[1]) for ev, r in zip(events, results)
-               if r[0] in ("accepted", "duplicate") and r[1] and ev.event in _ENGAGED]
-    if engaged:
-        pipe = store.redis.pipeline(transaction=False)
-        for ev, user_id in engaged:
-            store.user_evidence_script(keys=[keys.decision(ev.decision_id), keys.user(user_id)],
+    # (the script answers the record's user in its stored form: the keys below are built from the id itself)
+    results = [list(next(answers)) if decision_space(ev.decision_id) is not None else ["unknown", "", ""]
+               for ev in events]
+    ttl = int(settings.decision_ttl_hours * 3600)
+    pipe = store.redis.pipeline(transaction=False)
+    for ev, r in zip(events, results):
+        if len(r) > 3:  # what to credit: the arms of the decision's space, the experiment's counters
+            space, (seg, ctx, t, load) = r[2], r[3:7]
+            store.credit_script(keys=[keys.arms(space), keys.credited(space, ev.decision_id, ev.event)],
+                                args=[OUTCOMES.index(ev.event) + 1, t, settings.half_life_hours * 3600.0,
+                                      len(OUTCOMES), seg, ctx, load, ttl], client=pipe)
+            experiment = experiment_of_space(space)
+            if experiment is not None:
+                store.experiment_credit_script(
+                    keys=[keys.experiment_users(experiment), keys.experiment_credited(experiment, ev.decision_id,
+                                                                                      ev.event)],
+                    args=[r[1], _XREC_SLOT.get(ev.event, 0), repr(float(settings.weights.get(ev.event, 0.0))), ttl],
+                    client=pipe)
+        # the user's own evidence (engagement.py): after the decision's flag is set, so a retry (a duplicate)
+        # completes a credit that a crash cut short, and the credit counts once per decision ('ue' in the record)
+        if r[0] in ("accepted", "duplicate") and r[1] and ev.event in _ENGAGED:
+            store.user_evidence_script(keys=[keys.decision(ev.decision_id), keys.user(ids.load(r[1]))],
                                        args=[settings.half_life_hours * 3600.0], client=pipe)
+    if len(pipe):
         pipe.execute()
-    opt_outs = {r[1] for ev, r in zip(events, results) if ev.event == "unsubscribed" and r[1]}
+    opt_outs = {ids.load(r[1]) for ev, r in zip(events, results) if ev.event == "unsubscribed" and r[1]}
     if opt_outs:
         pipe = store.redis.pipeline(transaction=False)
         for user_id in opt_outs:
@@ -75,4 +86,4 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
         created = sum(int(c) for c in pipe.execute())
         if created:  # (users deleted since their decision: back as new, opted out)
             store.redis.hincrby(keys.segment_sizes(), "new", created)
-    return statuses
+    return [r[0] for r in results]

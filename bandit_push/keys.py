@@ -124,6 +124,11 @@ class Keys:
         """
         return f"{self.prefix}arms:{{{space}}}"
 
+    def credited(self, space: str, decision_id: str, event: str) -> str:
+        """String: marks a (decision, event) credited to the arms of ``space`` (in their slot: count-once across a
+        retry of the two commands of a feedback); expires with the decision."""
+        return f"{self.prefix}cr:{{{space}}}:{decision_id}:{event}"
+
     def segment_sizes(self) -> str:
         """Hash: segment id -> number of users in it."""
         return f"{self.prefix}segsize"
@@ -214,6 +219,11 @@ class Keys:
         """Hash: user id -> ``"<variant> <first exposure ts> <sends> <clicks> <conversions> <unsubscribed>
         <net value> <events> <purchases>"``, the per-user counters a report reads (written from first exposure)."""
         return f"{self.prefix}x:{{{experiment_id}}}:users"
+
+    def experiment_credited(self, experiment_id: int | str, decision_id: str, event: str) -> str:
+        """String: marks a (decision, event) counted in the experiment's per-user counters (their slot); expires
+        with the decision."""
+        return f"{self.prefix}x:{{{experiment_id}}}:cr:{decision_id}:{event}"
 
     def experiments(self) -> str:
         """Sorted set: every experiment id, by id (creation order)."""

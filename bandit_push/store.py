@@ -87,6 +87,8 @@ class Store:
         commands = {name: Command(self.library, name) for name in lua.COMMANDS}
         self.decide_script = commands["decide"]
         self.feedback_script = commands["feedback"]
+        self.credit_script = commands["credit"]
+        self.experiment_credit_script = commands["experiment_credit"]
         self.user_evidence_script = commands["user_evidence"]
         self.event_script = commands["event"]
         self.upsert_user_script = commands["upsert_user"]

@@ -1,6 +1,6 @@
 """The service on a Redis Cluster (a local 3-master one, `pytest --cluster`): what works there before decide's keys
-move into the user's slot (issue 21). Decide, feedback and events still name keys of many slots in one script, so
-the data these tests need from them is made on a plain Redis and copied to the cluster key by key (DUMP/RESTORE,
+move into the user's slot (issue 21). Decide and events still name keys of many slots in one script, so the data
+these tests need from them is made on a plain Redis and copied to the cluster key by key (DUMP/RESTORE,
 as a migration to a cluster would copy it)."""
 from __future__ import annotations
 
@@ -231,6 +231,30 @@ def test_the_decision_export_reads_every_shard(settings, store, plain_store):
     assert len(got) == 40 and got == expected
     assert len(nodes_of(store, [store.keys.decision(r["decision_id"]) for r in got])) == 3
     assert decision_log.lookup(store, settings, got[5]["decision_id"], NOW + 7200)["user_id"] == got[5]["user_id"]
+
+
+def test_feedback_runs_on_the_cluster_and_a_retry_counts_once(settings, store, plain_store):
+    """Feedback's commands each name one slot (the record's, the arms', the experiment's): on the cluster, reports
+    on decisions of users on every shard are credited, and retries (and a retry after a cut between the record's
+    command and the credit's) count once."""
+    from bandit_push import feedback as fb
+    from bandit_push.config import OUTCOMES
+    from bandit_push.decide import DecisionEngine
+    from bandit_push.segments import load_arms
+
+    engine = DecisionEngine(plain_store, plain_store.settings.replace(policy="cadence"))
+    dids = [d.decision_id for d in (engine.decide(f"u{i}", now=NOW + i) for i in range(12)) if d.send]
+    assert len(dids) == 12
+    copy(plain_store, store)
+    assert len(nodes_of(store, [store.keys.decision(d) for d in dids])) == 3
+    cut = store.feedback_script(keys=[store.keys.decision(dids[0])],
+                                args=["clicked", repr(NOW + 60), 86400.0, "", "default"])
+    assert cut[0] == "accepted"  # the event marked, the credit not sent
+    events = [fb.FeedbackEvent(d, "clicked", NOW + 60) for d in dids]
+    assert fb.record(store, settings, events) == ["duplicate"] + ["accepted"] * 11
+    assert fb.record(store, settings, events) == ["duplicate"] * 12
+    clicked = 2 + OUTCOMES.index("clicked")
+    assert load_arms(store)["*|N"][clicked] == pytest.approx(12.0, rel=1e-4)  # (decayed over the 11 s)
 
 
 def test_delete_prefix_empties_every_primary(settings, store):

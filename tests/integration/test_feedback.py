@@ -6,6 +6,7 @@ import pytest
 import requests
 
 from bandit_push.config import OUTCOMES
+from bandit_push.schema import XREC
 from bandit_push.segments import load_arms
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -137,3 +138,52 @@ def test_batch_reports_each_status(always):
     r = always.post("/v1/feedback", json=body).get_json()
     assert r["statuses"] == ["accepted", "duplicate", "unknown", "late"]
     assert (r["accepted"], r["duplicate"], r["unknown"], r["late"]) == (1, 1, 1, 1)
+
+
+def test_a_credit_cut_between_the_two_commands_completes_once_on_retry(always, store):
+    """A crash after the record's command (the event marked) and before the arms' and the experiment's: the
+    client's retry answers duplicate and sends the credit again, which counts once however often it is retried."""
+    body = {"name": "cut", "variants": [{"name": n, "weight": 1, "policy": {"name": "thompson", "cost": -100}}
+                                        for n in ("a", "b")]}
+    xid = always.post("/v1/experiments", json=body).get_json()["id"]
+    assert always.post(f"/v1/experiments/{xid}/start").status_code == 200
+    d = sent_decision(always, "cut-user")
+    did, space = d["decision_id"], d["decision_id"].split(".", 1)[1]
+    assert space.startswith(f"x{xid}v")
+    first = store.feedback_script(keys=[store.keys.decision(did)],
+                                  args=["clicked", repr(T0 + 60), 86400.0, "", space])  # ... and the process dies
+    assert first[0] == "accepted" and len(first) == 7
+    clicks = lambda: load_arms(store, space).get("new|5|1", [0, 0] + [0] * len(OUTCOMES))[2 + OUTCOMES.index("clicked")]
+    counters = lambda: store.redis.hget(store.keys.experiment_users(xid), "cut-user").split()
+    assert clicks() == 0 and counters()[XREC["clicks"] - 1] == "0"
+    for _ in range(3):
+        r = always.post("/v1/feedback", json={"decision_id": did, "event": "clicked", "ts": T0 + 60})
+        assert r.get_json()["status"] == "duplicate"
+        assert clicks() == 1 and counters()[XREC["clicks"] - 1] == "1"
+        assert float(counters()[XREC["net_value"] - 1]) == store.settings.weights["clicked"]
+    marker = store.keys.credited(space, did, "clicked")
+    assert 0 < store.redis.ttl(marker) <= store.settings.decision_ttl_hours * 3600
+
+
+def test_a_retried_feedback_under_an_experiment_counts_once(always, store):
+    body = {"name": "retry", "variants": [{"name": n, "weight": 1, "policy": {"name": "thompson", "cost": -100}}
+                                          for n in ("a", "b")]}
+    xid = always.post("/v1/experiments", json=body).get_json()["id"]
+    assert always.post(f"/v1/experiments/{xid}/start").status_code == 200
+    d = sent_decision(always, "retrier")
+    space = d["decision_id"].split(".", 1)[1]
+    ev = {"decision_id": d["decision_id"], "event": "converted", "ts": T0 + 5, "value": 3.0}
+    statuses = [always.post("/v1/feedback", json=ev).get_json()["status"] for _ in range(3)]
+    assert statuses == ["accepted", "duplicate", "duplicate"]
+    assert load_arms(store, space)["new|5|1"][2 + OUTCOMES.index("converted")] == 1
+    assert load_arms(store, space)["*|N"][2 + OUTCOMES.index("converted")] == 1
+    counters = store.redis.hget(store.keys.experiment_users(xid), "retrier").split()
+    assert counters[XREC["conversions"] - 1] == "1"
+
+
+def test_a_late_report_is_not_credited_by_its_retries(always, store):
+    d = sent_decision(always)
+    late = {"decision_id": d["decision_id"], "event": "opened", "ts": T0 + 2 * 86400}
+    assert [always.post("/v1/feedback", json=late).get_json()["status"] for _ in range(2)] == ["late", "duplicate"]
+    assert arm(store, "new|5|1")[2]["opened"] == 0
+    assert store.redis.exists(store.keys.credited("default", d["decision_id"], "opened")) == 0

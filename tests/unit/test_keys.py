@@ -17,6 +17,9 @@ def test_key_strings_are_pinned():
     assert k.decision("3fff0000000000000000.x3v1") == "bp:d:{6ZJ}3fff0000000000000000.x3v1"
     assert k.decision_log(0, 493000) == "bp:dlog:{06S}:493000" and k.decision_log(1, 7) == "bp:dlog:{Qi}:7"
     assert k.decision_log_slots(493000) == "bp:dlog:slots:493000"
+    assert k.credited("x3v1", "0000ab12ab12ab12ab12.x3v1", "clicked") == "bp:cr:{x3v1}:0000ab12ab12ab12ab12.x3v1:clicked"
+    assert k.experiment_credited(3, "0000ab12ab12ab12ab12.x3v1", "opened") == \
+        "bp:x:{3}:cr:0000ab12ab12ab12ab12.x3v1:opened"
     assert k.arms("default") == "bp:arms:{default}"
     assert k.segment_sizes() == "bp:segsize"
     assert k.popular_day(20000) == "bp:pop:20000"
