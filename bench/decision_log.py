@@ -11,7 +11,7 @@ Usage:
    two runs are adjacent in time, so a noisy neighbour hits both) and the record's MEMORY USAGE.
 2. Export: every decision of each checkout's rounds (the same decides: same users, times and seeds) through its
    own :func:`bandit_push.decision_log.export`, alternating base/this three times; rows per second and the ratio of
-   the median times (this / base).
+   the median times (this / base), and the hour indexes' MEMORY USAGE per decision.
 3. Evaluate: the exported log written to a file, read back and evaluated for three candidates
    (1,000 bootstrap replicates), seconds.
 
@@ -162,6 +162,10 @@ def main() -> int:
             print(f"  {name:<5} median {emed[name]:.2f} s ({got['rows'] / emed[name]:,.0f} rows/s; runs "
                   f"{', '.join(f'{x:.2f}' for x in export[name])} s)")
         print(f"  this / base: {emed['this'] / emed['base']:.3f} (ratio of medians)")
+        for name, prefix in prefixes.items():  # the hour indexes' memory (per slot and hour now: a key's overhead)
+            logs = list(client.scan_iter(match=f"{prefix}dlog:*", count=1000))
+            used = sum(client.memory_usage(key) or 0 for key in logs)
+            print(f"  {name:<5} hour indexes: {len(logs)} keys, {used / got['rows']:.1f} B per decision")
         rows = list(decision_log.export(store, settings, T0 - 3600, end + 3600, end + 48 * 3600))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "log.ndjson"
