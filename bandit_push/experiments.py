@@ -302,11 +302,15 @@ def load_snapshot(store: Store) -> Snapshot:
     """Read the registry. The version is read first: if a change lands meanwhile, the next decide sees
     a newer version than this snapshot's and reloads again, so a process never keeps a stale view."""
     k = store.keys
-    pipe = store.redis.pipeline(transaction=True)
-    pipe.get(k.experiments_version())
+    # on a cluster no transaction spans the registry's slots: the version is read first, alone
+    version = store.redis.get(k.experiments_version()) if store.cluster else None
+    pipe = store.redis.pipeline(transaction=not store.cluster)
+    if not store.cluster:
+        pipe.get(k.experiments_version())
     pipe.zrange(k.experiments_running(), 0, -1)
     pipe.zrange(k.experiments_active(), 0, -1)
-    version, running, active = pipe.execute()
+    *got, running, active = pipe.execute()
+    version = got[0] if got else version
     pipe = store.redis.pipeline(transaction=False)
     for i in running:
         pipe.hgetall(k.experiment(i))
