@@ -47,7 +47,7 @@ def compact(store: Store, now: float | None = None) -> int:
     """Re-allocate the chunks of closed days (before ``now``'s UTC day) at their exact size.
 
     Returns how many chunks were compacted. Safe to run any time: a late event appended to a
-    compacted day marks it for compaction again (the events script removes it from the set).
+    compacted day marks it for compaction again (events.py removes it from the set).
     """
     keys = store.keys
     today = int((time.time() if now is None else now) // 86400)

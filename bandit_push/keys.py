@@ -141,9 +141,23 @@ class Keys:
         """Hash: segment id (``*`` global) -> ``"item score item score ..."``; ``@ts`` -> refresh time."""
         return f"{self.prefix}top"
 
+    def popular_counted(self, day: int, user_index: int | str, event_id: str) -> str:
+        """String: marks an event id of the user of dense index ``user_index`` counted in the day's popularity (in
+        its slot: count-once across a retry of an event's commands; the index, not the id, so that no marker names
+        a deleted user); expires with the event dedup."""
+        slot = key_slot(self.popular_day(day))
+        return f"{self.prefix}pop:ev:{{{slot_tags()[slot]}}}{day}:{user_index}:{event_id}"
+
     def interactions(self, day: int) -> str:
         """String: packed interaction records of one UTC day, appended to (13 bytes each)."""
         return f"{self.prefix}ix:{day}"
+
+    def interaction_counted(self, day: int, user_index: int | str, event_id: str) -> str:
+        """String: marks an event id of the user of dense index ``user_index`` appended to the day's interaction
+        chunk (in the chunk's slot: count-once across a retry of an event's commands); expires with the event
+        dedup."""
+        slot = key_slot(self.interactions(day))
+        return f"{self.prefix}ix:ev:{{{slot_tags()[slot]}}}{day}:{user_index}:{event_id}"
 
     def interaction_days(self) -> str:
         """Sorted set: the days that have an interaction chunk, by day number."""
@@ -224,6 +238,11 @@ class Keys:
         """String: marks a (decision, event) counted in the experiment's per-user counters (their slot); expires
         with the decision."""
         return f"{self.prefix}x:{{{experiment_id}}}:cr:{decision_id}:{event}"
+
+    def experiment_event_counted(self, experiment_id: int | str, user_index: int | str, event_id: str) -> str:
+        """String: marks an event id of the user of dense index ``user_index`` counted in the experiment's per-user
+        counters (their slot); expires with the event dedup."""
+        return f"{self.prefix}x:{{{experiment_id}}}:ev:{user_index}:{event_id}"
 
     def experiments(self) -> str:
         """Sorted set: every experiment id, by id (creation order)."""

@@ -184,7 +184,7 @@ def _write_item_names(store: Store, n_items: int, batch: int = 5000) -> None:
 def _user_ids(store: Store, n_users: int, batch: int = 10000) -> list[str]:
     """User id by dense index for the first ``n_users`` indices (``""``: deleted, or never an id).
 
-    The events script keeps the list ``users:ids``; a store from before it existed (the list shorter
+    The events path keeps the list ``users:ids`` (its allocator); a store from before it existed (the list shorter
     than the user counter) is read by a SCAN of the user hashes instead.
     """
     key = store.keys.user_ids()

@@ -95,7 +95,7 @@ def _lua(value: object) -> str:
 
 def lua_source() -> str:
     """The schema as Lua locals, for the library's ``schema`` include."""
-    tables = {"USER": USER, "DECISION": DECISION, "ARM": ARM, "POPULAR": POPULAR, "COUNTERS": COUNTERS,
+    tables = {"USER": USER, "DECISION": DECISION, "ARM": ARM, "POPULAR": POPULAR,
               "BUCKET": BUCKET, "EXPERIMENT": EXPERIMENT, "XREC": XREC, "RECS": RECS}
     lines = ["-- The stored schema, generated from bandit_push/schema.py (edit it there)."]
     lines += [f"local {name} = {_lua(t)}" for name, t in tables.items()]

@@ -103,10 +103,22 @@ def redis_url(request, tmp_path_factory) -> str:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def queue_url(request, tmp_path_factory) -> str | None:
+    """With ``--cluster``, a plain Redis for RQ's jobs (which cannot use a cluster), so the app starts; else None."""
+    if not request.config.getoption("--cluster"):
+        yield None
+        return
+    server = embedded.start(str(tmp_path_factory.mktemp("queue")))
+    yield server.url
+    server.stop()
+
+
 @pytest.fixture
-def settings(redis_url) -> Settings:
+def settings(redis_url, queue_url) -> Settings:
     """Test settings: a fresh prefix, quiet hours off (tests set their own clocks), seeded draws."""
-    return Settings(redis_url=redis_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:", quiet_hours="off", seed=7)
+    return Settings(redis_url=redis_url, queue_url=queue_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:",
+                    quiet_hours="off", seed=7)
 
 
 @pytest.fixture

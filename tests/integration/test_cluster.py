@@ -1,7 +1,7 @@
 """The service on a Redis Cluster (a local 3-master one, `pytest --cluster`): what works there before decide's keys
-move into the user's slot (issue 21). Decide and events still name keys of many slots in one script, so the data
-these tests need from them is made on a plain Redis and copied to the cluster key by key (DUMP/RESTORE,
-as a migration to a cluster would copy it)."""
+move into the user's slot (issue 21). Decide still names keys of many slots in one script, so the data these tests
+need from it is made on a plain Redis and copied to the cluster key by key (DUMP/RESTORE, as a migration to a
+cluster would copy it)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 
+import numpy as np
 import pytest
 from redis_proc import RedisProcess, free_port
 from waits import until
@@ -255,6 +256,37 @@ def test_feedback_runs_on_the_cluster_and_a_retry_counts_once(settings, store, p
     assert fb.record(store, settings, events) == ["duplicate"] * 12
     clicked = 2 + OUTCOMES.index("clicked")
     assert load_arms(store)["*|N"][clicked] == pytest.approx(12.0, rel=1e-4)  # (decayed over the 11 s)
+
+
+def test_events_run_on_the_cluster_and_a_retry_counts_once(settings, store):
+    """Events' commands each name one slot (the user's, then the indexes', the day's popularity and chunk): users
+    on every shard get their features, indexes in step with the id list, and records; a cut after the user's
+    command and the batch's retries count once."""
+    from bandit_push import events, interactions
+
+    evs = [events.ShopEvent(f"u{i}", "purchase", NOW + i, f"sku{i % 5}", 2.0, f"e{i}") for i in range(30)]
+    assert len(nodes_of(store, [store.keys.user(e.user_id) for e in evs])) == 3
+    cut = store.event_script(keys=[store.keys.user("u0"), store.keys.event_seen("u0", "e0")],
+                             args=[repr(NOW), "purchase", "2.0", "3600"])
+    assert cut[0] == "accepted"  # the user's part alone: the shared parts not sent
+    assert events.ingest(store, settings, evs) == (29, 1)
+    assert events.ingest(store, settings, evs) == (0, 30)
+    listed = store.redis.lrange(store.keys.user_ids(), 0, -1)
+    ix = {e.user_id: int(store.redis.hget(store.keys.user(e.user_id), USER["index"])) for e in evs}
+    assert sorted(listed) == sorted(ix) and all(listed[i] == u for u, i in ix.items())
+    records = np.concatenate(list(interactions.read(store)))
+    names = interactions.item_ids(store)
+    assert sorted((int(r["user"]), names[r["item"]]) for r in records) == sorted(
+        (ix[e.user_id], e.item_id) for e in evs)
+    day = int(NOW // 86400)
+    pop = store.redis.hgetall(store.keys.popular_day(day))
+    assert sum(float(v) for f, v in pop.items() if f.startswith("*|")) == pytest.approx(30 * 1.0)
+    # the cut user's size was to be counted by the cut command's batch: one off until a refit's scan recounts
+    assert store.redis.hget(store.keys.segment_sizes(), "new") == "29"
+    for _ in users.scan(store, [], recount=True):
+        pass
+    assert store.redis.hget(store.keys.segment_sizes(), "new") == "30"
+    assert users.get(store, settings, "u7")["features"]["counts"]["purchase"] == 1
 
 
 def test_delete_prefix_empties_every_primary(settings, store):

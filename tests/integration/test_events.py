@@ -2,13 +2,16 @@
 from datetime import datetime, timezone
 
 import numpy as np
+import pytest
 
-from bandit_push import interactions, popular
+from bandit_push import events, interactions, popular
 from bandit_push.config import EVENT_TYPES
+from bandit_push.schema import XREC
 
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
 
 
+@pytest.mark.cluster
 def test_events_feed_features_and_segment(client, store):
     c = client
     c.put("/v1/users/u1", json={"timezone": "Europe/Paris"})
@@ -32,6 +35,7 @@ def test_events_feed_features_and_segment(client, store):
     assert sizes == {"new": 1, "default": 1}
 
 
+@pytest.mark.cluster
 def test_interactions_read_back_exactly(client, store):
     rng = np.random.default_rng(1)
     sent = []
@@ -54,6 +58,7 @@ def test_interactions_read_back_exactly(client, store):
     assert store.redis.strlen(store.keys.interactions(int(T0 // 86400))) % 13 == 0
 
 
+@pytest.mark.cluster
 def test_popular_lists_per_segment_and_window(client, store, settings):
     day = 86400
     body = {"events": [{"user_id": "a", "item_id": "old", "type": "purchase", "ts": T0 - 10 * day},
@@ -69,6 +74,7 @@ def test_popular_lists_per_segment_and_window(client, store, settings):
     assert ready["items"]["model"] == "popular" and ready["items"]["age_s"] is not None
 
 
+@pytest.mark.cluster
 def test_compaction_shrinks_closed_days_and_loses_nothing(client, store, settings):
     from bandit_push import interactions
 
@@ -89,6 +95,7 @@ def test_compaction_shrinks_closed_days_and_loses_nothing(client, store, setting
     assert store.redis.strlen(key) == 20001 * 13
 
 
+@pytest.mark.cluster
 def test_retried_events_with_an_event_id_count_once(client, store):
     body = {"events": [{"user_id": "r", "item_id": "A", "type": "purchase", "value": 5, "ts": T0, "event_id": "e1"},
                        {"user_id": "r", "item_id": "B", "type": "view", "ts": T0, "event_id": "e2"},
@@ -104,6 +111,7 @@ def test_retried_events_with_an_event_id_count_once(client, store):
     assert 0 < store.redis.ttl(store.keys.event_seen("r", "e1")) <= 48 * 3600
 
 
+@pytest.mark.cluster
 def test_a_batch_with_bad_events_names_each_and_stores_none(client, store):
     """All or nothing, but the error names every bad event (up to 100), so the sender fixes the batch in one try."""
     events = [{"user_id": f"u-{i}", "item_id": f"sku-{i % 7}", "type": "view"} for i in range(1000)]
@@ -124,3 +132,70 @@ def test_a_batch_with_bad_events_names_each_and_stores_none(client, store):
     bad_feedback = client.post("/v1/feedback", json={"events": [{"decision_id": "x", "event": "liked"},
                                                                 {"event": "opened"}]}).get_json()
     assert [e["field"] for e in bad_feedback["errors"]] == ["events[0].event", "events[1].decision_id"]
+
+
+@pytest.mark.cluster
+def test_an_event_cut_after_the_users_part_completes_once_on_retry(client, store):
+    """A crash after the user's command (the event marked, the features counted) and before the shared ones: the
+    client's retry answers duplicate and sends those again, which count once however often it is retried."""
+    day = int(T0 // 86400)
+    first = store.event_script(keys=[store.keys.user("cut"), store.keys.event_seen("cut", "e1")],
+                               args=[repr(T0), "purchase", "5.0", "3600"])  # ... and the process dies
+    assert first == ["accepted", "new", 1, ""]
+    assert store.redis.hget(store.keys.user("cut"), "f:purchase") == "1"
+    assert not store.redis.exists(store.keys.interactions(day)) and not store.redis.exists(store.keys.popular_day(day))
+    ev = {"user_id": "cut", "item_id": "A", "type": "purchase", "value": 5, "ts": T0, "event_id": "e1"}
+    for _ in range(3):
+        assert client.post("/v1/events", json=ev).get_json() == {"accepted": 0, "duplicate": 1}
+        f = client.get("/v1/users/cut").get_json()["features"]
+        assert f["counts"]["purchase"] == 1 and f["purchase_value"] == 5.0
+        assert store.redis.strlen(store.keys.interactions(day)) == 13
+        assert store.redis.hgetall(store.keys.popular_day(day)) == {"new|A": "1", "*|A": "1"}
+        assert store.redis.zrange(store.keys.interaction_days(), 0, -1) == [str(day)]
+    uix = store.redis.hget(store.keys.user("cut"), "ix")
+    assert store.redis.lrange(store.keys.user_ids(), 0, -1) == ["cut"] and uix == "0"
+    assert 0 < store.redis.ttl(store.keys.popular_counted(day, uix, "e1")) <= 48 * 3600
+    assert 0 < store.redis.ttl(store.keys.interaction_counted(day, uix, "e1")) <= 48 * 3600
+
+
+def test_an_exposed_users_event_cut_counts_once_in_the_experiment(client, store):
+    """The same cut with the user exposed to a running experiment: the retries count the event (a purchase) in the
+    user's counters there once."""
+    body = {"name": "cut", "variants": [{"name": n, "weight": 1, "policy": {"name": "thompson"}} for n in ("a", "b")]}
+    xid = client.post("/v1/experiments", json=body).get_json()["id"]
+    assert client.post(f"/v1/experiments/{xid}/start").status_code == 200
+    store.redis.hset(store.keys.experiment_users(xid), "cut", f"0 {int(T0) - 60} 1 0 0 0 0 0 0")  # exposed before
+    store.event_script(keys=[store.keys.user("cut"), store.keys.event_seen("cut", "e1")],
+                       args=[repr(T0), "purchase", "5.0", "3600"])  # ... and the process dies
+    ev = {"user_id": "cut", "item_id": "A", "type": "purchase", "value": 5, "ts": T0, "event_id": "e1"}
+    for _ in range(3):
+        assert client.post("/v1/events", json=ev).get_json() == {"accepted": 0, "duplicate": 1}
+        counters = store.redis.hget(store.keys.experiment_users(xid), "cut").split()
+        assert (counters[XREC["events"] - 1], counters[XREC["purchases"] - 1]) == ("1", "1")
+    assert 0 < store.redis.ttl(store.keys.experiment_event_counted(xid, 0, "e1")) <= 48 * 3600
+    # an event without an id counts at each call; one before the exposure does not count
+    again = {"user_id": "cut", "type": "app_open", "ts": T0}
+    for _ in range(2):
+        client.post("/v1/events", json=again)
+    client.post("/v1/events", json={**again, "ts": T0 - 3600})
+    assert store.redis.hget(store.keys.experiment_users(xid), "cut").split()[XREC["events"] - 1] == "3"
+
+
+@pytest.mark.cluster
+def test_concurrent_first_events_of_a_user_agree_on_one_index(store, settings):
+    """Two processes' first events of one user, interleaved: each allocates an index, the first claim wins, the
+    other learns it (its records name the winner's) and blanks its own entry of the id list."""
+    from bandit_push.experiments import Registry
+
+    one, two = (events.ShopEvent("racer", "view", T0 + i, f"sku{i}") for i in range(2))
+    answers = [store.event_script(keys=[store.keys.user("racer"), store.keys.user("racer")],
+                                  args=[repr(ev.ts), ev.type, "0.0", "0"]) for ev in (one, two)]
+    assert [a[3] for a in answers] == ["", ""]  # neither saw an index: both allocate
+    snap = Registry(store).refresh()
+    events._complete(store, settings, [one], [answers[0]], {}, snap)
+    events._complete(store, settings, [two], [answers[1]], {}, snap)
+    assert store.redis.hget(store.keys.user("racer"), "ix") == "0"
+    assert store.redis.lrange(store.keys.user_ids(), 0, -1) == ["racer", ""]
+    records = np.concatenate(list(interactions.read(store)))
+    assert sorted(records["user"].tolist()) == [0, 0] and sorted(records["item"].tolist()) == [0, 1]
+    assert store.redis.hget(store.keys.segment_sizes(), "new") == "1"  # the creating call counted the user

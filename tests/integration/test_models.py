@@ -18,6 +18,7 @@ from stored import packed_arm
 from bandit_push import models, refit, refit_lock, segmentation, segments, toplists, users
 from bandit_push.config import OUTCOMES
 from bandit_push.decide import ranked_items
+from bandit_push.events import ShopEvent, ingest
 from bandit_push.errors import NoData
 
 END = max(e.ts for e in retail.sample(200))  # 2011-12-09: the sample's last purchase
@@ -397,6 +398,13 @@ def test_refit_names_lists_by_the_user_id_list_or_by_a_scan_of_an_older_store(st
     assert fit(store, settings)["lists"] == len(uids) - 1
     assert all(toplists.unpack(store.binary.get(store.keys.user_recs(u)))[0] == 2 for u in uids[1:])
     assert store.binary.get(store.keys.user_recs(uids[0])) is None
+    # such a store keeps allocating user indexes by its counter (no collision with its users'), the list untouched
+    counted = int(store.redis.hget(store.keys.counters(), "users"))
+    assert counted == len(uids)
+    ingest(store, settings, [ShopEvent("newcomer", "view", sample[-1].ts, sample[0].item_id)])
+    assert store.redis.hget(store.keys.user("newcomer"), "ix") == str(counted)
+    assert not store.redis.exists(store.keys.user_ids())
+    assert fit(store, settings)["lists"] == len(uids)
 
 
 def test_superseded_versions_are_collected_after_the_grace_period(store, settings):

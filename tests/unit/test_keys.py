@@ -23,6 +23,11 @@ def test_key_strings_are_pinned():
     assert k.arms("default") == "bp:arms:{default}"
     assert k.segment_sizes() == "bp:segsize"
     assert k.popular_day(20000) == "bp:pop:20000"
+    assert k.popular_counted(20000, 7, "e1") == "bp:pop:ev:{Bc}20000:7:e1"  # (the tag of bp:pop:20000's slot)
+    assert k.interaction_counted(20000, 7, "e1") == "bp:ix:ev:{4zb}20000:7:e1"
+    assert key_slot(k.popular_counted(20000, 7, "e1")) == key_slot(k.popular_day(20000))
+    assert key_slot(k.interaction_counted(20000, 7, "e1")) == key_slot(k.interactions(20000))
+    assert k.experiment_event_counted(3, 7, "e1") == "bp:x:{3}:ev:7:e1"
     assert k.popular_top() == "bp:top"
     assert k.interactions(20000) == "bp:ix:20000"
     assert k.interaction_days() == "bp:ix:days"
