@@ -118,10 +118,15 @@ def script_config(settings: Settings, policy: Policy, space: str = DEFAULT_SPACE
     return cfg
 
 
+def decision_token(slot: int) -> str:
+    """A decision id without its space: the slot of its record (its user's), then 16 random hex digits."""
+    return f"{slot:04x}{secrets.token_hex(8)}"
+
+
 def new_decision_id(space: str, slot: int) -> str:
     """A random id that names the slot of its record (its user's) and the policy space, so feedback finds the
     record and knows which arms to credit: ``<slot: 4 hex><random: 16 hex>.<space>``."""
-    return f"{slot:04x}{secrets.token_hex(8)}.{space}"
+    return f"{decision_token(slot)}.{space}"
 
 
 def parse_items(raw: str) -> list[Item]:
@@ -253,7 +258,7 @@ class DecisionEngine:
         arms, popular, sizes, version, ixmap = self._shared_keys
         user_key = keys.user(user_id)
         slot = key_slot(user_key)  # the records (one per space it may decide in) go in the user's slot
-        token = f"{slot:04x}{secrets.token_hex(8)}"  # (new_decision_id without its space)
+        token = decision_token(slot)  # one per decide, with the space of each record after it
         hour = int(now // 3600)
         u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
         extra = self.extra_argument(user_id, now)

@@ -150,12 +150,14 @@ def _complete(store: Store, settings: Settings, events: list[ShopEvent], answers
     chunks: dict[int, tuple[list[str], list[Any]]] = {}
     exposed: dict[int, tuple[list[str], list[Any]]] = {}
 
-    def add(batch: dict[int, tuple[list[str], list[Any]]], at: int, marker: str | None, *values: Any) -> None:
+    def add(batch: dict[int, tuple[list[str], list[Any]]], at: int, first: int, marker: str | None,
+            *values: Any) -> None:
+        """An event's values for the command of ``batch`` at ``at``, with its marker's KEYS index (the markers
+        follow the command's ``first`` keys; 0: no marker)."""
         marks, args = batch.setdefault(at, ([], []))
         if marker:
             marks.append(marker)
-        # the marker's KEYS index: after the one key counted in (two for an experiment: its hash and counters)
-        args += [*values, len(marks) + (2 if batch is exposed else 1) if marker else 0]
+        args += [*values, len(marks) + first if marker else 0]
 
     for ev, r in todo:
         uix = user_ix.get(ids.store(ev.user_id))
@@ -165,11 +167,11 @@ def _complete(store: Store, settings: Settings, events: list[ShopEvent], answers
         item = ids.store(ev.item_id) if ev.item_id else ""
         weight = float(settings.event_weights.get(ev.type, 0.0))
         if item and weight > 0:
-            add(pop, day, eid and keys.popular_counted(day, uix, eid), r[1], item, repr(weight))
-        add(chunks, day, eid and keys.interaction_counted(day, uix, eid),
+            add(pop, day, 1, eid and keys.popular_counted(day, uix, eid), r[1], item, repr(weight))
+        add(chunks, day, 1, eid and keys.interaction_counted(day, uix, eid),
             uix, item_ix[item] if item else NO_ITEM, EVENT_TYPES.index(ev.type), repr(ev.ts))
         for x in snap.active:
-            add(exposed, x, eid and keys.experiment_event_counted(x, uix, eid),
+            add(exposed, x, 2, eid and keys.experiment_event_counted(x, uix, eid),
                 ids.store(ev.user_id), repr(ev.ts), "1" if ev.type == "purchase" else "0")
     for day, (marks, args) in pop.items():
         store.event_popular_script(keys=[keys.popular_day(day), *marks], args=[pop_ttl, dedup_ttl, *args], client=pipe)

@@ -45,17 +45,17 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
     # an id not of ours (or of the format before ids named their record's slot) is unknown, asking nothing
-    ours = [ev for ev in events if decision_space(ev.decision_id) is not None]
-    for ev in ours:
-        store.feedback_script(
-            keys=[keys.decision(ev.decision_id)],
-            args=[ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,
-                  "" if ev.value is None else repr(ev.value), decision_space(ev.decision_id)],
-            client=pipe)
-    answers = iter(pipe.execute() if ours else [])
+    spaces = [decision_space(ev.decision_id) for ev in events]
+    for ev, space in zip(events, spaces):
+        if space is not None:
+            store.feedback_script(
+                keys=[keys.decision(ev.decision_id)],
+                args=[ev.event, repr(ev.ts), settings.attribution_window_hours * 3600.0,
+                      "" if ev.value is None else repr(ev.value), space],
+                client=pipe)
+    answers = iter(pipe.execute() if len(pipe) else [])
     # (the script answers the record's user in its stored form: the keys below are built from the id itself)
-    results = [list(next(answers)) if decision_space(ev.decision_id) is not None else ["unknown", "", ""]
-               for ev in events]
+    results = [list(next(answers)) if space is not None else ["unknown", "", ""] for space in spaces]
     ttl = int(settings.decision_ttl_hours * 3600)
     pipe = store.redis.pipeline(transaction=False)
     for ev, r in zip(events, results):

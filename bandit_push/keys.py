@@ -9,12 +9,13 @@ user, and no user's id can name another user's keys.
 """
 from __future__ import annotations
 
-import binascii
 import functools
 import itertools
 import re
 import string
 from dataclasses import dataclass
+
+from redis.crc import key_slot as redis_key_slot
 
 from bandit_push import ids
 
@@ -24,15 +25,8 @@ _DECISION_ID = re.compile(r"([0-3][0-9a-f]{3})[0-9a-f]{16}\.([A-Za-z0-9_-]{1,64}
 
 
 def key_slot(key: str) -> int:
-    """The Redis Cluster slot of ``key``: CRC16 (XMODEM) of its hash tag (the text between its first ``{`` and
-    the next ``}``, if not empty), else of the whole key, modulo 16,384."""
-    raw = key.encode()
-    start = raw.find(b"{")
-    if start >= 0:
-        end = raw.find(b"}", start + 1)
-        if end > start + 1:
-            raw = raw[start + 1:end]
-    return binascii.crc_hqx(raw, 0) % SLOTS
+    """The Redis Cluster slot of ``key`` (redis-py's own computation: CRC16 of its hash tag, modulo 16,384)."""
+    return redis_key_slot(key.encode())
 
 
 @functools.cache
@@ -44,7 +38,7 @@ def slot_tags() -> tuple[str, ...]:
     for n in itertools.count(1):
         for chars in itertools.product(alphabet, repeat=n):
             tag = "".join(chars)
-            slot = binascii.crc_hqx(tag.encode(), 0) % SLOTS
+            slot = key_slot(tag)
             if tags[slot] is None:
                 tags[slot] = tag
         if None not in tags:

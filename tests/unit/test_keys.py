@@ -1,5 +1,4 @@
 """The key schema is a persisted API: a change here is a migration, not a refactor."""
-import random
 
 import pytest
 from redis.crc import key_slot as redis_key_slot
@@ -77,10 +76,6 @@ def test_slot_tags_hash_to_their_slots_as_redis_cluster_computes_them():
     assert len(tags) == keys_mod.SLOTS and tags[:4] == ("06S", "Qi", "5L5", "4Iu")  # (Redis's crc16_slottable.h)
     assert max(map(len, tags)) == 3 and all(t.isalnum() for t in tags)
     assert [redis_key_slot(f"d:{{{t}}}x".encode()) for t in tags] == list(range(keys_mod.SLOTS))
-    rng = random.Random(5)
-    for key in ["bp:u:{alice}", "bp:u:{BANK%20CHARGES}", "a{}b", "{}{x}", "x{y", "café", "bp:u:{café}:recs"] + [
-            "".join(rng.choice("ab{}:é ") for _ in range(rng.randrange(1, 12))) for _ in range(500)]:
-        assert key_slot(key) == redis_key_slot(key.encode()), key
 
 
 @pytest.mark.parametrize("did, slot, space", [
