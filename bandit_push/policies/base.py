@@ -181,8 +181,11 @@ def pacing_choice(means: npt.ArrayLike, variances: npt.ArrayLike, cost: float, w
     if min_sends > 0 and sends is not None:
         n = [float(x) for x in np.asarray(sends, dtype=np.float64)]
         # the loads seen (the week-rested arm always a choice), and the next one up from the best of them
-        top = 1  # the frontier's index (means[0] is the week-rested arm)
-        for i in range(1, len(m)):
+        # the frontier's index (means[0] is the week-rested arm); a push from rest is a push at load 0 too, so
+        # its sends count as load 0's: else after a cold start every pushed user sits at load 1 with the frontier
+        # at 0 and nobody is pushed for a whole pacing window
+        top = 2 if n[0] + n[1] >= min_sends else 1
+        for i in range(2, len(m)):
             if n[i] >= min_sends:
                 top = i + 1
         if top < len(m):

@@ -324,6 +324,28 @@ def test_pacing_steps_one_load_above_what_the_segment_has_seen(make_app, setting
         assert new["max_load"] == (f"{top}+ in 72h" if step == 0 else "2 in 72h")
 
 
+def test_a_push_from_rest_counts_as_one_at_load_zero(make_app):
+    """After a cold start every first push is from rest (no push within a week), so only the week-rested arm has
+    data and every pushed user sits at load 1: that arm's sends count as load 0's, so the frontier is load 1 and a
+    user pushed yesterday can be pushed again where pushes pay (counted at load 0 alone, the frontier stayed 0 and
+    nobody was pushed for the whole 72 h window: days 2-3 of the simulation)."""
+    k, clicked = len(OUTCOMES), 2 + OUTCOMES.index("clicked")
+    rested = [T0, 1000.0] + [0.0] * k
+    rested[clicked] = 300.0
+    arms = {"new|FL": rested, "new|N": rested, "*|N": rested}
+    for b in range(6):
+        arms[f"new|{b}|1"] = rested
+    app = make_app(pacing_min_sends=20.0, pacing_explore=1.0, min_gap_hours=4)
+    s = app.extensions["bandit_push"]
+    s.store.binary.hset(s.store.keys.arms("default"), mapping={f: packed_arm(a) for f, a in arms.items()})
+    s.store.redis.hset(s.store.keys.user("u1"), mapping={"sg": "new", "lp": repr(T0 - 20 * 3600)})
+    s.store.redis.set(s.store.keys.user_pushes("u1"), f"{T0 - 20 * 3600!r}\n")
+    c = app.test_client()
+    assert decide(c, "u1")["reason"] == "policy"
+    new = next(x for x in c.get(f"/v1/segments?now={T0}").get_json()["segments"] if x["segment"] == "new")
+    assert new["max_load"] == "1 in 72h"
+
+
 def test_seeded_workers_draw_their_own_sequences(make_app, monkeypatch):
     """With a seed, the gunicorn configuration gives each worker its number before it loads the app, and each
     worker's engine draws its own reproducible sequence (workers sharing one would explore in lockstep); a
