@@ -276,7 +276,7 @@ class DecisionEngine:
                 vi = x.assign(user_id)
                 variants.append(vi)
                 dids.append(f"{token}.{x.space(vi)}")
-                kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id)]
+                kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id, user_id)]
                 args.append(vi)
             kk += [keys.decision_log(slot, hour), keys.decision_log_slots(hour)]
             kk += [keys.user_recs(user_id), ixmap]

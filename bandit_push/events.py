@@ -9,6 +9,7 @@ from bandit_push import ids, segmentation, toplists
 from bandit_push.config import EVENT_TYPES, Settings
 from bandit_push.experiments import Registry, Snapshot
 from bandit_push.interactions import NO_ITEM
+from bandit_push.keys import key_slot
 from bandit_push.models import ModelCache
 from bandit_push.schema import COUNTERS, USER
 from bandit_push.store import Store
@@ -88,7 +89,9 @@ def _complete(store: Store, settings: Settings, events: list[ShopEvent], answers
     so it lines up with the indexes by construction), then claim_index.lua HSETNXes it into the user hash and
     answers the winner's (concurrent first events of a user allocate two; the loser's list entry is blanked, as a
     deleted user's). Items likewise with the item list and index (a loser's entry keeps the item's id: an index
-    no record refers to). Then the popularity, the interaction record and the experiments' counters, idempotent by
+    no record refers to). Then the popularity, the interaction record and the experiments' counters (one command per
+    experiment and user slot: the counters are in their users' slots; an experiment stopped since the registry
+    snapshot of the first round trip still counts this batch's events), idempotent by
     (user index, event id) for events with an id, and the days sets and a new user's segment size, idempotent or
     counted by the one call that created the user.
     """
@@ -148,9 +151,9 @@ def _complete(store: Store, settings: Settings, events: list[ShopEvent], answers
     # one command per day's popularity, per day's chunk and per experiment, for the batch's events of each
     pop: dict[int, tuple[list[str], list[Any]]] = {}
     chunks: dict[int, tuple[list[str], list[Any]]] = {}
-    exposed: dict[int, tuple[list[str], list[Any]]] = {}
+    exposed: dict[tuple[int, int], tuple[list[str], list[Any]]] = {}  # per (experiment, the users' slot)
 
-    def add(batch: dict[int, tuple[list[str], list[Any]]], at: int, first: int, marker: str | None,
+    def add(batch: dict[Any, tuple[list[str], list[Any]]], at: Any, first: int, marker: str | None,
             *values: Any) -> None:
         """An event's values for the command of ``batch`` at ``at``, with its marker's KEYS index (the markers
         follow the command's ``first`` keys; 0: no marker)."""
@@ -171,15 +174,16 @@ def _complete(store: Store, settings: Settings, events: list[ShopEvent], answers
         add(chunks, day, 1, eid and keys.interaction_counted(day, uix, eid),
             uix, item_ix[item] if item else NO_ITEM, EVENT_TYPES.index(ev.type), repr(ev.ts))
         for x in snap.active:
-            add(exposed, x, 2, eid and keys.experiment_event_counted(x, uix, eid),
+            add(exposed, (x, key_slot(keys.user(ev.user_id))), 1,
+                eid and keys.experiment_event_counted(x, ev.user_id, uix, eid),
                 ids.store(ev.user_id), repr(ev.ts), "1" if ev.type == "purchase" else "0")
     for day, (marks, args) in pop.items():
         store.event_popular_script(keys=[keys.popular_day(day), *marks], args=[pop_ttl, dedup_ttl, *args], client=pipe)
     for day, (marks, args) in chunks.items():
         store.event_interaction_script(keys=[keys.interactions(day), *marks], args=[ix_ttl, dedup_ttl, *args],
                                        client=pipe)
-    for x, (marks, args) in exposed.items():
-        store.event_experiment_script(keys=[keys.experiment(x), keys.experiment_users(x), *marks],
+    for (x, slot), (marks, args) in exposed.items():
+        store.event_experiment_script(keys=[keys.experiment_users_of_slot(x, slot), *marks],
                                       args=[dedup_ttl, *args], client=pipe)
     if len(pipe):
         pipe.execute()

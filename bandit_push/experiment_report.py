@@ -1,10 +1,10 @@
 """An experiment's report: per-user counters from Redis, analysed by :mod:`bandit_push.stats`.
 
-Each exposed user has one field in :meth:`~bandit_push.keys.Keys.experiment_users` (written by decide,
-feedback and events; columns in :data:`bandit_push.schema.XREC_COLUMNS`). The report reads them all (HSCAN,
-off the hot path), makes one per-user array per column and variant, and hands them to
-:func:`bandit_push.stats.analyse`: Welch for means per user, the delta method for CTR, the Bayesian
-read-out, the always-valid interval, the sample-ratio check and the guardrails.
+Each exposed user has one field in :meth:`~bandit_push.keys.Keys.experiment_users` (its slot's hash, written by
+decide, feedback and events; columns in :data:`bandit_push.schema.XREC_COLUMNS`). The report reads them all
+(:func:`bandit_push.experiments.user_counters`, every slot's hash, off the hot path), makes one per-user array
+per column and variant, and hands them to :func:`bandit_push.stats.analyse`: Welch for means per user, the delta
+method for CTR, the Bayesian read-out, the always-valid interval, the sample-ratio check and the guardrails.
 """
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ def user_data(store: Store, experiment: experiments.Experiment) -> list[dict[str
     """Per variant (in definition order), per column, one value per exposed user, in user id order; the
     ``first_exposure`` array holds each user's first exposure time (epoch s).
 
-    HSCAN may return a field more than once (while the hash rehashes) and in any order: each user counts once,
-    and the sums over users are the same floats on every call."""
-    seen = dict(store.redis.hscan_iter(store.keys.experiment_users(experiment.id), count=1000))
+    Users in id order: the sums over users are the same floats on every call, whatever the slots' order."""
+    seen = experiments.user_counters(store, experiment.id)
     rows: list[list[list[float]]] = [[] for _ in experiment.variants]
     for user in sorted(seen):
         values = [float(x) for x in seen[user].split()]

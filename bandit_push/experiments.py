@@ -15,7 +15,8 @@ experiment whose segments include the user's current segment (an experiment with
 everyone). The segment is known only inside the decide script, so the script applies this rule; the
 process passes it the candidates (see :mod:`bandit_push.decide`). Each variant learns in its own arms
 space ``x<id>v<index>``. The first exposure of a user creates their per-user counters
-(:meth:`~bandit_push.keys.Keys.experiment_users`); decide, feedback and events then update them.
+(:meth:`~bandit_push.keys.Keys.experiment_users`, in the user's slot); decide, feedback and events then update
+them, and a report reads every slot's (:func:`user_counters`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from typing import Any
 
 from bandit_push.config import Settings
 from bandit_push.errors import ConfigError, Conflict, InvalidArgument, NotFound
+from bandit_push.keys import SLOTS
 from bandit_push.policies import Policy, from_config
 from bandit_push.schema import COUNTERS, EXPERIMENT
 from bandit_push.store import Store
@@ -246,6 +248,22 @@ def get(store: Store, experiment_id: int) -> Experiment:
     if not h:
         raise NotFound(f"no experiment {experiment_id}", field="experiment_id")
     return _from_hash(experiment_id, h)
+
+
+def user_counters(store: Store, experiment_id: int | str, per_call: int = 1024) -> dict[str, str]:
+    """Every exposed user's counters of the experiment (stored user id -> ``XREC`` text): the hashes of all 16,384
+    slots (:meth:`~bandit_push.keys.Keys.experiment_users_of_slot`), an HGETALL each, pipelined (by node on a
+    cluster). Off the hot path (reports, the CLI): a fixed cost however large the keyspace, where a SCAN for the
+    hashes would read every key."""
+    out: dict[str, str] = {}
+    key = store.keys.experiment_users_of_slot
+    for start in range(0, SLOTS, per_call):
+        pipe = store.redis.pipeline(transaction=False)
+        for slot in range(start, min(start + per_call, SLOTS)):
+            pipe.hgetall(key(experiment_id, slot))
+        for h in pipe.execute():
+            out.update(h)
+    return out
 
 
 def list_all(store: Store) -> list[Experiment]:

@@ -158,7 +158,7 @@ def _run(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     elif args.action == "list":
         print(table(("id", "name", "status", "variants", "segments", "users"), [
             (x.id, x.name, x.status, ", ".join(f"{v.name}:{v.policy.get('name')}x{v.weight:g}" for v in x.variants),
-             ", ".join(x.segments) if x.segments else "all", store.redis.hlen(store.keys.experiment_users(x.id)))
+             ", ".join(x.segments) if x.segments else "all", len(experiments.user_counters(store, x.id)))
             for x in experiments.list_all(store)]))
     elif args.action == "get":
         print(_show(experiments.get(store, args.id)))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from bandit_push import ids
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.experiments import experiment_of_space
-from bandit_push.keys import decision_space
+from bandit_push.keys import decision_slot, decision_space
 from bandit_push.schema import XREC
 from bandit_push.store import Store
 
@@ -39,8 +39,9 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
 
     Two commands per event, each on one slot: the record's (the user's) marks the event and answers what to
     credit, then the arms' slot credits it once per (decision, event) (a marker set first), and so do the
-    experiment's counters. A report answered ``duplicate`` sends the credit again: a retry completes a credit that
-    a crash (or a lost connection) cut between the two, and counts nothing twice.
+    experiment's counters (in the record's slot too, by a command of their own with its marker). A report
+    answered ``duplicate`` sends the credit again: a retry completes a credit that a crash (or a lost connection)
+    cut between the two, and counts nothing twice.
     """
     keys = store.keys
     pipe = store.redis.pipeline(transaction=False)
@@ -67,8 +68,8 @@ def record(store: Store, settings: Settings, events: list[FeedbackEvent]) -> lis
             experiment = experiment_of_space(space)
             if experiment is not None:
                 store.experiment_credit_script(
-                    keys=[keys.experiment_users(experiment), keys.experiment_credited(experiment, ev.decision_id,
-                                                                                      ev.event)],
+                    keys=[keys.experiment_users_of_slot(experiment, decision_slot(ev.decision_id) or 0),
+                          keys.experiment_credited(experiment, ev.decision_id, ev.event)],
                     args=[r[1], _XREC_SLOT.get(ev.event, 0), repr(float(settings.weights.get(ev.event, 0.0))), ttl],
                     client=pipe)
         # the user's own evidence (engagement.py): after the decision's flag is set, so a retry (a duplicate)

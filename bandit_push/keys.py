@@ -223,20 +223,30 @@ class Keys:
         """Hash: one experiment's definition (``def``, JSON), ``status`` and its timestamps."""
         return f"{self.prefix}x:{{{experiment_id}}}"
 
-    def experiment_users(self, experiment_id: int | str) -> str:
-        """Hash: user id -> ``"<variant> <first exposure ts> <sends> <clicks> <conversions> <unsubscribed>
-        <net value> <events> <purchases>"``, the per-user counters a report reads (written from first exposure)."""
-        return f"{self.prefix}x:{{{experiment_id}}}:users"
+    def experiment_users(self, experiment_id: int | str, user_id: str) -> str:
+        """Hash: the per-user counters of the experiment for the users of ``user_id``'s slot (the user's field is
+        its stored id): ``"<variant> <first exposure ts> <sends> <clicks> <conversions> <unsubscribed> <net value>
+        <events> <purchases>"``, written from first exposure. In the user's slot, so decide and feedback write
+        them with the user's keys; a report reads every slot's (:meth:`experiment_users_of_slot`)."""
+        return self.experiment_users_of_slot(experiment_id, key_slot(self.user(user_id)))
+
+    def experiment_users_of_slot(self, experiment_id: int | str, slot: int) -> str:
+        """Hash: the per-user counters of the experiment for the users whose keys are in ``slot``."""
+        return f"{self.prefix}xu:{{{slot_tags()[slot]}}}:{experiment_id}"
 
     def experiment_credited(self, experiment_id: int | str, decision_id: str, event: str) -> str:
-        """String: marks a (decision, event) counted in the experiment's per-user counters (their slot); expires
-        with the decision."""
-        return f"{self.prefix}x:{{{experiment_id}}}:cr:{decision_id}:{event}"
+        """String: marks a (decision, event) counted in the experiment's per-user counters (in their slot, the
+        decision's: count-once across a retry of a feedback's commands); expires with the decision."""
+        slot = decision_slot(decision_id)
+        if slot is None:
+            raise ValueError(f"not a decision id: {decision_id!r}")
+        return f"{self.experiment_users_of_slot(experiment_id, slot)}:cr:{decision_id}:{event}"
 
-    def experiment_event_counted(self, experiment_id: int | str, user_index: int | str, event_id: str) -> str:
-        """String: marks an event id of the user of dense index ``user_index`` counted in the experiment's per-user
-        counters (their slot); expires with the event dedup."""
-        return f"{self.prefix}x:{{{experiment_id}}}:ev:{user_index}:{event_id}"
+    def experiment_event_counted(self, experiment_id: int | str, user_id: str, user_index: int | str,
+                                 event_id: str) -> str:
+        """String: marks an event id of ``user_id`` (dense index ``user_index``) counted in the experiment's per-user
+        counters (their slot, the user's); expires with the event dedup."""
+        return f"{self.experiment_users(experiment_id, user_id)}:ev:{user_index}:{event_id}"
 
     def experiments(self) -> str:
         """Sorted set: every experiment id, by id (creation order)."""

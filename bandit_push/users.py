@@ -164,6 +164,6 @@ def delete(store: Store, user_id: str) -> int:
     if experiment_ids:
         pipe = store.redis.pipeline(transaction=False)
         for xid in experiment_ids:
-            pipe.hdel(keys.experiment_users(xid), ids.store(user_id))
+            pipe.hdel(keys.experiment_users(xid, user_id), ids.store(user_id))
         removed += sum(pipe.execute())
     return removed

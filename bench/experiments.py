@@ -121,11 +121,12 @@ def main() -> int:
             feedback.record(store, settings, fb)
             ingest(store, settings, evs, registry=engine.registry)
         out["expose_feedback_events_s"] = round(time.perf_counter() - t0, 1)
-        users_key = store.keys.experiment_users(xid)
-        mem = store.redis.memory_usage(users_key, samples=0)
+        # (the counters are one hash per user slot: their memory summed over the slots the users hash to)
+        slot_keys = {store.keys.experiment_users(xid, f"m{i}") for i in range(n)}
+        mem = sum(store.redis.memory_usage(k, samples=0) or 0 for k in slot_keys)
         out["users_hash_bytes"] = mem
-        out["bytes_per_exposed_user"] = round(mem / store.redis.hlen(users_key), 1)
-        out["example_record"] = store.redis.hget(users_key, "m1")
+        out["bytes_per_exposed_user"] = round(mem / len(experiments.user_counters(store, xid)), 1)
+        out["example_record"] = store.redis.hget(store.keys.experiment_users(xid, "m1"), "m1")
         t0 = time.perf_counter()
         rep = experiment_report.report(store, xid)
         out["report_s"] = round(time.perf_counter() - t0, 2)

@@ -28,11 +28,11 @@ def test_delete_removes_the_user_and_only_the_user(make_app, store):
 
     ids = store.keys.user_ids()  # dense user index -> id, what the MF refit names lists by
     assert store.redis.lrange(ids, 0, -1) == ["a*", "a*b", "other"]
-    exposed = store.keys.experiment_users(x["id"])
-    assert store.redis.hexists(exposed, "a*") and store.redis.hexists(exposed, "a*b")
+    exposed = lambda u: store.keys.experiment_users(x["id"], u)  # (each user's slot's)
+    assert store.redis.hexists(exposed("a*"), "a*") and store.redis.hexists(exposed("a*b"), "a*b")
     r = c.delete("/v1/users/a*")
     assert r.status_code == 200 and r.get_json() == {"user_id": "a*", "deleted_keys": 6}  # 5 keys, 1 experiment record
-    assert not store.redis.hexists(exposed, "a*") and store.redis.hexists(exposed, "a*b")
+    assert not store.redis.hexists(exposed("a*"), "a*") and store.redis.hexists(exposed("a*b"), "a*b")
     assert _keys_of(store, "a*") == []
     assert c.get("/v1/users/a*").status_code == 404
     assert store.redis.hget(store.keys.segment_sizes(), "default") == "2"

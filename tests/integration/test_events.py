@@ -165,21 +165,21 @@ def test_an_exposed_users_event_cut_counts_once_in_the_experiment(client, store)
     body = {"name": "cut", "variants": [{"name": n, "weight": 1, "policy": {"name": "thompson"}} for n in ("a", "b")]}
     xid = client.post("/v1/experiments", json=body).get_json()["id"]
     assert client.post(f"/v1/experiments/{xid}/start").status_code == 200
-    store.redis.hset(store.keys.experiment_users(xid), "cut", f"0 {int(T0) - 60} 1 0 0 0 0 0 0")  # exposed before
+    store.redis.hset(store.keys.experiment_users(xid, "cut"), "cut", f"0 {int(T0) - 60} 1 0 0 0 0 0 0")  # exposed before
     store.event_script(keys=[store.keys.user("cut"), store.keys.event_seen("cut", "e1")],
                        args=[repr(T0), "purchase", "5.0", "3600"])  # ... and the process dies
     ev = {"user_id": "cut", "item_id": "A", "type": "purchase", "value": 5, "ts": T0, "event_id": "e1"}
     for _ in range(3):
         assert client.post("/v1/events", json=ev).get_json() == {"accepted": 0, "duplicate": 1}
-        counters = store.redis.hget(store.keys.experiment_users(xid), "cut").split()
+        counters = store.redis.hget(store.keys.experiment_users(xid, "cut"), "cut").split()
         assert (counters[XREC["events"] - 1], counters[XREC["purchases"] - 1]) == ("1", "1")
-    assert 0 < store.redis.ttl(store.keys.experiment_event_counted(xid, 0, "e1")) <= 48 * 3600
+    assert 0 < store.redis.ttl(store.keys.experiment_event_counted(xid, "cut", 0, "e1")) <= 48 * 3600
     # an event without an id counts at each call; one before the exposure does not count
     again = {"user_id": "cut", "type": "app_open", "ts": T0}
     for _ in range(2):
         client.post("/v1/events", json=again)
     client.post("/v1/events", json={**again, "ts": T0 - 3600})
-    assert store.redis.hget(store.keys.experiment_users(xid), "cut").split()[XREC["events"] - 1] == "3"
+    assert store.redis.hget(store.keys.experiment_users(xid, "cut"), "cut").split()[XREC["events"] - 1] == "3"
 
 
 @pytest.mark.cluster

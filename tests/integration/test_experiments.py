@@ -32,7 +32,7 @@ def started(client, body):
 
 
 def record(store, xid, user):
-    raw = store.redis.hget(store.keys.experiment_users(xid), user)
+    raw = store.redis.hget(store.keys.experiment_users(xid, user), user)
     return None if raw is None else [float(x) for x in raw.split()]
 
 
@@ -135,7 +135,7 @@ def test_decide_uses_the_assigned_variant_and_logs_the_first_exposure_once(clien
         assert rec[2] == (2 if variant == "control" else 0)  # sends counted
         seen.add(variant)
     assert seen == {"control", "holdout"}
-    assert store.redis.hlen(store.keys.experiment_users(xid)) == 40
+    assert len(experiments.user_counters(store, xid)) == 40
 
 
 def test_variants_learn_independently(client, store):

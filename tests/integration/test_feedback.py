@@ -154,7 +154,7 @@ def test_a_credit_cut_between_the_two_commands_completes_once_on_retry(always, s
                                   args=["clicked", repr(T0 + 60), 86400.0, "", space])  # ... and the process dies
     assert first[0] == "accepted" and len(first) == 7
     clicks = lambda: load_arms(store, space).get("new|5|1", [0, 0] + [0] * len(OUTCOMES))[2 + OUTCOMES.index("clicked")]
-    counters = lambda: store.redis.hget(store.keys.experiment_users(xid), "cut-user").split()
+    counters = lambda: store.redis.hget(store.keys.experiment_users(xid, "cut-user"), "cut-user").split()
     assert clicks() == 0 and counters()[XREC["clicks"] - 1] == "0"
     for _ in range(3):
         r = always.post("/v1/feedback", json={"decision_id": did, "event": "clicked", "ts": T0 + 60})
@@ -177,7 +177,7 @@ def test_a_retried_feedback_under_an_experiment_counts_once(always, store):
     assert statuses == ["accepted", "duplicate", "duplicate"]
     assert load_arms(store, space)["new|5|1"][2 + OUTCOMES.index("converted")] == 1
     assert load_arms(store, space)["*|N"][2 + OUTCOMES.index("converted")] == 1
-    counters = store.redis.hget(store.keys.experiment_users(xid), "retrier").split()
+    counters = store.redis.hget(store.keys.experiment_users(xid, "retrier"), "retrier").split()
     assert counters[XREC["conversions"] - 1] == "1"
 
 

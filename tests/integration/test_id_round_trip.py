@@ -114,7 +114,7 @@ def test_any_printable_id_round_trips_through_the_api(server, store, case):
     fb = {"decision_id": d["decision_id"], "event": "clicked", "ts": NOW + 300}
     assert call("POST", "/v1/feedback", json=fb)["accepted"] == 1
     assert call("POST", "/v1/feedback", json=fb)["duplicate"] == 1  # a retry counts once
-    counters = store.redis.hget(store.keys.experiment_users(x["id"]), ids.store(user)).split()
+    counters = store.redis.hget(store.keys.experiment_users(x["id"], user), ids.store(user)).split()
     assert counters[XREC["clicks"] - 1] == "1" and counters[XREC["sends"] - 1] == "1"
     assert call("POST", "/v1/feedback", json={**fb, "event": "unsubscribed"})["accepted"] == 1
     assert call("GET", path(user))["opted_out"] is True  # the user the decision named, and only them
@@ -133,8 +133,8 @@ def test_any_printable_id_round_trips_through_the_api(server, store, case):
     assert _user_keys(store, user) == [] and _user_keys(store, neighbour) == others
     assert http.get(base + path(user), timeout=10).status_code == 404
     assert call("GET", path(neighbour))["timezone"] == "Europe/Berlin"
-    assert store.redis.hexists(store.keys.experiment_users(x["id"]), ids.store(neighbour))
-    assert not store.redis.hexists(store.keys.experiment_users(x["id"]), ids.store(user))
+    assert store.redis.hexists(store.keys.experiment_users(x["id"], neighbour), ids.store(neighbour))
+    assert not store.redis.hexists(store.keys.experiment_users(x["id"], user), ids.store(user))
     # the neighbour's event-id marker survived; the user's went with them
     again = [{"user_id": uid, "type": "app_open", "ts": NOW, "event_id": "e0"} for uid in (neighbour, user)]
     assert call("POST", "/v1/events", json={"events": again}) == {"accepted": 1, "duplicate": 1}

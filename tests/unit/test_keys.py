@@ -18,7 +18,7 @@ def test_key_strings_are_pinned():
     assert k.decision_log_slots(493000) == "bp:dlog:slots:493000"
     assert k.credited("x3v1", "0000ab12ab12ab12ab12.x3v1", "clicked") == "bp:cr:{x3v1}:0000ab12ab12ab12ab12.x3v1:clicked"
     assert k.experiment_credited(3, "0000ab12ab12ab12ab12.x3v1", "opened") == \
-        "bp:x:{3}:cr:0000ab12ab12ab12ab12.x3v1:opened"
+        "bp:xu:{06S}:3:cr:0000ab12ab12ab12ab12.x3v1:opened"  # (the decision's slot: its user's)
     assert k.arms("default") == "bp:arms:{default}"
     assert k.segment_sizes() == "bp:segsize"
     assert k.popular_day(20000) == "bp:pop:20000"
@@ -26,7 +26,7 @@ def test_key_strings_are_pinned():
     assert k.interaction_counted(20000, 7, "e1") == "bp:ix:ev:{4zb}20000:7:e1"
     assert key_slot(k.popular_counted(20000, 7, "e1")) == key_slot(k.popular_day(20000))
     assert key_slot(k.interaction_counted(20000, 7, "e1")) == key_slot(k.interactions(20000))
-    assert k.experiment_event_counted(3, 7, "e1") == "bp:x:{3}:ev:7:e1"
+    assert k.experiment_event_counted(3, "alice", 7, "e1") == "bp:xu:{6nk}:3:ev:7:e1"  # (alice's slot, 749)
     assert k.popular_top() == "bp:top"
     assert k.interactions(20000) == "bp:ix:20000"
     assert k.interaction_days() == "bp:ix:days"
@@ -46,7 +46,8 @@ def test_key_strings_are_pinned():
     assert k.rate_bucket("0123abcd") == "bp:rl:{0123abcd}"
     assert k.user_event_marks("a*b?[c]") == "bp:u:{a\\*b\\?\\[c\\]}:ev:*"
     assert k.experiment(12) == "bp:x:{12}"
-    assert k.experiment_users(12) == "bp:x:{12}:users"
+    assert k.experiment_users(12, "alice") == "bp:xu:{6nk}:12" == k.experiment_users_of_slot(12, 749)
+    assert key_slot(k.experiment_users(12, "alice")) == key_slot(k.user("alice")) == 749
     assert k.experiments() == "bp:x:all"
     assert k.experiments_running() == "bp:x:running"
     assert k.experiments_active() == "bp:x:active"
