@@ -235,7 +235,7 @@ def create(store: Store, settings: Settings, body: Any, now: float | None = None
     now = time.time() if now is None else now
     keys = store.keys
     experiment_id = int(store.redis.hincrby(keys.counters(), COUNTERS["experiments"], 1))
-    pipe = store.redis.pipeline(transaction=True)
+    pipe = store.redis.pipeline(transaction=False)  # (two slots: the hash first, then the list of all)
     pipe.hset(keys.experiment(experiment_id), mapping={EXPERIMENT["definition"]: json.dumps(definition),
                                                        EXPERIMENT["status"]: "draft", EXPERIMENT["created"]: repr(now)})
     pipe.zadd(keys.experiments(), {str(experiment_id): experiment_id})
@@ -288,20 +288,38 @@ def update(store: Store, settings: Settings, experiment_id: int, body: Any) -> E
 
 
 def transition(store: Store, experiment_id: int, action: str, now: float | None = None) -> Experiment:
-    """``start`` (draft or paused), ``pause`` (running) or ``stop`` (not yet stopped), atomically;
-    bumps the registry version so that every process picks the change up at its next decide."""
+    """``start`` (draft or paused), ``pause`` (running) or ``stop`` (not yet stopped): the status moves atomically
+    on the experiment's hash, then the running and active sets follow and the registry version is bumped, so that
+    every process picks the change up with its next snapshot (keys of other slots: commands of their own). A
+    repeat of a transition already made (a retry after a cut between the two) is refused as a conflict but
+    completes the sets first, so they always end as the status says."""
     if action not in ACTIONS:
         raise InvalidArgument(f"action must be one of {list(ACTIONS)}", field="action")
     now = time.time() if now is None else now
     k = store.keys
-    ok, before = store.experiment_transition_script(
-        keys=[k.experiment(experiment_id), k.experiments_running(), k.experiments_active(), k.experiments_version()],
-        args=[action, repr(now), str(experiment_id)])
+    ok, before, order = store.experiment_transition_script(keys=[k.experiment(experiment_id)],
+                                                           args=[action, repr(now)])
     if not before:
         raise NotFound(f"no experiment {experiment_id}", field="experiment_id")
+    if ok or before == _AFTER[action]:
+        member = str(experiment_id)
+        pipe = store.redis.pipeline(transaction=False)
+        if action == "start":
+            pipe.zadd(k.experiments_running(), {member: float(order)})
+            pipe.zadd(k.experiments_active(), {member: float(order)})
+        else:
+            pipe.zrem(k.experiments_running(), member)
+            if action == "stop":
+                pipe.zrem(k.experiments_active(), member)
+        pipe.incr(k.experiments_version())
+        pipe.execute()
     if not ok:
         raise Conflict(f"cannot {action} experiment {experiment_id}: it is {before}", field="status")
     return get(store, experiment_id)
+
+
+#: the status each action leaves
+_AFTER = {"start": "running", "pause": "paused", "stop": "stopped"}
 
 
 # -- the registry the decide path caches -------------------------------------------------------------

@@ -1,30 +1,22 @@
--- experiment_transition: start, pause or stop an experiment, keeping the running and active sets and the
--- registry version that decide checks (experiments.py).
--- KEYS[1] = experiment hash   KEYS[2] = running ids (zset)   KEYS[3] = active ids (zset)   KEYS[4] = registry version
--- ARGV[1] = start | pause | stop   ARGV[2] = now   ARGV[3] = experiment id
--- returns {1 if done else 0, status before ('' if no such experiment)}
+-- experiment_transition: start, pause or stop an experiment, on its own hash (experiments.py then keeps the
+-- running and active sets and bumps the registry version that decide's snapshot reads: keys of other slots).
+-- KEYS[1] = experiment hash
+-- ARGV[1] = start | pause | stop   ARGV[2] = now
+-- returns {1 if done else 0, status before ('' if no such experiment), its start order (its first start; '' never)}
 --- @include "schema"
 
 local st = redis.call('HGET', KEYS[1], EXPERIMENT.status)
-if not st then return {0, ''} end
+if not st then return {0, '', ''} end
 local a = ARGV[1]
 local ok = (a == 'start' and (st == 'draft' or st == 'paused')) or (a == 'pause' and st == 'running')
   or (a == 'stop' and st ~= 'stopped')
-if not ok then return {0, st} end
-if a == 'start' then
-  redis.call('HSETNX', KEYS[1], EXPERIMENT.started, ARGV[2])
+if ok and a == 'start' then
   -- the first start orders overlapping experiments: the older one wins, paused or not in between
-  local order = tonumber(redis.call('HGET', KEYS[1], EXPERIMENT.started))
+  redis.call('HSETNX', KEYS[1], EXPERIMENT.started, ARGV[2])
   redis.call('HSET', KEYS[1], EXPERIMENT.status, 'running')
-  redis.call('ZADD', KEYS[2], order, ARGV[3])
-  redis.call('ZADD', KEYS[3], order, ARGV[3])
-elseif a == 'pause' then
+elseif ok and a == 'pause' then
   redis.call('HSET', KEYS[1], EXPERIMENT.status, 'paused')
-  redis.call('ZREM', KEYS[2], ARGV[3])
-else
+elseif ok then
   redis.call('HSET', KEYS[1], EXPERIMENT.status, 'stopped', EXPERIMENT.stopped, ARGV[2])
-  redis.call('ZREM', KEYS[2], ARGV[3])
-  redis.call('ZREM', KEYS[3], ARGV[3])
 end
-redis.call('INCR', KEYS[4])
-return {1, st}
+return {ok and 1 or 0, st, redis.call('HGET', KEYS[1], EXPERIMENT.started) or ''}
