@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from bandit_push import ids
+from bandit_push import ids, ratelimit
+from bandit_push.arms import arm_values
 from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.engagement import ENGAGED, EngagementParams
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
-from bandit_push.keys import key_slot
+from bandit_push.keys import decision_space, key_slot
 from bandit_push.models import ModelCache
 from bandit_push.policies import POLICIES, Policy
 from bandit_push.schema import ARM, USER
@@ -153,6 +154,16 @@ def ranked_items(store: Store, settings: Settings, user_id: str, k: int, now: fl
 
 
 @dataclass(frozen=True)
+class _Shared:
+    """A per-process snapshot of the shared, slowly changing state decide reads (``lua/includes/snapshot.lua``): each
+    policy space's arms and the popular lists, as JSON, and the registry version it was read with."""
+
+    digest: str
+    blob: str
+    version: str
+
+
+@dataclass(frozen=True)
 class _Config:
     """The decide config of one registry snapshot (see ``lua/includes/config.lua``), with what reading answers needs."""
 
@@ -174,10 +185,13 @@ class DecisionEngine:
     """Decides for one deployment: a store, settings, the default policy and the running experiments.
 
     The running experiments are cached in the process (:class:`~bandit_push.experiments.Registry`) and turned,
-    with every variant's constant settings, into the decide config. The decide command checks the registry
-    version (one GET inside the same call) and answers ``stale`` without writing anything when it moved; the
-    engine then reloads the registry and decides again. So a decide stays one round trip, except the first one
-    after a start, pause or stop (and, on a Functions library, the first one after the library lost the config).
+    with every variant's constant settings, into the decide config. The shared state decide reads from other slots
+    than the user's (the arms of every space in use, the popular lists, the registry version, the MF model's item
+    names) is a per-process snapshot read again every ``snapshot_seconds`` (:meth:`_snapshot`) and handed to the
+    script as arguments, kept by the library by digest (sent when it does not know it). The decide command names
+    only keys of the user's slot, so it runs on a Redis Cluster; what it answers for shared keys (a send's arm
+    increments, a new user's segment size, the hour's slot bitmap) goes to their own slots as a second,
+    idempotent command (:meth:`_shared_writes`). So a decide is one round trip, two for a send.
     """
 
     def __init__(self, store: Store, settings: Settings, policy: Policy | None = None,
@@ -199,9 +213,61 @@ class DecisionEngine:
         self.send_times = SendTimes(store, settings, self.policy)
         self._models = ModelCache()  # the engagement model, reloaded only when its version moves
         self._labels = settings.recency_labels(), [name for _, name in settings.dayparts]
-        keys = store.keys  # the keys every decide names, whoever the user
-        self._shared_keys = (keys.arms(DEFAULT_SPACE), keys.popular_top(), keys.segment_sizes(),
-                             keys.experiments_version(), keys.item_by_index())
+        self._shared: _Shared | None = None
+        self._shared_at = -math.inf
+        self._known_shared: str | None = None  # the digest of the snapshot the library was last sent (or used)
+        self._names: list[str] = []  # the MF model's item names by dense index (items:byix only grows)
+
+    def _snapshot(self, now: float) -> _Shared:
+        """The shared snapshot, read again at most every ``snapshot_seconds`` (:meth:`Settings.snapshot_due`): the
+        registry version, every running space's arms, the popular lists and the item names' count in one round trip
+        (and the registry again when its version moved, then the new spaces' arms)."""
+        shared = self._shared
+        due, t = self.settings.snapshot_due(self._shared_at, now)
+        if shared is not None and not due:
+            return shared
+        keys = self.store.keys
+        for _ in range(3):  # (a registry that moves again while being read is read again)
+            snap = self.registry.snapshot
+            spaces = [DEFAULT_SPACE] + [x.space(i) for x in snap.running for i in range(len(x.variants))]
+            pipe = self.store.binary.pipeline(transaction=False)
+            pipe.get(keys.experiments_version())
+            for space in spaces:
+                pipe.hgetall(keys.arms(space))
+            pipe.hgetall(keys.popular_top())
+            pipe.hlen(keys.item_by_index())
+            version, *arms, top, names = pipe.execute()
+            version = (version or b"0").decode()
+            if version == snap.version:
+                break
+            self.registry.refresh()  # an experiment started, paused or stopped: its spaces are read again
+        blob = json.dumps({
+            "a": {space: {f.decode(): arm_values(raw) for f, raw in h.items()} for space, h in zip(spaces, arms)},
+            # (the popular lists; '@ts' and '@day' are the refresh's bookkeeping)
+            "top": {f.decode(): v.decode() for f, v in top.items() if not f.startswith(b"@")},
+        }, separators=(",", ":"), allow_nan=False)
+        if int(names) > len(self._names):
+            self._read_names(int(names))
+        shared = self._shared = _Shared(hashlib.sha1(blob.encode()).hexdigest(), blob, version)
+        self._shared_at = t
+        return shared
+
+    def _read_names(self, n: int, batch: int = 10000) -> None:
+        """The item names of dense indexes from the ones held up to ``n`` (``items:byix``, complete below its
+        length; a gap stops the reading there)."""
+        key = self.store.keys.item_by_index()
+        with self._lock:
+            while len(self._names) < n:
+                start = len(self._names)
+                got = self.store.redis.hmget(key, [str(i) for i in range(start, min(start + batch, n))])
+                for name in got:
+                    if name is None:
+                        return
+                    self._names.append(name)
+
+    def _names_from(self, first: int) -> str:
+        """The names argument: the held item names from dense index ``first`` on, ``"<first> <name> ..."``."""
+        return " ".join([str(first), *self._names[first:]])
 
     def _engagement(self, now: float) -> str:
         """The serving engagement model's parameters as the script's argument, read again at most every
@@ -255,50 +321,67 @@ class DecisionEngine:
         now = time.time() if now is None else float(now)
         k = self.settings.default_k if k is None else k
         keys = self.store.keys
-        arms, popular, sizes, version, ixmap = self._shared_keys
+        if rate_limit is not None and self.store.cluster:
+            # the bucket is a key of its own slot: on a cluster its own command first (one Redis: the same call)
+            wait = ratelimit.take(self.store, rate_limit.key_id, rate_limit.rate, rate_limit.burst)
+            if wait is not None:
+                raise RateLimited(f"this key's rate limit ({rate_limit.rate:g} requests/s) is spent; "
+                                  f"retry in {wait:.3f} s", retry_after=wait)
+            rate_limit = None
         user_key = keys.user(user_id)
         slot = key_slot(user_key)  # the records (one per space it may decide in) go in the user's slot
         token = decision_token(slot)  # one per decide, with the space of each record after it
         hour = int(now // 3600)
         u = int(self.rng.random() * 9007199254740992.0)  # random() is k / 2^53: the script divides k back, exactly
         extra = self.extra_argument(user_id, now)
+        shared = self._snapshot(now)
+        # a library keeps the configs and snapshots it was sent, and the names; a script starts empty on every call
+        library = self.store.decide_script.function is not None
+        names = None if library else 0  # from which dense index the call sends the item names
         for _ in range(5):
             config = self._config_for(self.registry.snapshot)
             snap = config.snapshot
             dids = [f"{token}.{DEFAULT_SPACE}"]
-            kk = [user_key, keys.decision(dids[0]), arms, popular, sizes, keys.user_pushes(user_id), version]
-            # a library keeps the configs it was sent; a script starts empty on every call
-            known = self.store.decide_script.function is not None and config.digest == self._known
-            args: list[Any] = [ids.store(user_id), dids[0], "%.17g" % now, u, k, channel or "", snap.version, config.digest,
-                               "" if known else config.blob, extra]
+            kk = [user_key, keys.decision(dids[0]), keys.user_pushes(user_id), keys.user_recs(user_id),
+                  keys.decision_log(slot, hour)]
+            args: list[Any] = [
+                ids.store(user_id), dids[0], "%.17g" % now, u, k, channel or "", shared.digest, config.digest,
+                "" if library and config.digest == self._known else config.blob, extra,
+                "" if library and shared.digest == self._known_shared else shared.blob,
+                len(self._names), "" if names is None else self._names_from(names)]
             variants = []
             for x in snap.running:
                 vi = x.assign(user_id)
                 variants.append(vi)
                 dids.append(f"{token}.{x.space(vi)}")
-                kk += [keys.decision(dids[-1]), keys.arms(x.space(vi)), keys.experiment_users(x.id, user_id)]
+                kk += [keys.decision(dids[-1]), keys.experiment_users(x.id, user_id)]
                 args.append(vi)
-            kk += [keys.decision_log(slot, hour), keys.decision_log_slots(hour)]
-            kk += [keys.user_recs(user_id), ixmap]
             if rate_limit is not None:  # the caller's token, taken in the same call
                 kk.append(keys.rate_bucket(rate_limit.key_id))
                 args += [repr(float(rate_limit.rate)), repr(float(rate_limit.burst))]
             out = self._call(kk, args)
-            if out[0] == "config":  # the library was loaded again since: it needs the config once more
+            if out[0] == "config":  # the library was loaded again since (or this shard never had it): send it
                 self._known = None
-                continue
-            self._known = config.digest
-            if out[0] != "stale":
+            elif out[0] == "snapshot":
+                self._known_shared = None
+            elif out[0] == "names":  # the user's items need names the library lacks
+                names = int(out[1])
+                if names >= len(self._names):  # (a refit named more items since the snapshot)
+                    self._read_names(int(self.store.redis.hlen(keys.item_by_index())))
+            else:
+                self._known, self._known_shared = config.digest, shared.digest
                 break
-            self.registry.refresh()
-        else:  # the registry changed five times during one decide: someone is flapping an experiment
-            raise Unavailable("the experiments registry keeps changing; retry shortly")
+        else:  # the library keeps losing what it was sent: it is being reloaded or flushed
+            raise Unavailable("the decide library keeps losing its configuration; retry shortly")
         if out[0] == -1:
             assert rate_limit is not None  # (the script refuses only when it was given a limit to take from)
             wait = int(out[1]) / 1000.0
             raise RateLimited(f"this key's rate limit ({rate_limit.rate:g} requests/s) is spent; "
                               f"retry in {wait:.3f} s", retry_after=wait)
-        send, reason, segment, prop, rec, dp, items_raw, xi, _first, source, ready, offset, last_push = out
+        (send, reason, segment, prop, rec, dp, items_raw, xi, _first, source, ready, offset, last_push, created,
+         logged, load) = out
+        if send or created or logged:
+            self._shared_writes(dids[xi], now, segment, f"{rec}|{dp}", load, send, created, logged, hour, slot)
         items = parse_items(items_raw)
         recency, dayparts = self._labels
         policy, experiment = self.policy.name, None
@@ -317,3 +400,35 @@ class DecisionEngine:
     def _call(self, keys: list[str], args: list[Any]) -> Any:
         """The decide command: one round trip."""
         return self.store.decide_script(keys=keys, args=args)
+
+    def _shared_writes(self, decision_id: str, now: float, segment: str, context: str, load: str, send: bool,
+                       created: bool, logged: bool, hour: int, slot: int) -> None:
+        """What decide answered for keys of other slots: a send's increments of its space's arms by credit.lua (sends
+        are its outcome 0), once per decision by the marker ``cr:{<space>}:<decision id>:send`` (one FCALL: a
+        pipelined script would cost a SCRIPT EXISTS round trip more); then, pipelined, a user the send created
+        counted in ``new`` and the slot's first record of the hour marked in the hour's bitmap (idempotent). A
+        process that dies before this leaves the send uncounted in the arms, and the size one low until a refit
+        recounts it (docs/schema.md)."""
+        keys, settings = self.store.keys, self.settings
+        if send:
+            space = decision_space(decision_id) or DEFAULT_SPACE
+            ttl = int(settings.decision_ttl_hours * 3600)
+            self.store.credit_script(keys=[keys.arms(space), keys.credited(space, decision_id, "send")],
+                                     args=[0, "%.17g" % now, self._half_life(space), len(OUTCOMES), segment,
+                                           context, load, ttl])
+        if created or logged:
+            pipe = self.store.redis.pipeline(transaction=False)
+            if created:
+                pipe.hincrby(keys.segment_sizes(), "new", 1)
+            if logged:
+                bitmap = keys.decision_log_slots(hour)
+                pipe.setbit(bitmap, slot, 1)
+                pipe.expire(bitmap, int(settings.decision_ttl_hours * 3600) + 3600)  # (outlives the indexes it marks)
+            pipe.execute()
+
+    def _half_life(self, space: str) -> float:
+        """The half-life (s) a space's arms decay at: a variant's own, else the base policy's."""
+        for (xid, vi), cfg in list(self._variants.items()):
+            if f"x{xid}v{vi}" == space:
+                return float(cfg.get("hl", self._base["hl"]))
+        return float(self._base["hl"])

@@ -335,8 +335,8 @@ class Snapshot:
 
 
 def load_snapshot(store: Store) -> Snapshot:
-    """Read the registry. The version is read first: if a change lands meanwhile, the next decide sees
-    a newer version than this snapshot's and reloads again, so a process never keeps a stale view."""
+    """Read the registry. The version is read first: if a change lands meanwhile, the next snapshot sees a newer
+    version than this one's and reloads again, so a process never keeps a stale view for long."""
     k = store.keys
     # on a cluster no transaction spans the registry's slots: the version is read first, alone
     version = store.redis.get(k.experiments_version()) if store.cluster else None
@@ -357,9 +357,9 @@ def load_snapshot(store: Store) -> Snapshot:
 class Registry:
     """A process's cached view of the running experiments.
 
-    Starts empty at version ``""`` (which no Redis holds), so the first decide or event batch finds it
-    stale and loads it; afterwards the scripts report a moved version and the caller calls
-    :meth:`refresh`. Swapping the snapshot is one attribute assignment, safe across threads.
+    Starts empty at version ``""`` (which no Redis holds), so the first decide's snapshot or event batch finds it
+    stale and loads it; afterwards a moved version, read with decide's shared snapshot or an event batch's first
+    round trip, makes the caller call :meth:`refresh`. Swapping the snapshot is one attribute assignment, safe across threads.
     """
 
     def __init__(self, store: Store):

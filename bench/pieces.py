@@ -15,9 +15,12 @@ from bandit_push.decide import DEFAULT_SPACE, DecisionEngine
 
 # KEYS[1] user hash, KEYS[2] arms, KEYS[3] recent pushes, KEYS[4] precomputed items, KEYS[5] item index -> id,
 # KEYS[6] popular lists, KEYS[7] a scratch record, KEYS[8] a scratch log index
-# ARGV[1] config digest, ARGV[2] config JSON, ARGV[3] now
+# ARGV[1] config digest, ARGV[2] config JSON, ARGV[3] now, ARGV[4] the engine's shared snapshot (JSON)
+# (the probe decodes the snapshot, as an EVALSHA decide does on every call; the item names come from KEYS[5], as
+# GET /v1/users/<id>/items reads them)
 SETUP = """
 local cfg = config_for(ARGV[1], ARGV[2]).base
+local snap = cjson.decode(ARGV[4])
 local now = tonumber(ARGV[3])
 local st = redis.call('HMGET', KEYS[1], USER.segment, USER.tz_rule, USER.opted_out, USER.last_push)
 local seg, lp = st[1] or 'new', tonumber(st[4])
@@ -26,16 +29,24 @@ local _, _, load, pi_raw = recent_pushes(cfg, redis.call('GET', KEYS[3]) or '', 
 PIECES = {
     "the time zone and context": "local_context(cfg, st[2], now, lp)",
     "the policy (arms, posterior, pacing, kernel; no user evidence)": """
-local s = evaluate(cfg, KEYS[2], seg, seg .. '|1|2', load, now)
+local s = evaluate(cfg, snap.a.default or {}, seg, seg .. '|1|2', load, now)
 local mu, var = posterior(s.arm, cfg, s.pa, s.pb)
 if not s.paced then KERNELS[cfg.kind](cfg, mu, var, s.tot[2], lp, now, 0.5, {pe = {0, 0, 0}}) end
 """,
-    "the item choice": "pick_items(KEYS[4], KEYS[5], KEYS[6], seg, 5, (recent_items(pi_raw, now, cfg.excl)))",
+    "the item choice": """
+local function names_of(ixs)
+  local f = {}
+  for j = 1, #ixs do f[j] = tostring(ixs[j]) end
+  return redis.call('HMGET', KEYS[5], unpack(f))
+end
+local function lists_of(s) return snap.top[s] or false, snap.top['*'] or false end
+pick_items(KEYS[4], names_of, lists_of, seg, 5, (recent_items(pi_raw, now, cfg.excl)))
+""",
     "the decision record and log": """
 write_record(KEYS[7], cfg, {uid = 'u', seg = seg, ctx = '1|2', send = false, ts = ARGV[3], items = {'a', 'b'},
   prop = '0.5', reason = 'policy', model = 'popular', channel = '', seen = struct.pack(SEEN, 0, 0, 0, 0),
   why = struct.pack(WHY, 0, 0, 0, 1, 0, 1, 0)})
-log_decision(KEYS[8], KEYS[9], '0123456789abcdef0123.default', cfg)
+log_decision(KEYS[8], '0123456789abcdef0123.default', cfg)
 """,
 }
 
@@ -55,4 +66,4 @@ def probe_call(engine: DecisionEngine, user: str, now: float) -> tuple[list[str]
     config = engine._config_for(engine.registry.snapshot)
     keys = [k.user(user), k.arms(DEFAULT_SPACE), k.user_pushes(user), k.user_recs(user), k.item_by_index(),
             k.popular_top(), k.decision(PROBE_ID), k.decision_log(0x123, 0), k.decision_log_slots(0)]
-    return keys, [config.digest, config.blob, "%.17g" % now]
+    return keys, [config.digest, config.blob, "%.17g" % now, engine._snapshot(now).blob]

@@ -116,9 +116,11 @@ def queue_url(request, tmp_path_factory) -> str | None:
 
 @pytest.fixture
 def settings(redis_url, queue_url) -> Settings:
-    """Test settings: a fresh prefix, quiet hours off (tests set their own clocks), seeded draws."""
+    """Test settings: a fresh prefix, quiet hours off (tests set their own clocks), seeded draws, and the shared
+    snapshot read at every decide (tests check each decision against the state the previous ones left; a test of
+    the snapshot's period sets its own)."""
     return Settings(redis_url=redis_url, queue_url=queue_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:",
-                    quiet_hours="off", seed=7)
+                    quiet_hours="off", seed=7, snapshot_seconds=0.0)
 
 
 @pytest.fixture

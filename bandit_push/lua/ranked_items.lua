@@ -12,5 +12,15 @@ local nl = string.find(recent_raw, '\n', 1, true)
 local pi_raw = ''
 if nl then pi_raw = string.sub(recent_raw, nl + 1) end
 local excluded = recent_items(pi_raw, tonumber(ARGV[1]), tonumber(ARGV[3]))
-local items, source, model = pick_items(KEYS[3], KEYS[4], KEYS[5], seg, tonumber(ARGV[2]), excluded)
+-- (the item names and popular lists by keys of other slots: on one Redis only, unlike decide's snapshot)
+local function names_of(ixs)
+  local fields = {}
+  for j = 1, #ixs do fields[j] = tostring(ixs[j]) end
+  return redis.call('HMGET', KEYS[4], unpack(fields))
+end
+local function lists_of(s)
+  local lists = redis.call('HMGET', KEYS[5], s, POPULAR.all)
+  return lists[1], lists[2]
+end
+local items, source, model = pick_items(KEYS[3], names_of, lists_of, seg, tonumber(ARGV[2]), excluded)
 return {table.concat(items, ' '), source, seg, model}

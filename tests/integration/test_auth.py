@@ -180,8 +180,9 @@ def test_gunicorn_refuses_a_public_address_without_keys(redis_url):
 
 
 def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_path):
-    """The token is taken inside the decide script: one FCALL (EVALSHA on a server without Functions) per decide,
-    counted by a Redis of our own."""
+    """On one Redis the token is taken inside the decide script: one FCALL (EVALSHA on a server without Functions)
+    per decide, counted by a Redis of our own; a send adds its arms' credit (one FCALL), and a new user or the
+    slot's first decision of the hour their shared writes, and nothing else is sent while the snapshot holds."""
     import redis as redis_py
     from redis_proc import RedisProcess
 
@@ -189,7 +190,7 @@ def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_pa
     server.start()
     try:
         app = make_app(redis_url=server.url, api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 1000.0},
-                       rate_bursts={"gateway": 1000.0})
+                       rate_bursts={"gateway": 1000.0}, snapshot_seconds=3600.0)
         c = app.test_client()
         # with an experiment running, so that the bucket's key sits after the experiment's keys
         x = c.post("/v1/experiments", headers=bearer(ADMIN), json={"name": "t", "variants": [
@@ -210,14 +211,22 @@ def test_a_keyed_rate_limited_decide_is_still_one_redis_command(make_app, tmp_pa
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
+            sends = 0
             for i in range(20):
                 r = c.post("/v1/decide", json={"user_id": f"u{i}"}, headers=bearer(GATEWAY))
                 assert r.status_code == 200 and r.get_json()["experiment"]["id"] == x["id"]
+                sends += r.get_json()["send"]
             probe.ping()  # a marker: everything before it has been seen
             until(lambda: any(cmd.startswith("PING") for cmd in seen), 10, "MONITOR saw the marker")
-        client_commands = [cmd.split()[0] for cmd in seen if cmd.split()[0] not in ("PING", "HELLO", "CLIENT")]
-        decide_command = "FCALL" if app.extensions["bandit_push"].store.functions else "EVALSHA"
-        assert client_commands == [decide_command] * 20, client_commands
+        store = app.extensions["bandit_push"].store
+        name = {store.decide_script.function or store.decide_script.script.sha: "decide",
+                store.credit_script.function or store.credit_script.script.sha: "credit"}
+        client_commands = [name.get(cmd.split()[1].strip('"'), cmd.split()[0]) if cmd.startswith(("FCALL", "EVALSHA"))
+                           else cmd.split()[0] for cmd in seen if cmd.split()[0] not in ("PING", "HELLO", "CLIENT")]
+        assert client_commands.count("decide") == 20 and client_commands.count("credit") == sends, client_commands
+        # the new users' sizes and the slots' bitmap marks (all new users, slots first of the hour but for one)
+        assert set(client_commands) <= {"decide", "credit", "HINCRBY", "SETBIT", "EXPIRE"}, client_commands
+        assert client_commands.count("HINCRBY") == sends, client_commands
         probe = redis_py.Redis.from_url(server.url, decode_responses=True)
         # an empty bucket refuses before reading or writing anything else
         tight = make_app(redis_url=server.url, api_keys=parse_api_keys(KEYS), rate_limits={"gateway": 0.01},

@@ -1,7 +1,6 @@
-"""The service on a Redis Cluster (a local 3-master one, `pytest --cluster`): what works there before decide's keys
-move into the user's slot (issue 21). Decide still names keys of many slots in one script, so the data these tests
-need from it is made on a plain Redis and copied to the cluster key by key (DUMP/RESTORE, as a migration to a
-cluster would copy it)."""
+"""The service on a Redis Cluster (a local 3-master one, `pytest --cluster`). Some tests make their data on a plain
+Redis and copy it to the cluster key by key (DUMP/RESTORE, as a migration to a cluster would copy it), as they did
+before decide ran on a cluster, which also checks that data made on one Redis reads the same on a cluster."""
 from __future__ import annotations
 
 import os
@@ -287,6 +286,82 @@ def test_events_run_on_the_cluster_and_a_retry_counts_once(settings, store):
         pass
     assert store.redis.hget(store.keys.segment_sizes(), "new") == "30"
     assert users.get(store, settings, "u7")["features"]["counts"]["purchase"] == 1
+
+
+def test_decide_runs_on_the_cluster_with_an_experiment_and_sends_once(settings, store):
+    """Decide names only keys of the user's slot (the shared state reaches it as a snapshot argument; a send's arm
+    increments, a new user's size and the hour's slot bitmap follow as commands on their own slots): users on every
+    shard are decided, in and out of a running experiment; 20 concurrent decides for one user send once, over
+    HTTP; the sends count once in the arms, feedback on them credits once across a retry, and the experiment's
+    report and the decision export read every shard."""
+    import threading
+
+    import requests
+    from werkzeug.serving import make_server
+
+    from bandit_push import experiment_report, experiments
+    from bandit_push import feedback as fb
+    from bandit_push.config import OUTCOMES
+    from bandit_push.decide import DecisionEngine
+    from bandit_push.segments import load_arms
+    from bandit_push_api import create_app
+
+    cadence = settings.replace(policy="cadence", snapshot_seconds=0.0)
+    engine = DecisionEngine(store, cadence)
+    plain = [engine.decide(f"u{i}", now=NOW + i) for i in range(12)]
+    assert all(d.send and d.experiment is None for d in plain)
+    x = experiments.create(store, cadence, {"name": "c", "variants": [
+        {"name": "a", "weight": 1, "policy": {"name": "cadence"}},
+        {"name": "b", "weight": 1, "policy": {"name": "holdout"}}]}, salt="cluster")
+    experiments.transition(store, x.id, "start", now=NOW)  # (the engine's next snapshot sees it)
+    exposed = [engine.decide(f"v{i}", now=NOW + 100 + i) for i in range(24)]
+    assert {d.experiment["variant"] for d in exposed} == {"a", "b"}
+    assert all(d.send == (d.experiment["variant"] == "a") for d in exposed)
+    users_ = [f"u{i}" for i in range(12)] + [f"v{i}" for i in range(24)]
+    assert len(nodes_of(store, [store.keys.user(u) for u in users_])) == 3
+    sends = [d for d in plain + exposed if d.send]
+    # each send counted once in its space's arms (a repeat of the credit counts nothing)
+    assert load_arms(store)["*|N"][1] == pytest.approx(12.0, rel=1e-4)
+    assert load_arms(store, x.space(0))["*|N"][1] == pytest.approx(len(sends) - 12, rel=1e-4)
+    assert store.redis.hget(store.keys.segment_sizes(), "new") == str(len(sends))
+    # 20 concurrent decides for one user (of the variant that sends), through the HTTP API: one sends
+    hot = next(u for u in (f"hot{i}" for i in range(100)) if x.assign(u) == 0)
+    app = create_app(cadence.replace(min_gap_hours=4.0))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1/decide"
+    barrier, results = threading.Barrier(20), []
+
+    def one():
+        with requests.Session() as s:
+            barrier.wait()
+            results.append(s.post(url, json={"user_id": hot, "now": NOW + 500}, timeout=30).json())
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    server.shutdown()
+    app.extensions["bandit_push"].store.close()
+    assert len(results) == 20 and sum(r["send"] for r in results) == 1, results
+    assert {r["reason"] for r in results if not r["send"]} == {"min_gap"}
+    # feedback on every send credits once, a retry nothing more
+    dids = [d.decision_id for d in sends]
+    events = [fb.FeedbackEvent(d, "clicked", NOW + 600) for d in dids]
+    assert fb.record(store, settings, events) == ["accepted"] * len(dids)
+    assert fb.record(store, settings, events) == ["duplicate"] * len(dids)
+    clicked = 2 + OUTCOMES.index("clicked")
+    assert load_arms(store)["*|N"][clicked] == pytest.approx(12.0, rel=1e-3)
+    assert load_arms(store, x.space(0))["*|N"][clicked] == pytest.approx(len(dids) - 12, rel=1e-3)
+    report = experiment_report.report(store, x.id)
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["a"]["users"] + by_name["b"]["users"] == 24 + 1  # (and the hot user)
+    a_sends = len(dids) - 12 + 1
+    assert by_name["a"]["ctr"] == pytest.approx((a_sends - 1) / a_sends) and by_name["b"]["sends_per_user"] == 0
+    got = list(decision_log.export(store, settings, since=NOW - 3600, until=NOW + 3600, now=NOW + 7200,
+                                   include_open=True))
+    assert len(got) == 12 + 24 + 20
 
 
 def test_delete_prefix_empties_every_primary(settings, store):

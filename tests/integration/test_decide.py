@@ -11,6 +11,8 @@ from bandit_push.config import OUTCOMES
 from bandit_push.policies import POLICIES, ArmView
 from stored import packed_arm
 
+pytestmark = pytest.mark.cluster  # (decide runs on a cluster: `pytest --cluster` runs these too)
+
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()  # a Tuesday, midday UTC
 ALWAYS = {"cost": -1e9, "pacing_min_sends": 0}  # no net value misses this cost, at any load: isolates the guardrails
 

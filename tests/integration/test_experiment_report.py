@@ -10,6 +10,8 @@ import requests
 from bandit_push import experiment_report, experiments
 from bandit_push.decide import DecisionEngine
 
+pytestmark = pytest.mark.cluster  # (decide runs on a cluster: `pytest --cluster` runs these too)
+
 T0 = 1790000000.0  # 2026-09-21
 HOUR = 3600.0
 

@@ -9,6 +9,8 @@ from bandit_push.config import OUTCOMES
 from bandit_push.schema import XREC
 from bandit_push.segments import load_arms
 
+pytestmark = pytest.mark.cluster  # (decide runs on a cluster: `pytest --cluster` runs these too)
+
 T0 = datetime(2026, 1, 13, 12, 0, tzinfo=timezone.utc).timestamp()
 HL = 14 * 24 * 3600.0  # the default half-life
 

@@ -12,12 +12,13 @@ local function recent_items(pi_raw, now, excl)
 end
 
 -- k items: the packed list at recs_key (RECS: a header <I f f: MF version, lowest and highest score; then per
--- item 3 bytes of dense item index and a 16-bit quantised score), named through the ixmap hash; then the
--- segment's popular list and the global one from the pop hash. excluded (a set of ids) is extended with the picks.
--- returns {item, score, item, score, ...}, the source of the first item, the model label for the record
--- item index -> its decimal text: like tz_memo, it outlives the call in a Redis Function (bounded: emptied at 65,536)
-local ix_text, ix_text_n = {}, 0
-local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
+-- item 3 bytes of dense item index and a 16-bit quantised score), named by names_of (a list of dense indexes ->
+-- their ids, nil for an unknown one; or nil when the caller must first be sent names); then the segment's popular
+-- list and the global one, from lists_of(seg) (the two lists' texts, false for none). excluded (a set of ids) is
+-- extended with the picks.
+-- returns {item, score, item, score, ...}, the source of the first item, the model label for the record; or nil
+-- when names_of answered nil
+local function pick_items(recs_key, names_of, lists_of, seg, k, excluded)
   local items, chosen, source, model = {}, 0, 'none', 'popular'
   local raw = redis.call('GET', recs_key)
   if raw and #raw >= RECS.header_size then
@@ -29,18 +30,12 @@ local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
     if want > 0 then
       local ixs, qs, first, size = {}, {}, RECS.header_size + 1, RECS.entry_size
       for j = 0, want - 1 do
-        -- the entry's five bytes in one call (struct.unpack parses its format on every call); the index as the
-        -- hash field's text, from ix_text (an integer handed to redis.call is formatted with a sprintf)
+        -- the entry's five bytes in one call (struct.unpack parses its format on every call)
         local b1, b2, b3, q1, q2 = string.byte(raw, first + size * j, first + size * j + 4)
-        local ix = b1 + 256 * b2 + 65536 * b3
-        local t = ix_text[ix]
-        if not t then
-          if ix_text_n >= 65536 then ix_text, ix_text_n = {}, 0 end
-          t = tostring(ix); ix_text[ix] = t; ix_text_n = ix_text_n + 1
-        end
-        ixs[#ixs + 1] = t; qs[#qs + 1] = q1 + 256 * q2
+        ixs[#ixs + 1] = b1 + 256 * b2 + 65536 * b3; qs[#qs + 1] = q1 + 256 * q2
       end
-      local ids = redis.call('HMGET', ixmap_key, unpack(ixs))
+      local ids = names_of(ixs)
+      if not ids then return nil end
       for j = 1, #ixs do
         local id = ids[j]
         if id and not excluded[id] then
@@ -55,7 +50,7 @@ local function pick_items(recs_key, ixmap_key, pop_key, seg, k, excluded)
     end
   end
   if chosen < k then
-    local lists = redis.call('HMGET', pop_key, seg, POPULAR.all)
+    local lists = {lists_of(seg)}
     for li, list in ipairs(lists) do
       if list and chosen < k then
         for item, score in string.gmatch(list, '(%S+) (%S+)') do

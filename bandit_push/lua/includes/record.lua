@@ -29,14 +29,15 @@ local function write_record(dkey, cfg, r)
   redis.call('EXPIRE', dkey, cfg.ttl)
 end
 
--- the decision log's index of an hour and slot: appends the id of the record written ("<token>.<space>"); the
--- slot's first entry of the hour also marks the slot in the hour's bitmap (skey), which the export reads first
-local function log_decision(lkey, skey, did, cfg)
+-- the decision log's index of an hour and slot: appends the id of the record written ("<token>.<space>");
+-- returns true for the slot's first entry of the hour, which the caller marks in the hour's bitmap (a key of
+-- another slot: decide.py sends that SETBIT after the call)
+local function log_decision(lkey, did, cfg)
   local entry = string.sub(did, 1, string.find(did, '.', 1, true)) .. cfg.space .. ' '
   -- the first entry sets the expiry (later decides of the hour need not: saves a call per decide)
   if redis.call('APPEND', lkey, entry) == #entry then
     redis.call('EXPIRE', lkey, cfg.lttl)
-    redis.call('SETBIT', skey, tonumber(string.sub(did, 1, 4), 16), 1)
-    redis.call('EXPIRE', skey, cfg.lttl)  -- (outlives every index it marks)
+    return true
   end
+  return false
 end
