@@ -39,7 +39,7 @@ from typing import Any, Iterator
 from bandit_push.config import OUTCOMES, Settings
 from bandit_push.errors import NotFound
 from bandit_push.ids import load as load_id
-from bandit_push.keys import decision_slot
+from bandit_push.keys import SLOTS, decision_slot
 from bandit_push.schema import DECISION as D
 from bandit_push.schema import LOG_FIELDS, SEEN, WHY, WHY_FIELDS
 from bandit_push.store import Store
@@ -179,6 +179,54 @@ def to_row(did: str, rec: dict[str, Any], settings: Settings, now: float, window
         "seconds_since_push": float(rec[D["gap"]]) if D["gap"] in rec else None,
         "outcomes": outcomes, "reward": reward, "closed": ts + window <= now,
     }
+
+
+def repair_hour_bitmap(store: Store, settings: Settings, hour: int) -> list[int]:
+    """The slots with an index of ``hour``, found by an EXISTS per slot (16,384, pipelined by node), marked in the
+    hour's bitmap where it lacks them: decide marks a slot by a command after the call that wrote the slot's first
+    index entry of the hour, which a process dying between the two never sent (the export would miss that slot's
+    hour). Returns the slots, ascending."""
+    keys = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    for slot in range(SLOTS):
+        pipe.exists(keys.decision_log(slot, hour))
+    found = [slot for slot, n in enumerate(pipe.execute()) if n]
+    bitmap = keys.decision_log_slots(hour)
+    missing = sorted(set(found) - set(slots(store.binary.get(bitmap))))
+    if missing:
+        pipe = store.redis.pipeline(transaction=False)
+        for slot in missing:
+            pipe.setbit(bitmap, slot, 1)
+        pipe.expire(bitmap, int(settings.decision_ttl_hours * 3600) + 3600)
+        pipe.execute()
+    return found
+
+
+def resend_send_credits(store: Store, settings: Settings, since: float, until: float, batch: int = 500) -> int:
+    """Send again the arm credit of every sent decision made in the hours of ``[since, until)``: decide counts a send
+    in its space's arms by a second command after the decide call (credit.lua, once per decision by the marker
+    ``cr:{<space>}:<decision id>:send``), which a process dying between the two never sent. Idempotent (a credited
+    send counts nothing more), so it may run any time; the scheduler runs it hourly over the last two hours
+    (``workers/jobs.py``). Returns how many sends were counted now. (At the record's time and the settings'
+    half-life: a variant with its own half-life decays the send from there as feedback's credits do.) The hours'
+    slot bitmaps are repaired first (:func:`repair_hour_bitmap`), the other write such a crash cuts."""
+    keys, hl, ttl, n = store.keys, settings.half_life_hours * 3600.0, int(settings.decision_ttl_hours * 3600), 0
+    fields = (D["sent"], D["segment"], D["context"], D["time"], D["load"])
+    for hour in range(math.floor(since / 3600), math.ceil(until / 3600)):
+        todo = list(decision_ids(store, hour, repair_hour_bitmap(store, settings, hour)))
+        for at in range(0, len(todo), batch):
+            chunk = todo[at:at + batch]
+            pipe = store.redis.pipeline(transaction=False)
+            for did in chunk:
+                pipe.hmget(keys.decision(did), *fields)
+            sent = [(did, r) for did, r in zip(chunk, pipe.execute()) if r[0] == "1"]
+            pipe = store.redis.pipeline(transaction=False)
+            for did, (_, segment, context, ts, load) in sent:
+                space = did.partition(".")[2]
+                store.credit_script(keys=[keys.arms(space), keys.credited(space, did, "send")],
+                                    args=[0, ts, hl, len(OUTCOMES), segment, context, load or "", ttl], client=pipe)
+            n += sum(int(c) for c in (pipe.execute() if sent else []))
+    return n
 
 
 def _hours(store: Store, since: float, until: float, per_call: int = 1000) -> Iterator[tuple[int, list[int]]]:

@@ -5,12 +5,13 @@ the same way the API does.
 """
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
 
 from rq import get_current_job
 
-from bandit_push import interactions, popular, refit_lock
+from bandit_push import decision_log, interactions, popular, refit_lock
 from bandit_push import refit as refits
 from bandit_push.config import Settings
 from bandit_push.errors import NoData
@@ -24,6 +25,18 @@ def refresh_popular() -> dict[str, int]:
     store = Store.connect(settings)
     try:
         return popular.refresh(store, settings)
+    finally:
+        store.close()
+
+
+def resend_send_credits() -> int:
+    """Count in the arms the sends of the last two hours whose process died before it counted them
+    (:func:`bandit_push.decision_log.resend_send_credits`: idempotent); returns how many."""
+    settings = Settings.from_env()
+    store = Store.connect(settings)
+    try:
+        now = time.time()
+        return decision_log.resend_send_credits(store, settings, now - 7200.0, now)
     finally:
         store.close()
 

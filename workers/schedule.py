@@ -7,6 +7,7 @@ from bandit_push_workers import jobs
 PERIODIC = [
     (jobs.refresh_popular, 60, 300),
     (jobs.compact_interactions, 3600, 1800),
+    (jobs.resend_send_credits, 3600, 1800),
 ]
 
 

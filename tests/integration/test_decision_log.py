@@ -17,6 +17,8 @@ from bandit_push.keys import key_slot
 from bandit_push.policies import phi
 from bandit_push.store import Store
 
+pytestmark = pytest.mark.cluster  # (decide runs on a cluster: `pytest --cluster` runs these too)
+
 T0 = 1772366400.0  # 2026-03-01T12:00:00Z
 HOUR = 3600.0
 
@@ -223,3 +225,33 @@ def test_export_log_command_writes_the_window(store, settings, tmp_path, monkeyp
     assert cli.main(["export-log", "--since", str(T0), "--now", str(T0 + 3 * HOUR), "--out", str(out), "--quiet",
                      "--include-open"]) == 0
     assert len(out.read_text().splitlines()) == 120
+
+
+def test_a_send_whose_credit_a_crash_cut_is_counted_by_the_sweep_once(store, settings):
+    """A send is counted in the arms by a command after the decide call; a process dying between the two leaves it
+    uncounted, and the hourly sweep over the decision log sends the credit again: once, however often it runs."""
+    from bandit_push.decision_log import resend_send_credits
+    from bandit_push.segments import load_arms
+
+    cadence = settings.replace(policy="cadence")
+
+    class Dying(DecisionEngine):
+        def _shared_writes(self, decision_id, now, segment, context, load, send, created, logged, hour, slot):
+            if decision_id.endswith("0.default"):  # (about one in 16: the process died before these)
+                return
+            super()._shared_writes(decision_id, now, segment, context, load, send, created, logged, hour, slot)
+
+    engine = Dying(store, cadence)
+    sent = [d for d in (engine.decide(f"u{i}", now=T0 + i) for i in range(60)) if d.send]
+    cut = [d for d in sent if d.decision_id.endswith("0.default")]
+    assert len(sent) == 60 and cut
+    assert load_arms(store)["*|N"][1] == pytest.approx(60 - len(cut), rel=1e-4)
+    got = decision_log.export(store, settings, since=T0 - 3600, until=T0 + 3600, now=T0 + 7200, include_open=True)
+    assert len(list(got)) < 60  # (the cut ones' slots not marked in the hour's bitmap)
+    assert resend_send_credits(store, settings, T0 - 3600, T0 + 3600) == len(cut)
+    assert load_arms(store)["*|N"][1] == pytest.approx(60, rel=1e-4)
+    assert resend_send_credits(store, settings, T0 - 3600, T0 + 3600) == 0
+    assert load_arms(store)["*|N"][1] == pytest.approx(60, rel=1e-4)
+    # the cut decisions' slots are marked in their hour's bitmap again: the export finds every decision
+    got = decision_log.export(store, settings, since=T0 - 3600, until=T0 + 3600, now=T0 + 7200, include_open=True)
+    assert sorted(r["decision_id"] for r in got) == sorted(d.decision_id for d in sent)

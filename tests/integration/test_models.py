@@ -441,19 +441,19 @@ def test_scheduled_refits_are_retried_like_requested_ones(store, settings):
     queue = Queue(settings.queue, connection=store.binary, serializer=JSONSerializer)
     before = set(queue.job_ids)
     due = build(store.binary, s).enqueue_jobs()  # a new scheduler: every job is due at once
-    assert len(due) == 5
+    assert len(due) == 6
     enqueued = {j.func_name: j for j in (queue.fetch_job(i) for i in queue.job_ids) if j.id not in before}
     for func in (jobs.refit_mf, jobs.refit_segments):
         job = enqueued[f"{func.__module__}.{func.__name__}"]
         assert (job.retries_left, job.retry_intervals) == (2, [7, 28]), job.func_name
-    for func in (jobs.refresh_popular, jobs.compact_interactions, jobs.refit_policy):
+    for func in (jobs.refresh_popular, jobs.compact_interactions, jobs.resend_send_credits, jobs.refit_policy):
         assert enqueued[f"{func.__module__}.{func.__name__}"].retries_left is None
     for job in enqueued.values():
         job.delete()
     # no retries configured: the refits are enqueued without a policy (RQ refuses Retry(max=0))
     due = build(store.binary, s.replace(refit_retries=0)).enqueue_jobs()
     enqueued = [j for j in (queue.fetch_job(i) for i in queue.job_ids) if j.id not in before]
-    assert len(enqueued) == 5 and all(j.retries_left is None for j in enqueued)
+    assert len(enqueued) == 6 and all(j.retries_left is None for j in enqueued)
     for job in enqueued:
         job.delete()
 
