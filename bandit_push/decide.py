@@ -14,6 +14,7 @@ import json
 import math
 import random
 import secrets
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from bandit_push import ids, ratelimit
-from bandit_push.arms import arm_values
 from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
 from bandit_push.engagement import ENGAGED, EngagementParams
 from bandit_push.errors import RateLimited, Unavailable
@@ -156,10 +156,10 @@ def ranked_items(store: Store, settings: Settings, user_id: str, k: int, now: fl
 @dataclass(frozen=True)
 class _Shared:
     """A per-process snapshot of the shared, slowly changing state decide reads (``lua/includes/snapshot.lua``): each
-    policy space's arms and the popular lists, as JSON, and the registry version it was read with."""
+    policy space's arms and the popular lists, and the registry version it was read with."""
 
     digest: str
-    blob: str
+    blob: bytes
     version: str
 
 
@@ -241,16 +241,25 @@ class DecisionEngine:
             if version == snap.version:
                 break
             self.registry.refresh()  # an experiment started, paused or stopped: its spaces are read again
-        blob = json.dumps({
-            "a": {space: {f.decode(): arm_values(raw) for f, raw in h.items()} for space, h in zip(spaces, arms)},
+        head = json.dumps({
             # (the popular lists; '@ts' and '@day' are the refresh's bookkeeping)
             "top": {f.decode(): v.decode() for f, v in top.items() if not f.startswith(b"@")},
-        }, separators=(",", ":"), allow_nan=False)
+            "spaces": [[space, len(h)] for space, h in zip(spaces, arms)],
+        }, separators=(",", ":")).encode()
+        # the arms as stored, each field and value length-prefixed (lua/includes/snapshot.lua)
+        blob = b"".join([struct.pack("<I", len(head)), head, *(
+            struct.pack("<H", len(f)) + f + struct.pack("<H", len(raw)) + raw for h in arms for f, raw in h.items())])
         if int(names) > len(self._names):
             self._read_names(int(names))
-        shared = self._shared = _Shared(hashlib.sha1(blob.encode()).hexdigest(), blob, version)
+        shared = self._shared = _Shared(hashlib.sha1(blob).hexdigest(), blob, version)
         self._shared_at = t
         return shared
+
+    def snapshot_due(self) -> None:
+        """Read the shared snapshot again at the next decide: this process changed what it holds (an experiment's
+        start, pause or stop), so its own next decide sees the change; other processes see it within
+        ``snapshot_seconds``."""
+        self._shared_at = -math.inf
 
     def _read_names(self, n: int, batch: int = 10000) -> None:
         """The item names of dense indexes from the ones held up to ``n`` (``items:byix``, complete below its

@@ -15,12 +15,12 @@ from bandit_push.decide import DEFAULT_SPACE, DecisionEngine
 
 # KEYS[1] user hash, KEYS[2] arms, KEYS[3] recent pushes, KEYS[4] precomputed items, KEYS[5] item index -> id,
 # KEYS[6] popular lists, KEYS[7] a scratch record, KEYS[8] a scratch log index
-# ARGV[1] config digest, ARGV[2] config JSON, ARGV[3] now, ARGV[4] the engine's shared snapshot (JSON)
+# ARGV[1] config digest, ARGV[2] config JSON, ARGV[3] now, ARGV[4] the engine's shared snapshot (snapshot.lua)
 # (the probe decodes the snapshot, as an EVALSHA decide does on every call; the item names come from KEYS[5], as
 # GET /v1/users/<id>/items reads them)
 SETUP = """
 local cfg = config_for(ARGV[1], ARGV[2]).base
-local snap = cjson.decode(ARGV[4])
+local snap = snapshot_for('probe', ARGV[4])
 local now = tonumber(ARGV[3])
 local st = redis.call('HMGET', KEYS[1], USER.segment, USER.tz_rule, USER.opted_out, USER.last_push)
 local seg, lp = st[1] or 'new', tonumber(st[4])
@@ -56,7 +56,7 @@ PROBE_ID = "0123456789abcdef0123.default"  # (slot 0x123)
 
 def probe(piece: str | None) -> str:
     """The probe script of ``piece`` (None: the setup alone)."""
-    return lua.prelude("config", "guardrails", "policy", "kernels", "items", "record") + SETUP + \
+    return lua.prelude("config", "snapshot", "guardrails", "policy", "kernels", "items", "record") + SETUP + \
         (PIECES[piece] if piece else "") + "\nreturn 1"
 
 

@@ -116,11 +116,11 @@ def queue_url(request, tmp_path_factory) -> str | None:
 
 @pytest.fixture
 def settings(redis_url, queue_url) -> Settings:
-    """Test settings: a fresh prefix, quiet hours off (tests set their own clocks), seeded draws, and the shared
-    snapshot read at every decide (tests check each decision against the state the previous ones left; a test of
-    the snapshot's period sets its own)."""
+    """Test settings: a fresh prefix, quiet hours off (tests set their own clocks), seeded draws. (A test that checks
+    a decision against the state the previous ones left sets ``snapshot_seconds=0``: decide reads the arms and the
+    experiments from a per-process snapshot.)"""
     return Settings(redis_url=redis_url, queue_url=queue_url, prefix=f"bpt:{uuid.uuid4().hex[:10]}:",
-                    quiet_hours="off", seed=7, snapshot_seconds=0.0)
+                    quiet_hours="off", seed=7)
 
 
 @pytest.fixture

@@ -171,6 +171,7 @@ def transition(experiment_id: str, action: str):
     x = experiments.get(s.store, _id(experiment_id))
     if request.method == "POST":
         experiments.transition(s.store, x.id, action)  # a conflict (e.g. already stopped) renders as 409
+        s.engine.snapshot_due()  # (this process's next decide sees the change)
         return redirect(url_for("console.experiment_page", experiment_id=x.id), 303)
     return render_template("console/confirm.html", x=x, action=action, what=ACTIONS[action],
                            allowed=action in ALLOWED.get(x.status, ()))

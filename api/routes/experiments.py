@@ -41,7 +41,10 @@ def replace(experiment_id: str):
 
 
 def _transition(experiment_id: str, action: str):
-    return jsonify(experiments.transition(services().store, _id(experiment_id), action).to_json())
+    s = services()
+    x = experiments.transition(s.store, _id(experiment_id), action)
+    s.engine.snapshot_due()  # (this process's next decide sees the change; the others' within snapshot_seconds)
+    return jsonify(x.to_json())
 
 
 @bp.post("/v1/experiments/<experiment_id>/start")

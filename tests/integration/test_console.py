@@ -175,7 +175,7 @@ def test_the_form_shows_the_apis_error_beside_the_field_the_user_typed_in(client
 
 
 def test_every_page_with_data_and_a_failed_job(make_app, store, settings, monkeypatch):
-    client = make_app(refit_retries=0).test_client()
+    client = make_app(refit_retries=0, snapshot_seconds=0.0).test_client()  # (its decides teach the next ones)
     x = experiments.create(store, settings, TWO)
     experiments.transition(store, x.id, "start")
     for i in range(30):

@@ -40,7 +40,7 @@ def test_iso_now_equals_epoch_now(make_app):
 def test_thompson_propensity_is_the_reference_probability(make_app, settings, scale):
     """Each decision's propensity equals the numpy reference on the arm as it stood (sends accumulate), with the
     posterior's sd as it is and scaled down (thompson_scale)."""
-    c = make_app(thompson_scale=scale).test_client()
+    c = make_app(thompson_scale=scale, snapshot_seconds=0.0).test_client()  # (each decide on the arms as they stood)
     policy = POLICIES["thompson"](settings.replace(thompson_scale=scale))
     sends, expected = 0, []
     for i in range(300):

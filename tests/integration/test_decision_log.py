@@ -34,7 +34,7 @@ def record_of(store, decision_id):
 
 def test_record_carries_the_arm_state_the_policy_used(store, settings):
     # (pacing by the means of unseen loads: v's second push, 5 h after its first, reaches the policy)
-    settings = settings.replace(pacing_min_sends=0)
+    settings = settings.replace(pacing_min_sends=0, snapshot_seconds=0.0)  # (each decide reads the arms as they are)
     engine = DecisionEngine(store, settings)
     first = engine.decide("u1", now=T0)
     rec = record_of(store, first.decision_id)

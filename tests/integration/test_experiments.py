@@ -194,13 +194,19 @@ def test_segments_and_overlap(client, store):
     assert d["experiment"] is None and d["decision_id"].endswith(".default")
 
 
-def test_every_process_picks_up_a_change_at_its_next_decide(make_app, store):
-    a, b = make_app().test_client(), make_app().test_client()
+def test_every_process_picks_up_a_change_with_its_next_snapshot(make_app, store):
+    """A start or pause made by another process reaches a process with its next shared snapshot (every
+    ``snapshot_seconds``, here of the decisions' clock); the process that made it sees it at its next decide."""
+    a = make_app(snapshot_seconds=60.0, snapshot_clock="decisions").test_client()
+    b = make_app().test_client()
     assert a.post("/v1/decide", json={"user_id": "u1", "now": T0}).get_json()["experiment"] is None
     xid = started(b, definition())
-    assert a.post("/v1/decide", json={"user_id": "u1", "now": T0 + 1}).get_json()["experiment"]["id"] == xid
+    assert b.post("/v1/decide", json={"user_id": "u2", "now": T0}).get_json()["experiment"]["id"] == xid
+    assert a.post("/v1/decide", json={"user_id": "u1", "now": T0 + 30}).get_json()["experiment"] is None
+    assert a.post("/v1/decide", json={"user_id": "u1", "now": T0 + 60}).get_json()["experiment"]["id"] == xid
     b.post(f"/v1/experiments/{xid}/pause")
-    assert a.post("/v1/decide", json={"user_id": "u1", "now": T0 + 2}).get_json()["experiment"] is None
+    assert a.post("/v1/decide", json={"user_id": "u1", "now": T0 + 90}).get_json()["experiment"]["id"] == xid
+    assert a.post("/v1/decide", json={"user_id": "u1", "now": T0 + 120}).get_json()["experiment"] is None
 
 
 def test_engine_keeps_one_round_trip_while_the_registry_is_unchanged(store, settings):

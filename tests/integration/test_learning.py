@@ -21,7 +21,7 @@ RUNS = {"thompson": (1000, 200, 0.05), "ucb": (2000, 1000, 0.10)}
 @pytest.mark.parametrize("policy", sorted(RUNS))
 def test_sends_where_positive_stops_where_negative(settings, store, policy):
     rounds, tail, bound = RUNS[policy]
-    s = settings.replace(policy=policy, seed=11, min_gap_hours=0)
+    s = settings.replace(policy=policy, seed=11, min_gap_hours=0, snapshot_seconds=0.0)  # (learning at every round)
     engine = DecisionEngine(Store.connect(s), s)
     rng = np.random.default_rng(11)
     sent = {h: [] for h in TRUTH}

@@ -22,13 +22,6 @@ local function arm_load(raw, size)
   for i = 2, size do a[i] = 0 end
   return a
 end
--- an arm of a decide snapshot (snapshot.lua: a list of numbers), copied (decide decays it in place), or a fresh arm
-local function arm_copy(v, size)
-  local a = {}
-  if v and #v == size then for i = 1, size do a[i] = v[i] end
-  else a[1] = 0; for i = 2, size do a[i] = 0 end end
-  return a
-end
 local function arm_dump(a)
   return ARM_MAGIC .. struct.pack(arm_fmt(#a), unpack(a))
 end

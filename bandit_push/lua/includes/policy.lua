@@ -6,9 +6,9 @@
 --- @include "posterior"
 --- @include "pacing"
 
--- arms: the policy space's arms as the decide snapshot holds them (snapshot.lua: field -> numbers); arm_field:
+-- arms: the policy space's arms as the decide snapshot holds them (snapshot.lua: field -> packed arm); arm_field:
 -- '<seg>|<rec>|<dp>'; load: as recent_pushes answers it.
--- returns a table: arm, tot, all (the context's arm, the segment's totals, the space's; copies decayed to now),
+-- returns a table: arm, tot, all (the context's arm, the segment's totals, the space's; decayed to now),
 -- pa, pb (the priors, see prior), lfs (the field suffix of the load arm a send credits), and with pacing bj (the
 -- best load, -1: not pushed within ll) and paced (true when pacing says to wait: the user's load is above bj)
 local function evaluate(cfg, arms, seg, arm_field, load, now)
@@ -22,7 +22,7 @@ local function evaluate(cfg, arms, seg, arm_field, load, now)
   local raw = {}
   for i = 1, #fields do raw[i] = arms[fields[i]] end
   local size, hl = 2 + #cfg.w, cfg.hl
-  local s = {arm = arm_copy(raw[1], size), tot = arm_copy(raw[2], size), all = arm_copy(raw[3], size)}
+  local s = {arm = arm_load(raw[1], size), tot = arm_load(raw[2], size), all = arm_load(raw[3], size)}
   -- the arm as every policy sees it now; recorded whatever the policy, so the log can evaluate others
   arm_decay_to(s.arm, now, hl); arm_decay_to(s.tot, now, hl); arm_decay_to(s.all, now, hl)
   local pa, pb = prior(cfg, s.tot, s.all)
@@ -31,11 +31,10 @@ local function evaluate(cfg, arms, seg, arm_field, load, now)
     s.lfs = cfg.fs[1]
   elseif pace then
     -- wait while the user's load is above the one whose steady cadence earns most: the load arms' posteriors
-    -- at now, decayed on the fly (read, not copied: nothing changes them)
+    -- at now, decayed on the fly
     local means, vars, ns = {}, {}, {}
     for i = 4, #fields do
-      local a = raw[i]
-      if not a or #a ~= size then a = arm_copy(nil, size) end
+      local a = arm_load(raw[i], size)
       local f = 1
       if now > a[1] then f = pow(2, -(now - a[1]) / hl) end  -- (arm_decay_to's factor)
       means[i - 3], vars[i - 3] = posterior(a, cfg, pa, pb, f)
