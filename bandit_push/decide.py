@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from bandit_push import ids, ratelimit
 from bandit_push.config import EVENT_TYPES, OUTCOMES, Settings
+from bandit_push.decision_log import SEND_MARKER_TTL
 from bandit_push.engagement import ENGAGED, EngagementParams
 from bandit_push.errors import RateLimited, Unavailable
 from bandit_push.experiments import Registry, Snapshot, variant_policy
@@ -421,7 +422,7 @@ class DecisionEngine:
         keys, settings = self.store.keys, self.settings
         if send:
             space = decision_space(decision_id) or DEFAULT_SPACE
-            ttl = int(settings.decision_ttl_hours * 3600)
+            ttl = SEND_MARKER_TTL  # (while the hourly sweep may send it again)
             self.store.credit_script(keys=[keys.arms(space), keys.credited(space, decision_id, "send")],
                                      args=[0, "%.17g" % now, self._half_life(space), len(OUTCOMES), segment,
                                            context, load, ttl])

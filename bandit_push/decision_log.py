@@ -45,6 +45,11 @@ from bandit_push.schema import LOG_FIELDS, SEEN, WHY, WHY_FIELDS
 from bandit_push.store import Store
 
 SCHEMA_VERSION = 1
+#: the hours the sweep of sends' credits reads back (:func:`resend_send_credits`, hourly)
+SWEEP_HOURS = 2
+#: a send credit's marker lives while a sweep may send it again (an hour past its window): a marker per send for
+#: the decision's whole life (72 h) would cost far more memory than the records' hour indexes
+SEND_MARKER_TTL = (SWEEP_HOURS + 1) * 3600
 #: slots' indexes of an hour read per round trip
 SLOTS_PER_READ = 1000
 
@@ -206,11 +211,12 @@ def resend_send_credits(store: Store, settings: Settings, since: float, until: f
     """Send again the arm credit of every sent decision made in the hours of ``[since, until)``: decide counts a send
     in its space's arms by a second command after the decide call (credit.lua, once per decision by the marker
     ``cr:{<space>}:<decision id>:send``), which a process dying between the two never sent. Idempotent (a credited
-    send counts nothing more), so it may run any time; the scheduler runs it hourly over the last two hours
-    (``workers/jobs.py``). Returns how many sends were counted now. (At the record's time and the settings'
-    half-life: a variant with its own half-life decays the send from there as feedback's credits do.) The hours'
-    slot bitmaps are repaired first (:func:`repair_hour_bitmap`), the other write such a crash cuts."""
-    keys, hl, ttl, n = store.keys, settings.half_life_hours * 3600.0, int(settings.decision_ttl_hours * 3600), 0
+    send counts nothing more while its marker lives, :data:`SEND_MARKER_TTL`), so it may run any time; the
+    scheduler runs it hourly over the last :data:`SWEEP_HOURS` hours (``workers/jobs.py``). Returns how many sends
+    were counted now. (At the record's time and the settings' half-life: a variant with its own half-life decays the
+    send from there as feedback's credits do.) The hours' slot bitmaps are repaired first
+    (:func:`repair_hour_bitmap`), the other write such a crash cuts."""
+    keys, hl, ttl, n = store.keys, settings.half_life_hours * 3600.0, SEND_MARKER_TTL, 0
     fields = (D["sent"], D["segment"], D["context"], D["time"], D["load"])
     for hour in range(math.floor(since / 3600), math.ceil(until / 3600)):
         todo = list(decision_ids(store, hour, repair_hour_bitmap(store, settings, hour)))

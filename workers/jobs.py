@@ -36,7 +36,7 @@ def resend_send_credits() -> int:
     store = Store.connect(settings)
     try:
         now = time.time()
-        return decision_log.resend_send_credits(store, settings, now - 7200.0, now)
+        return decision_log.resend_send_credits(store, settings, now - decision_log.SWEEP_HOURS * 3600.0, now)
     finally:
         store.close()
 

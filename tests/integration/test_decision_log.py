@@ -252,6 +252,8 @@ def test_a_send_whose_credit_a_crash_cut_is_counted_by_the_sweep_once(store, set
     assert load_arms(store)["*|N"][1] == pytest.approx(60, rel=1e-4)
     assert resend_send_credits(store, settings, T0 - 3600, T0 + 3600) == 0
     assert load_arms(store)["*|N"][1] == pytest.approx(60, rel=1e-4)
+    marker = store.keys.credited("default", sent[0].decision_id, "send")
+    assert 2 * 3600 < store.redis.ttl(marker) <= 3 * 3600  # (outlives the sweep's two hours, not the record's 72)
     # the cut decisions' slots are marked in their hour's bitmap again: the export finds every decision
     got = decision_log.export(store, settings, since=T0 - 3600, until=T0 + 3600, now=T0 + 7200, include_open=True)
     assert sorted(r["decision_id"] for r in got) == sorted(d.decision_id for d in sent)
