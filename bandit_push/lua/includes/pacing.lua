@@ -15,9 +15,10 @@ local function pace_load(means, cost, lw, ll)
 end
 
 -- the loads a segment has seen, one step at a time (ns: the arms' decayed sends; loads above the frontier, one above
--- the highest load arm with at least mn sends, the week-rested arm's counting as load 0's, are not chosen, the frontier ranked by mean + z * sd), and with
--- pacing_caution c: whether to push within ll at all by the means, which load by lower bounds (mean - c * sd), the
--- 'not pushed within ll' arm left out of that ranking; vars: the variances
+-- the highest load arm with at least mn sends, the week-rested arm's counting as load 0's, are not chosen, the
+-- frontier ranked by mean + z * sd), and with pacing_caution c: whether to push within ll at all by the means,
+-- which load by lower bounds (mean - c * sd), the 'not pushed within ll' arm left out of that ranking; vars: the
+-- variances
 local function pace_choice(means, vars, cost, lw, ll, c, ns, z, mn)
   if mn > 0 then
     local top = 2  -- (a push from rest is a push at load 0 too: its sends count as load 0's)
