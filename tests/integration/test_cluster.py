@@ -294,10 +294,7 @@ def test_decide_runs_on_the_cluster_with_an_experiment_and_sends_once(settings, 
     shard are decided, in and out of a running experiment; 20 concurrent decides for one user send once, over
     HTTP; the sends count once in the arms, feedback on them credits once across a retry, and the experiment's
     report and the decision export read every shard."""
-    import threading
-
-    import requests
-    from werkzeug.serving import make_server
+    from concurrency import concurrent_decides
 
     from bandit_push import experiment_report, experiments
     from bandit_push import feedback as fb
@@ -327,22 +324,7 @@ def test_decide_runs_on_the_cluster_with_an_experiment_and_sends_once(settings, 
     # 20 concurrent decides for one user (of the variant that sends), through the HTTP API: one sends
     hot = next(u for u in (f"hot{i}" for i in range(100)) if x.assign(u) == 0)
     app = create_app(cadence.replace(min_gap_hours=4.0))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/v1/decide"
-    barrier, results = threading.Barrier(20), []
-
-    def one():
-        with requests.Session() as s:
-            barrier.wait()
-            results.append(s.post(url, json={"user_id": hot, "now": NOW + 500}, timeout=30).json())
-
-    threads = [threading.Thread(target=one) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    server.shutdown()
+    results = concurrent_decides(app, {"user_id": hot, "now": NOW + 500})
     app.extensions["bandit_push"].store.close()
     assert len(results) == 20 and sum(r["send"] for r in results) == 1, results
     assert {r["reason"] for r in results if not r["send"]} == {"min_gap"}

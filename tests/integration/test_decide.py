@@ -1,14 +1,13 @@
 """Decide: guardrails, context, items, propensities, and at most one send under concurrency."""
-import threading
 from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-import requests
 
 from bandit_push import popular
 from bandit_push.config import OUTCOMES
 from bandit_push.policies import POLICIES, ArmView
+from concurrency import concurrent_decides
 from stored import packed_arm
 
 pytestmark = pytest.mark.cluster  # (decide runs on a cluster: `pytest --cluster` runs these too)
@@ -148,25 +147,8 @@ def test_items_are_popular_and_exclude_recent_pushes(make_app, store, settings):
 @pytest.mark.parametrize("changes, sends", [({"min_gap_hours": 4}, 1), ({"min_gap_hours": 0, "max_per_day": 3}, 3)])
 def test_concurrent_decides_for_one_user_respect_gap_and_cap(make_app, changes, sends):
     """20 simultaneous HTTP requests for one user at the same instant."""
-    from werkzeug.serving import make_server
-
     app = make_app(**ALWAYS, **changes)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/v1/decide"
-    barrier, results = threading.Barrier(20), []
-
-    def one():
-        with requests.Session() as s:
-            barrier.wait()
-            results.append(s.post(url, json={"user_id": "hot", "now": T0}).json())
-
-    threads = [threading.Thread(target=one) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    server.shutdown()
+    results = concurrent_decides(app, {"user_id": "hot", "now": T0})
     assert len(results) == 20
     assert sum(r["send"] for r in results) == sends
     assert {r["reason"] for r in results if not r["send"]} == {"min_gap" if sends == 1 else "daily_cap"}
